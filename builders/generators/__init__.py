@@ -1,0 +1,1 @@
+"""LLM-backed generators that turn raw material into instructions."""

@@ -1,0 +1,1 @@
+"""De-identification of clinical text (HIPAA Safe Harbor)."""

@@ -1,0 +1,29 @@
+"""``meddata steps``: list registered steps with their parameters."""
+
+from __future__ import annotations
+
+import argparse
+
+from meddata import registry
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("steps", help="list available builders and steps",
+                       description="List every registered builder, mapper, filter and global step.")
+    p.add_argument("--kind", choices=["builder", "mapper", "filter", "global"], help="only this kind")
+    p.add_argument("--params", action="store_true", help="show each step's parameters")
+    p.set_defaults(func=cmd_steps)
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    steps = registry.all_steps()
+    width = max((len(n) for n in steps), default=10)
+    for name, cls in steps.items():
+        if args.kind and cls.kind != args.kind:
+            continue
+        print(f"{name:<{width}}  {cls.kind:<7}  {cls.description}")
+        if args.params:
+            for field, info in cls.Params.model_fields.items():
+                default = "required" if info.is_required() else f"default {info.default!r}"
+                print(f"{'':<{width}}    {field}: {info.annotation!s} ({default})".replace("typing.", ""))
+    return 0

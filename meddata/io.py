@@ -1,0 +1,179 @@
+"""Streaming readers for record files with file:line error reporting.
+
+Every reader yields ``(locator, record)`` pairs or :class:`~meddata.steps.Quarantine` items,
+never loads a whole file, and turns decoding problems into messages that say what to do.
+Gzip is detected from the ``.gz`` suffix.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from meddata.steps import Quarantine
+
+#: Lines longer than this are quarantined rather than parsed (a 10 MB line is junk, not data).
+MAX_LINE_BYTES = 8 * 1024 * 1024
+ENCODING_HINT = "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8) or set encoding: latin-1"
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+
+
+def base_suffix(path: Path) -> str:
+    """``notes.csv.gz`` -> ``.csv``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str] | Quarantine]:
+    """(line number, decoded line without newline); bad bytes become quarantine entries."""
+    fname = str(path)
+    try:
+        fh = open_binary(path)
+    except OSError as exc:
+        raise FileNotFoundError(f"{fname}: cannot open ({exc.strerror})") from None
+    with fh:
+        for n, raw in enumerate(fh, start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                yield Quarantine(f"line is {len(raw):,} bytes, over the {MAX_LINE_BYTES:,}-byte limit", fname, f"line {n}")
+                continue
+            try:
+                yield n, raw.decode(encoding).rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                yield Quarantine(f"not valid {encoding} at byte {exc.start}; {ENCODING_HINT}", fname, f"line {n}")
+
+
+def iter_jsonl(path: Path, encoding: str = "utf-8") -> Iterator[tuple[str, dict[str, Any]] | Quarantine]:
+    """JSON Lines: one object per line; blank lines are skipped (they hold no record)."""
+    fname = str(path)
+    for item in iter_lines(path, encoding):
+        if isinstance(item, Quarantine):
+            yield item
+            continue
+        n, line = item
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield Quarantine(f"invalid JSON at column {exc.colno}: {exc.msg}", fname, f"line {n}")
+            continue
+        if not isinstance(obj, dict):
+            yield Quarantine(f"expected a JSON object, got {type(obj).__name__}", fname, f"line {n}")
+            continue
+        yield f"line {n}", obj
+
+
+def iter_json_array(path: Path, encoding: str = "utf-8") -> Iterator[tuple[str, dict[str, Any]] | Quarantine]:
+    """A JSON file holding an array of objects (or an object of objects keyed by id).
+    These formats cannot be streamed line by line; the file is parsed once."""
+    fname = str(path)
+    try:
+        with open_binary(path) as fh:
+            data = json.loads(fh.read().decode(encoding))
+    except UnicodeDecodeError as exc:
+        yield Quarantine(f"not valid {encoding} at byte {exc.start}; {ENCODING_HINT}", fname, "file")
+        return
+    except json.JSONDecodeError as exc:
+        yield Quarantine(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", fname, f"line {exc.lineno}")
+        return
+    if isinstance(data, dict):
+        items = [(f"key {k}", {"_key": k, **v} if isinstance(v, dict) else v) for k, v in data.items()]
+    elif isinstance(data, list):
+        items = [(f"item {i}", v) for i, v in enumerate(data)]
+    else:
+        yield Quarantine(f"expected a JSON array or object, got {type(data).__name__}", fname, "file")
+        return
+    for loc, obj in items:
+        if isinstance(obj, dict):
+            yield loc, obj
+        else:
+            yield Quarantine(f"expected a JSON object, got {type(obj).__name__}", fname, loc)
+
+
+def iter_csv(
+    path: Path, encoding: str = "utf-8", delimiter: str | None = None, header: bool = True,
+    fieldnames: list[str] | None = None,
+) -> Iterator[tuple[str, dict[str, Any]] | Quarantine]:
+    """CSV/TSV rows as dicts; the locator is the line where the record starts."""
+    fname = str(path)
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    delimiter = delimiter or ("\t" if base_suffix(path) in (".tsv", ".tab") else ",")
+    with open_binary(path) as raw:
+        text = io.TextIOWrapper(raw, encoding=encoding, newline="")
+        reader = csv.reader(text, delimiter=delimiter)
+        names = fieldnames
+        start = 1
+        while True:
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as exc:
+                yield Quarantine(f"not valid {encoding} near line {reader.line_num + 1}; {ENCODING_HINT}", fname, f"line {reader.line_num + 1}")
+                return  # the decoder's position is lost; the rest of the file cannot be trusted
+            except csv.Error as exc:
+                yield Quarantine(f"malformed CSV: {exc}", fname, f"line {reader.line_num}")
+                start = reader.line_num + 1
+                continue
+            loc, start = f"line {start}", reader.line_num + 1
+            if names is None and header:
+                names = [v.strip() for v in values]
+                continue
+            if names is None:
+                names = [str(i) for i in range(len(values))]
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(names):
+                yield Quarantine(f"expected {len(names)} columns, found {len(values)}", fname, loc)
+                continue
+            yield loc, dict(zip(names, values))
+
+
+def iter_parquet(path: Path, batch_size: int = 1024) -> Iterator[tuple[str, dict[str, Any]] | Quarantine]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        yield Quarantine(f"not a readable Parquet file ({type(exc).__name__})", str(path), "file")
+        return
+    n = 0
+    for batch in pf.iter_batches(batch_size=batch_size):
+        for row in batch.to_pylist():
+            yield f"row {n}", row
+            n += 1
+
+
+def iter_records(path: Path, fmt: str | None = None, encoding: str = "utf-8", **csv_kwargs) -> Iterator:
+    """Dispatch on ``fmt`` or the file suffix: jsonl, json, csv, tsv, parquet."""
+    fmt = (fmt or base_suffix(path).lstrip(".")).lower()
+    if fmt in ("jsonl", "ndjson"):
+        return iter_jsonl(path, encoding)
+    if fmt == "json":
+        return iter_json_array(path, encoding)
+    if fmt in ("csv", "tsv"):
+        return iter_csv(path, encoding, **csv_kwargs)
+    if fmt == "parquet":
+        return iter_parquet(path)
+    raise ValueError(f"{path}: unknown format {fmt!r}; use jsonl, json, csv, tsv or parquet (set 'format:')")
+
+
+def files_under(path: Path, patterns: tuple[str, ...]) -> list[Path]:
+    """A file, or the files under a folder matching any glob pattern, sorted."""
+    if path.is_file():
+        return [path]
+    found = sorted({p for pat in patterns for p in path.rglob(pat) if p.is_file()})
+    if not found:
+        raise FileNotFoundError(f"{path}: no files matching {', '.join(patterns)}")
+    return found

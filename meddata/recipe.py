@@ -1,0 +1,201 @@
+"""Recipes: YAML -> a validated plan of step instances.
+
+A recipe never executes code (``yaml.safe_load`` only). Every error names the recipe file,
+the section and index, the step and the parameter, and says what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from meddata import registry
+from meddata.steps import Builder, Step
+
+FORMATS = ("arrow", "parquet", "jsonl")
+
+
+class RecipeError(ValueError):
+    """A recipe is invalid. The message is meant for the user, as is."""
+
+
+class OutputConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str | None = None
+    formats: list[Literal["arrow", "parquet", "jsonl"]] = Field(default_factory=lambda: ["arrow", "jsonl"])
+    #: Extra exports written next to the build: alpaca, sharegpt, trl_standard.
+    exports: list[str] = Field(default_factory=list)
+    card: bool = True
+    #: Keep raw-PHI checkpoints between runs (off: they live in a temp dir removed at the end).
+    keep_raw_checkpoints: bool = False
+
+
+class EngineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "local"
+    num_proc: int = Field(default=1, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RecipeModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    seed: int = 0
+    llms: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    inputs: list[dict[str, Any]] = Field(min_length=1)
+    steps: list[Any] = Field(default_factory=list)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+
+
+class Recipe:
+    """A validated recipe: builder instances for the inputs, step instances in order."""
+
+    def __init__(
+        self,
+        name: str,
+        inputs: list[Builder],
+        steps: list[Step],
+        *,
+        output: OutputConfig | None = None,
+        engine: EngineConfig | None = None,
+        llms: Mapping[str, Mapping[str, Any]] | None = None,
+        seed: int = 0,
+        base_dir: Path | None = None,
+        source_file: Path | None = None,
+        description: str = "",
+        raw: Mapping[str, Any] | None = None,
+    ):
+        self.name = name
+        self.inputs = inputs
+        self.steps = steps
+        self.output = output or OutputConfig()
+        self.engine = engine or EngineConfig()
+        self.llms = dict(llms or {})
+        self.seed = seed
+        self.base_dir = base_dir or Path.cwd()
+        self.source_file = source_file
+        self.description = description
+        self.raw = dict(raw or {})
+
+    def output_dir(self, override: str | Path | None = None) -> Path:
+        if override:
+            return Path(override)
+        if self.output.path:
+            p = Path(self.output.path).expanduser()
+            return p if p.is_absolute() else self.base_dir / p
+        return Path("out") / self.name
+
+
+def _fmt_loc(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) if loc else "(top level)"
+
+
+def _format_validation(err: ValidationError, prefix: str) -> str:
+    lines = []
+    for e in err.errors(include_url=False, include_input=False):
+        lines.append(f"{prefix}: parameter '{_fmt_loc(e['loc'])}': {e['msg']}")
+    return "\n".join(lines)
+
+
+def _step_entry(entry: Any, where: str) -> tuple[str, dict[str, Any]]:
+    """``"name"`` or ``{name: {params}}`` or ``{name: null}`` -> (name, params)."""
+    if isinstance(entry, str):
+        return entry, {}
+    if isinstance(entry, Mapping) and len(entry) == 1:
+        (name, params), = entry.items()
+        if params is None:
+            params = {}
+        if not isinstance(params, Mapping):
+            raise RecipeError(f"{where} {name!r}: parameters must be a mapping, got {type(params).__name__}")
+        return str(name), dict(params)
+    raise RecipeError(f"{where}: expected a step name or a one-key mapping {{name: {{params}}}}")
+
+
+def build_step(name: str, params: Mapping[str, Any], where: str, base_dir: Path) -> Step:
+    """Instantiate a registered step with validated parameters; errors name ``where``."""
+    try:
+        cls = registry.get(name)
+    except registry.UnknownStepError as exc:
+        raise RecipeError(f"{where}: {exc}") from None
+    try:
+        validated = cls.Params.model_validate(dict(params), context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise RecipeError(_format_validation(exc, f"{where} {name!r}")) from None
+    return cls(validated)
+
+
+def from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, source: str = "<recipe>") -> Recipe:
+    base_dir = base_dir or Path.cwd()
+    try:
+        model = RecipeModel.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(_format_validation(exc, source).replace("parameter", "field")) from None
+
+    inputs: list[Builder] = []
+    for i, entry in enumerate(model.inputs):
+        where = f"{source}: inputs[{i}]"
+        if "builder" not in entry:
+            raise RecipeError(f"{where}: missing 'builder' (run 'meddata steps --kind builder' to list them)")
+        params = {k: v for k, v in entry.items() if k != "builder"}
+        step = build_step(str(entry["builder"]), params, where, base_dir)
+        if not isinstance(step, Builder):
+            raise RecipeError(f"{where}: {entry['builder']!r} is a {step.kind}, not a builder; move it to 'steps'")
+        inputs.append(step)
+
+    steps: list[Step] = []
+    for i, entry in enumerate(model.steps):
+        where = f"{source}: steps[{i}]"
+        name, params = _step_entry(entry, where)
+        step = build_step(name, params, f"{where}", base_dir)
+        if isinstance(step, Builder):
+            raise RecipeError(f"{where}: {name!r} is a builder; list it under 'inputs'")
+        steps.append(step)
+    _check_llm_refs(steps, model.llms, source)
+    return Recipe(
+        model.name,
+        inputs,
+        steps,
+        output=model.output,
+        engine=model.engine,
+        llms=model.llms,
+        seed=model.seed,
+        base_dir=base_dir,
+        source_file=Path(source) if source != "<recipe>" else None,
+        description=model.description,
+        raw=data,
+    )
+
+
+def _check_llm_refs(steps: list[Step], llms: Mapping[str, Any], source: str) -> None:
+    for i, step in enumerate(steps):
+        ref = getattr(step.params, "llm", None)
+        if isinstance(ref, str) and ref not in llms:
+            known = ", ".join(sorted(llms)) or "none defined"
+            raise RecipeError(
+                f"{source}: steps[{i}] {step.name!r}: parameter 'llm': no LLM named {ref!r} "
+                f"in the recipe's 'llms' section ({known})"
+            )
+
+
+def load(path: str | Path) -> Recipe:
+    """Load and validate a recipe file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise RecipeError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not UTF-8 text") from None
+    if not isinstance(data, Mapping):
+        raise RecipeError(f"{path}: a recipe must be a YAML mapping with name, inputs, steps, output")
+    return from_dict(data, base_dir=path.parent.resolve(), source=str(path))

@@ -1,0 +1,34 @@
+"""Shared test fixtures. Real data lives in tests/data (see tests/data/*/SOURCES.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+DATA = TESTS / "data"
+EXAMPLES = ROOT / "examples"
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def build(tmp_path):
+    """Run a recipe given as a dict (paths relative to ``base_dir``, default the repo root).
+
+    Returns the BuildResult; the build folder is ``tmp_path / "out"``.
+    """
+    from meddata import pipeline, recipe
+
+    def _build(data: dict, base_dir: Path = ROOT, out: Path | None = None, **kwargs):
+        rec = recipe.from_dict(data, base_dir=base_dir, source="test-recipe.yaml")
+        return pipeline.run(rec, out or tmp_path / "out", **kwargs)
+
+    return _build
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with Path(path).open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]

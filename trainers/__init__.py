@@ -1,0 +1,1 @@
+"""meddata.trainers: the TRL backend (SFT, continued pretraining, DPO, evaluation)."""
