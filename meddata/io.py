@@ -119,7 +119,7 @@ def iter_csv(
                 values = next(reader)
             except StopIteration:
                 return
-            except UnicodeDecodeError as exc:
+            except UnicodeDecodeError:
                 yield Quarantine(f"not valid {encoding} near line {reader.line_num + 1}; {ENCODING_HINT}", fname, f"line {reader.line_num + 1}")
                 return  # the decoder's position is lost; the rest of the file cannot be trusted
             except csv.Error as exc:

@@ -117,12 +117,16 @@ def _step_entry(entry: Any, where: str) -> tuple[str, dict[str, Any]]:
     raise RecipeError(f"{where}: expected a step name or a one-key mapping {{name: {{params}}}}")
 
 
-def build_step(name: str, params: Mapping[str, Any], where: str, base_dir: Path) -> Step:
+def build_step(name: str, params: Mapping[str, Any], where: str, base_dir: Path, *, builder: bool) -> Step:
     """Instantiate a registered step with validated parameters; errors name ``where``."""
     try:
         cls = registry.get(name)
     except registry.UnknownStepError as exc:
         raise RecipeError(f"{where}: {exc}") from None
+    if builder and not issubclass(cls, Builder):
+        raise RecipeError(f"{where}: {name!r} is a {cls.kind}, not a builder; move it to 'steps'")
+    if not builder and issubclass(cls, Builder):
+        raise RecipeError(f"{where}: {name!r} is a builder; list it under 'inputs'")
     try:
         validated = cls.Params.model_validate(dict(params), context={"base_dir": base_dir})
     except ValidationError as exc:
@@ -143,19 +147,13 @@ def from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, source: 
         if "builder" not in entry:
             raise RecipeError(f"{where}: missing 'builder' (run 'meddata steps --kind builder' to list them)")
         params = {k: v for k, v in entry.items() if k != "builder"}
-        step = build_step(str(entry["builder"]), params, where, base_dir)
-        if not isinstance(step, Builder):
-            raise RecipeError(f"{where}: {entry['builder']!r} is a {step.kind}, not a builder; move it to 'steps'")
-        inputs.append(step)
+        inputs.append(build_step(str(entry["builder"]), params, where, base_dir, builder=True))
 
     steps: list[Step] = []
     for i, entry in enumerate(model.steps):
         where = f"{source}: steps[{i}]"
         name, params = _step_entry(entry, where)
-        step = build_step(name, params, f"{where}", base_dir)
-        if isinstance(step, Builder):
-            raise RecipeError(f"{where}: {name!r} is a builder; list it under 'inputs'")
-        steps.append(step)
+        steps.append(build_step(name, params, where, base_dir, builder=False))
     _check_llm_refs(steps, model.llms, source)
     return Recipe(
         model.name,

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from datasets import Dataset
 from pydantic import BaseModel, ConfigDict
@@ -55,7 +55,7 @@ class Quarantine:
     row: Mapping[str, Any] | None = None
 
 
-Outcome = Union[dict, list, Drop, Quarantine]
+Outcome = dict | list | Drop | Quarantine
 
 
 @dataclass

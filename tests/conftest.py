@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-
-TESTS = Path(__file__).parent
-ROOT = TESTS.parent
-DATA = TESTS / "data"
-EXAMPLES = ROOT / "examples"
-SHARED = ROOT.parent / "shared" / "data"
+from testutil import ROOT
 
 
 @pytest.fixture
@@ -27,8 +21,3 @@ def build(tmp_path):
         return pipeline.run(rec, out or tmp_path / "out", **kwargs)
 
     return _build
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with Path(path).open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]

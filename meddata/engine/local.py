@@ -17,8 +17,7 @@ from tqdm.auto import tqdm
 
 from meddata.engine.base import Engine, ReadResult, register_engine
 from meddata.engine.batch import conform, run_batch, with_internal
-from meddata.records import validate_row
-from meddata.records import RecordError
+from meddata.records import RecordError, validate_row
 from meddata.steps import Builder, Drop, Mapper, Quarantine, StepContext
 
 WRITER_BATCH = 1000

@@ -1,0 +1,5 @@
+import sys
+
+from meddata.cli import main
+
+sys.exit(main())

@@ -1,0 +1,110 @@
+"""The ``meddata`` command as a user runs it (subprocesses, real files)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+from testutil import EXAMPLES, ROOT
+
+from meddata.cli import build_parser
+
+MEDDATA = [sys.executable, "-m", "meddata.cli"]
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([*MEDDATA, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def _verbs() -> list[str]:
+    sub = next(a for a in build_parser()._actions if a.dest == "verb")
+    return sorted(sub.choices)
+
+
+def test_version():
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.startswith("meddata ")
+
+
+@pytest.mark.parametrize("verb", _verbs())
+def test_every_verb_has_help(verb):
+    out = run(verb, "--help")
+    assert out.returncode == 0, out.stderr
+    assert "usage: meddata" in out.stdout and len(out.stdout.splitlines()) > 2
+
+
+def test_build_prints_funnel_and_locations(tmp_path):
+    out = run("build", str(EXAMPLES / "recipes" / "quickstart.yaml"), "--out", str(tmp_path / "qs"))
+    assert out.returncode == 0, out.stderr
+    assert "read 500 = out" in out.stdout
+    assert "length_filter" in out.stdout and "dropped too_long" in out.stdout
+    assert f"dataset:    {tmp_path / 'qs' / 'dataset'}" in out.stdout
+    again = run("build", str(EXAMPLES / "recipes" / "quickstart.yaml"), "--out", str(tmp_path / "qs"))
+    assert "reused finished steps: table, table, normalize_text, length_filter" in again.stdout
+
+
+def test_limit_reads_fewer_rows(tmp_path):
+    out = run("build", str(EXAMPLES / "recipes" / "quickstart.yaml"), "--out", str(tmp_path / "qs"), "--limit", "20")
+    assert out.returncode == 0, out.stderr
+    assert "read 40 = out" in out.stdout
+
+
+def test_bad_recipe_is_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\ninputs:\n  - {builder: table, path: missing.jsonl, columns: {text: t}}\nsteps: [normalize_text]\n"
+    )
+    out = run("validate", str(bad))
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert f"{bad}: inputs[0] 'table': parameter 'path': Value error, file not found: missing.jsonl" in out.stderr
+
+
+def test_steps_lists_builders_and_filters():
+    out = run("steps")
+    assert out.returncode == 0
+    names = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+    assert {"table", "normalize_text", "length_filter"} <= names
+
+
+def test_non_editable_install_in_new_venv(tmp_path):
+    """`pip install .` into a fresh venv; import the mapped packages from another folder."""
+    env_dir = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
+    py = env_dir / "bin" / "python"
+    # Dependencies come from this environment's site-packages (no network in tests);
+    # meddata itself is built and installed from the source tree, not editable.
+    site = sysconfig.get_paths()["purelib"]
+    new_site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    (Path(new_site) / "deps.pth").write_text(site + "\n")
+    wheel = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"),
+         str(ROOT)], capture_output=True, text=True, timeout=600,
+    )
+    assert wheel.returncode == 0, wheel.stderr[-2000:]
+    (whl,) = (tmp_path / "dist").glob("meddata-*.whl")
+    shipped = set(zipfile.ZipFile(whl).namelist())
+    mapping = {"meddata": "meddata", "builders": "meddata/builders", "filters": "meddata/filters",
+               "trainers": "meddata/trainers"}
+    for folder, target in mapping.items():
+        for f in (ROOT / folder).rglob("*"):
+            if f.is_file() and "__pycache__" not in f.parts:
+                rel = f.relative_to(ROOT / folder).as_posix()
+                assert f"{target}/{rel}" in shipped, f"{folder}/{rel} is missing from the wheel (pyproject packages?)"
+    install = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(whl)],
+                             capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-2000:]
+    check = subprocess.run(
+        [str(py), "-c", "import meddata, meddata.filters, meddata.builders, meddata.trainers; "
+                        "from meddata import registry; print(meddata.__file__); print(sorted(registry.all_steps()))"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert check.returncode == 0, check.stderr[-2000:]
+    location, steps = check.stdout.splitlines()[:2]
+    assert location.startswith(new_site), location
+    assert "'length_filter'" in steps and "'table'" in steps
