@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from meddata.steps import Quarantine
 
 #: Lines longer than this are quarantined rather than parsed (a 10 MB line is junk, not data).
 MAX_LINE_BYTES = 8 * 1024 * 1024
+_BAD_BYTES = re.compile("[\udc80-\udcff]")
 ENCODING_HINT = "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8) or set encoding: latin-1"
 
 
@@ -110,7 +112,9 @@ def iter_csv(
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     delimiter = delimiter or ("\t" if base_suffix(path) in (".tsv", ".tab") else ",")
     with open_binary(path) as raw:
-        text = io.TextIOWrapper(raw, encoding=encoding, newline="")
+        # surrogateescape keeps undecodable bytes as lone surrogates, so one bad record is
+        # quarantined and the rest of the file is still read (and counted).
+        text = io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="")
         reader = csv.reader(text, delimiter=delimiter)
         names = fieldnames
         start = 1
@@ -119,14 +123,14 @@ def iter_csv(
                 values = next(reader)
             except StopIteration:
                 return
-            except UnicodeDecodeError:
-                yield Quarantine(f"not valid {encoding} near line {reader.line_num + 1}; {ENCODING_HINT}", fname, f"line {reader.line_num + 1}")
-                return  # the decoder's position is lost; the rest of the file cannot be trusted
             except csv.Error as exc:
                 yield Quarantine(f"malformed CSV: {exc}", fname, f"line {reader.line_num}")
                 start = reader.line_num + 1
                 continue
             loc, start = f"line {start}", reader.line_num + 1
+            if any(_BAD_BYTES.search(v) for v in values):
+                yield Quarantine(f"not valid {encoding}; {ENCODING_HINT}", fname, loc)
+                continue
             if names is None and header:
                 names = [v.strip() for v in values]
                 continue

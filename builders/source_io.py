@@ -1,0 +1,255 @@
+"""File handling shared by the EHR, dialogue and textbook builders.
+
+What :mod:`meddata.io` does not cover: whole-document files (one note or one FHIR bundle per
+file) read with a size cap, JSON arrays read incrementally (ShareGPT files run to gigabytes),
+and the checks every builder makes before parsing (empty file, which files a folder holds).
+Every problem becomes a :class:`~meddata.steps.Quarantine` naming the file and the line,
+never a value from the file (it may hold PHI).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from meddata import io
+from meddata.params import InputPath
+from meddata.steps import Quarantine, StepParams
+
+PhiStatus = Literal["raw", "deidentified", "not_applicable"]
+
+#: Whole-document files (a note, a FHIR bundle) larger than this are quarantined unread.
+MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
+_CHUNK_CHARS = 1 << 20
+
+
+class SourceParams(StepParams):
+    """Parameters every file-reading builder shares."""
+
+    #: A file, or a folder searched recursively with ``glob``.
+    path: InputPath
+    #: Name stored in the ``source`` column (default: the file or folder name).
+    source: str | None = None
+    licence: str | None = None
+    encoding: str = "utf-8"
+    #: File patterns used when ``path`` is a folder (default: the builder's own).
+    glob: list[str] | None = None
+
+
+def source_name(params: SourceParams, default: str | None = None) -> str:
+    root = Path(params.path)
+    return params.source or default or root.name.split(".")[0]
+
+
+def id_scope(params: SourceParams, path: Path, source: str) -> str:
+    """Prefix for ids taken from the data: the source, plus the file name when ``path`` is a
+    folder, since ids repeat across files (MTS-Dialog's train and test splits both start at 0)."""
+    return source if Path(params.path).is_file() else f"{source}:{path.name.split('.')[0]}"
+
+
+def input_files(params: SourceParams, default_patterns: tuple[str, ...]) -> list[Path]:
+    """The files to read: ``path`` itself, or the matching files under it (sorted).
+    Raises FileNotFoundError (a one-line CLI error) when a folder holds none."""
+    return io.files_under(Path(params.path), tuple(params.glob or default_patterns))
+
+
+def empty_file(path: Path, display: str) -> Quarantine | None:
+    """A quarantine entry for a 0-byte file, so an empty input never passes unnoticed."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return Quarantine(f"cannot read the file ({exc.strerror})", display, "file")
+    return Quarantine("file is empty (0 bytes)", display, "file") if size == 0 else None
+
+
+def _decode_error(data: bytes, exc: UnicodeDecodeError, encoding: str, display: str) -> Quarantine:
+    line = data.count(b"\n", 0, exc.start) + 1
+    return Quarantine(f"not valid {encoding} at byte {exc.start}; {io.ENCODING_HINT}", display, f"line {line}")
+
+
+def read_document(path: Path, display: str, encoding: str = "utf-8",
+                  max_bytes: int = MAX_DOCUMENT_BYTES) -> str | Quarantine:
+    """A whole small document (one note, one bundle) as text, or why it cannot be read."""
+    if (q := empty_file(path, display)) is not None:
+        return q
+    with io.open_binary(path) as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        return Quarantine(f"file is over the {max_bytes:,}-byte limit for one document", display, "file")
+    try:
+        return data.decode(encoding).lstrip("\ufeff")
+    except UnicodeDecodeError as exc:
+        return _decode_error(data, exc, encoding, display)
+
+
+def load_json_document(path: Path, display: str, encoding: str = "utf-8",
+                       max_bytes: int = MAX_DOCUMENT_BYTES) -> Any | Quarantine:
+    """One JSON document per file (a FHIR bundle); parse errors name the line and column."""
+    text = read_document(path, display, encoding, max_bytes)
+    if isinstance(text, Quarantine):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Quarantine(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", display,
+                          f"line {exc.lineno}")
+    except RecursionError:
+        return Quarantine("JSON nested too deeply to parse", display, "file")
+
+
+class _TextStream:
+    """A decoded text buffer over a binary file, refilled on demand, tracking line numbers."""
+
+    def __init__(self, fh, encoding: str):
+        self._fh = fh
+        self._decoder = codecs.getincrementaldecoder(encoding)()
+        self.buf = ""
+        self.pos = 0
+        self.line = 1  # line number at self.pos
+        self.eof = False
+
+    def fill(self) -> None:
+        raw = self._fh.read(_CHUNK_CHARS)
+        if not raw:
+            self.eof = True
+            self.buf += self._decoder.decode(b"", final=True)
+            return
+        if self.pos > _CHUNK_CHARS:  # drop what was consumed
+            self.buf, self.pos = self.buf[self.pos:], 0
+        self.buf += self._decoder.decode(raw)
+
+    def skip_ws(self) -> str:
+        """Advance past whitespace; return the next character ('' at end of file)."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n\ufeff":
+                self.line += self.buf[self.pos] == "\n"
+                self.pos += 1
+            if self.pos < len(self.buf) or self.eof:
+                return self.buf[self.pos] if self.pos < len(self.buf) else ""
+            self.fill()
+
+    def advance(self, end: int) -> None:
+        self.line += self.buf.count("\n", self.pos, end)
+        self.pos = end
+
+
+def iter_json_items(path: Path, display: str, encoding: str = "utf-8",
+                    max_item_chars: int = io.MAX_LINE_BYTES) -> Iterator[tuple[str, Any] | Quarantine]:
+    """Items of a JSON array file, parsed one at a time (never the whole file at once).
+
+    A file holding one object yields that object. Locators are ``item N (line L)``. A syntax
+    error or a truncated file ends the file with one quarantine entry naming the line.
+    """
+    if (q := empty_file(path, display)) is not None:
+        yield q
+        return
+    decoder = json.JSONDecoder()
+    with io.open_binary(path) as fh:
+        s = _TextStream(fh, encoding)
+        try:
+            yield from _json_items(s, decoder, display, max_item_chars)
+        except UnicodeDecodeError as exc:
+            yield Quarantine(f"not valid {encoding} near byte {exc.start} of a read block; {io.ENCODING_HINT}",
+                             display, f"line {s.line}")
+
+
+def _json_items(s: _TextStream, decoder: json.JSONDecoder, display: str, max_item_chars: int):
+    first = s.skip_ws()
+    if first not in ("[", "{"):
+        yield Quarantine("expected a JSON array of objects (or one object)", display, f"line {s.line}")
+        return
+    single = first == "{"
+    if not single:
+        s.advance(s.pos + 1)
+    index = 0
+    while True:
+        c = s.skip_ws()
+        if not single and c == "]":
+            s.advance(s.pos + 1)
+            if s.skip_ws():
+                yield Quarantine("unexpected content after the closing ']'", display, f"line {s.line}")
+            return
+        if c == "":
+            yield Quarantine("file ends inside the JSON array (truncated?)", display, f"line {s.line}")
+            return
+        start_line = s.line
+        while True:
+            try:
+                obj, end = decoder.raw_decode(s.buf, s.pos)
+                break
+            except json.JSONDecodeError as exc:
+                if s.eof:
+                    line = s.line + s.buf.count("\n", s.pos, exc.pos)
+                    yield Quarantine(f"invalid or truncated JSON in item {index}: {exc.msg}", display, f"line {line}")
+                    return
+                if len(s.buf) - s.pos > max_item_chars:
+                    yield Quarantine(f"item {index} is over the {max_item_chars:,}-character limit",
+                                     display, f"line {start_line}")
+                    return
+                s.fill()
+        s.advance(end)
+        yield f"item {index} (line {start_line})", obj
+        index += 1
+        if single:
+            if s.skip_ws():
+                yield Quarantine("unexpected content after the JSON object", display, f"line {s.line}")
+            return
+        c = s.skip_ws()
+        if c == ",":
+            s.advance(s.pos + 1)
+        elif c != "]":
+            yield Quarantine(f"expected ',' or ']' after item {index - 1}", display, f"line {s.line}")
+            return
+
+
+def csv_header(path: Path, display: str, encoding: str = "utf-8", delimiter: str = ",",
+               max_bytes: int = 1 << 20) -> list[str] | Quarantine:
+    """The column names of a CSV file, read from its first line only."""
+    with io.open_binary(path) as fh:
+        first = fh.readline(max_bytes + 1)
+    if len(first) > max_bytes:
+        return Quarantine(f"header line is over {max_bytes:,} bytes (not a CSV header)", display, "line 1")
+    try:
+        line = first.decode(encoding).lstrip("\ufeff")
+    except UnicodeDecodeError as exc:
+        return _decode_error(first, exc, encoding, display)
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def iter_records(path: Path, display: str, fmt: str | None = None, encoding: str = "utf-8",
+                 require_records: bool = True, **csv_kwargs: Any) -> Iterator[tuple[str, dict[str, Any]] | Quarantine]:
+    """Records of a JSONL / JSON / CSV / TSV file, streamed; an empty file is one quarantine entry,
+    and so is a file with no records unless ``require_records`` is False.
+
+    Like :func:`meddata.io.iter_records`, but JSON arrays stream item by item and every
+    quarantine entry names the file as the recipe user sees it.
+    """
+    if (q := empty_file(path, display)) is not None:
+        yield q
+        return
+    fmt = (fmt or io.base_suffix(path).lstrip(".")).lower()
+    if fmt == "json":
+        items = iter_json_items(path, display, encoding)
+    elif fmt in ("jsonl", "ndjson", "csv", "tsv", "parquet"):
+        if fmt == "tsv":
+            csv_kwargs.setdefault("delimiter", "\t")
+        items = io.iter_records(path, fmt, encoding, **csv_kwargs)
+    else:
+        yield Quarantine(f"unknown file type {fmt!r}; expected jsonl, json, csv or tsv (set 'format:')",
+                         display, "file")
+        return
+    seen = False
+    for item in items:
+        seen = True
+        if isinstance(item, Quarantine):
+            yield Quarantine(item.error, display, item.locator)
+        elif not isinstance(item[1], dict):
+            yield Quarantine(f"expected a JSON object, got {type(item[1]).__name__}", display, item[0])
+        else:
+            yield item
+    if not seen and require_records:
+        yield Quarantine("file holds no records (only a header, or blank lines)", display, "file")
