@@ -180,7 +180,8 @@ class Runner:
         if d.exists():
             shutil.rmtree(d)
         d.mkdir(parents=True)
-        ds.save_to_disk(str(d / "data"))
+        # datasets writes no shard for an empty dataset and then cannot load it back
+        ds.save_to_disk(str(d / "data"), num_shards=1 if len(ds) == 0 else None)
         for src in (drops, quar):
             if src.exists():
                 shutil.move(str(src), d / src.name)
