@@ -1,17 +1,404 @@
-"""Dataset card written next to every build (README.md in the build folder).
+"""The dataset card (README.md in the build folder), generated from the run.
 
-Minimal version: sources, funnel and PHI status. The publishing issue extends it.
+It says what a reviewer asks before using or publishing medical training data: where every
+row came from and under which licence, what each step did (parameters and the funnel of
+rows in/out with drop reasons), how patient data was de-identified and how well, which
+models generated synthetic rows with which prompts, and what the data must not be used for.
+
+The YAML front matter is valid Hub metadata: ``configs`` point at the files of each split
+so ``datasets.load_dataset(build_dir)`` (and the Hub's viewer after ``meddata push``) load
+the right files. The card never shows a row: clinical text, raw or de-identified, stays out.
+Parameters are shown with file paths reduced to their names and secrets withheld.
 """
 
 from __future__ import annotations
 
-from meddata.recipe import Recipe
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meddata import __version__
+from meddata.buildinfo import (
+    BuildInfo,
+    find_numbers,
+    hub_licence,
+    is_non_commercial,
+    is_restricted,
+    size_category,
+)
+
+FILES_START = "<!-- meddata:files -->"
+FILES_END = "<!-- /meddata:files -->"
+_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|credentials?)$", re.I)
+_PATH_KEY = re.compile(r"(^|_)(path|paths|file|files|dir|folder|eval_sets|gold)$", re.I)
+_LIST_KEY = re.compile(r"names|deny|allow|vault|terms|values|dictionary|words", re.I)
+TASKS = {
+    "conversational": ["text-generation", "question-answering"],
+    "prompt_completion": ["text-generation", "question-answering"],
+    "preference": ["text-generation"],
+    "language_modeling": ["text-generation"],
+    "exam": ["multiple-choice", "question-answering"],
+}
+TYPE_TAGS = {"conversational": "sft", "prompt_completion": "sft", "preference": "dpo",
+             "language_modeling": "pretraining", "exam": "medical-exam"}
 
 
-def write_card(result, recipe: Recipe) -> None:
-    lines = [f"# {recipe.name}", "", recipe.description or "", "", "## Funnel", "",
-             "| # | step | in | out | dropped | quarantined |", "|---|---|---|---|---|---|"]
-    for s in result.steps:
-        lines.append(f"| {s.index} | {s.name} | {s.rows_in} | {s.rows_out} | {s.n_dropped} | {s.quarantined} |")
-    lines += ["", "Not for clinical decision making."]
-    (result.out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+# -- front matter -----------------------------------------------------------------------------
+def data_files_for(info: BuildInfo) -> tuple[str, dict[str, str]] | None:
+    """(format, split -> path relative to the build folder) for the best loadable format."""
+    splits = list(info.split_rows)
+    for fmt, pattern in (("parquet", "parquet/{}.parquet"), ("json", "jsonl/{}.jsonl"),
+                         ("arrow", "dataset/{}/data-*.arrow")):
+        files = {s: pattern.format(s) for s in splits}
+        if all(next(iter(info.root.glob(p)), None) is not None for p in files.values()):
+            return fmt, files
+    return None
+
+
+def configs_entry(config_name: str, files: Mapping[str, str]) -> dict[str, Any]:
+    return {"config_name": config_name,
+            "data_files": [{"split": split, "path": path} for split, path in files.items()]}
+
+
+def dataset_info_entry(info: BuildInfo, config_name: str) -> dict[str, Any] | None:
+    """The Hub's ``dataset_info`` block (features, split sizes) for one config.
+
+    Besides documenting the schema it keeps ``load_dataset(folder)`` honest: ``datasets``
+    keys its cache for README-configured folders on this metadata, not on the files, so two
+    builds in folders of the same name would otherwise share a stale cache. None when the
+    splits have different columns (the output drops columns a split never fills).
+    """
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from datasets.splits import SplitDict, SplitInfo
+
+    parts = list(info.splits.values())
+    if not parts or any(p.features != parts[0].features for p in parts[1:]):
+        return None
+    splits = SplitDict()
+    for name, ds in info.splits.items():
+        splits.add(SplitInfo(name=name, num_bytes=ds.data.nbytes, num_examples=len(ds)))
+    meta = DatasetInfo(features=parts[0].features, splits=splits, config_name=config_name,
+                       dataset_size=sum(ds.data.nbytes for ds in parts))
+    card_data: dict[str, Any] = {}
+    DatasetInfosDict({config_name: meta}).to_dataset_card_data(card_data)
+    return card_data["dataset_info"]
+
+
+def front_matter(info: BuildInfo, configs: list[dict[str, Any]],
+                 dataset_info: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    licences = sorted({hub_licence(lic) for lic in info.licences}) or ["unknown"]
+    types = [t for t, n in info.type_rows.most_common() if n and t in TASKS]
+    tasks = sorted({task for t in types for task in TASKS[t]}) or ["text-generation"]
+    tags = ["medical", "meddata", *sorted({TYPE_TAGS[t] for t in types})]
+    if info.generators:
+        tags.append("synthetic")
+    if info.had_raw_input:
+        tags += ["clinical"] if info.raw_rows else ["clinical", "deidentified"]
+    data: dict[str, Any] = {
+        "pretty_name": info.name,
+        "license": licences[0] if len(licences) == 1 else licences,
+        "language": ["en"],
+        "task_categories": tasks,
+        "size_categories": [size_category(info.total_rows)],
+        "tags": tags,
+    }
+    if configs:
+        data["configs"] = configs
+    if dataset_info:
+        data["dataset_info"] = dataset_info[0] if len(dataset_info) == 1 else dataset_info
+    return data
+
+
+# -- body sections ----------------------------------------------------------------------------
+def _n(x: float | int) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:,.4g}"
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def sanitize_params(params: Any, key: str = "") -> Any:
+    """Parameters fit for a public card: file paths cut to their names, secrets withheld,
+    long word lists (deny/allow lists may hold real names) summarised, long text cut."""
+    if isinstance(params, Mapping):
+        return {k: sanitize_params(v, str(k)) for k, v in params.items()}
+    if _SECRET_KEY.search(key) and params:
+        return "<withheld>"
+    if isinstance(params, (list, tuple)):
+        if _LIST_KEY.search(key) or len(params) > 20:
+            return f"<{len(params)} entries>"
+        return [sanitize_params(v, key) for v in params]
+    if isinstance(params, str):
+        if _PATH_KEY.search(key) or (params.startswith(("/", "~")) and "/" in params[1:]):
+            return Path(params).name
+        if len(params) > 200:
+            return params[:200] + "…"
+    return params
+
+
+def _warnings(info: BuildInfo) -> list[str]:
+    out = []
+    if info.raw_rows:
+        out.append(f"**{info.raw_rows:,} rows are raw patient data (`phi_status: raw`) and were never "
+                   "de-identified. Do not share or publish this build.**")
+    nc = sorted({lic for lic in info.licences if is_non_commercial(lic)})
+    if nc:
+        srcs = sorted(s.name for s in info.sources.values() if any(is_non_commercial(lic) for lic in s.licences))
+        out.append(f"**Non-commercial licence:** {', '.join(srcs)} ({'; '.join(nc)}). The dataset as a whole "
+                   "may not be used commercially; drop these sources for a commercial build.")
+    restricted = sorted({lic for lic in info.licences if is_restricted(lic)})
+    if restricted:
+        out.append(f"**Restricted licence:** {'; '.join(restricted)}. Sources under a data use agreement "
+                   "usually forbid redistribution, even de-identified; check the agreement before sharing.")
+    return out
+
+
+def _sources_section(info: BuildInfo) -> list[str]:
+    lines = ["## Sources", "",
+             "| source | builder | licence | PHI status at input | rows read | rows in this dataset |",
+             "|---|---|---|---|---:|---:|"]
+    for s in sorted(info.sources.values(), key=lambda s: -s.rows_in_output):
+        status = ", ".join(f"{k} {v:,}" for k, v in sorted(s.phi_status_in.items())) or "–"
+        builders = ", ".join(sorted(set(s.builders))) or "(generated)"
+        lic = "; ".join(sorted(s.licences)) or "not stated"
+        lines.append(f"| {_cell(s.name)} | {builders} | {_cell(lic)} | {status} | {s.rows_read:,} | "
+                     f"{s.rows_in_output:,} |")
+    return [*lines, ""]
+
+
+def _mixture_section(info: BuildInfo) -> list[str]:
+    reports = info.reports("mix")
+    if not reports:
+        return []
+    lines = ["## Mixture", ""]
+    for step, rep in reports:
+        lines.append(f"Step {step['index']} `{step['name']}` ({rep.get('mode')}, seed {rep.get('seed')}, "
+                     f"up-sampling {'on' if rep.get('upsample') else 'off'}); "
+                     f"{rep.get('copies_created', 0):,} repeated copies carry ids ending in `#dupN`.")
+        if rep.get("splits"):
+            lines.append(f"Only the splits {', '.join(rep['splits'])} were mixed; the others pass through.")
+        lines.append("")
+        staged = rep.get("mode") == "stages"
+        lines += [f"| {'stage | ' if staged else ''}source | weight | target count | cap | available | rows | "
+                  "unique rows | share |",
+                  f"|{'---|' if staged else ''}---|---:|---:|---:|---:|---:|---:|---:|"]
+        for stage, srep in (rep.get("stages") or {}).items():
+            for src, r in (srep.get("sources") or {}).items():
+                cells = [src, r.get("weight"), r.get("count"), r.get("cap"), r.get("available"), r.get("rows"),
+                         r.get("unique_rows"), f"{100 * (r.get('share') or 0):.1f}%"]
+                text = " | ".join("–" if c is None else (_n(c) if isinstance(c, (int, float)) else _cell(c))
+                                  for c in cells)
+                lines.append(f"| {stage + ' | ' if staged else ''}{text} |")
+        passthrough = rep.get("passthrough") or {}
+        if passthrough:
+            lines += ["", "Passed through unmixed: " + ", ".join(f"{k} {v:,}" for k, v in passthrough.items()) + "."]
+        if staged:
+            lines += ["", "Each row's stage is in `meta.annotations` (`stage`). Select one stage with "
+                      "`ds.filter(lambda r: json.loads(r['meta']['annotations']).get('stage') == 'NAME')`."]
+        lines.append("")
+    return lines
+
+
+def _funnel_section(info: BuildInfo) -> list[str]:
+    lines = ["## Processing", "",
+             "Every step in order, with rows in and out. Dropped rows are in `dropped/NN-step.jsonl` with their "
+             "reason; malformed input is in `quarantine.jsonl` with file, line and error.", "",
+             "| # | step | kind | rows in | rows out | dropped (by reason) | quarantined | created | seconds |",
+             "|---:|---|---|---:|---:|---|---:|---:|---:|"]
+    for s in info.steps:
+        drops = ", ".join(f"{r} {n:,}" for r, n in sorted((s.get("dropped") or {}).items(), key=lambda kv: -kv[1]))
+        lines.append(f"| {s['index']} | `{s['name']}` | {s.get('kind', '')} | {s.get('rows_in', 0):,} | "
+                     f"{s.get('rows_out', 0):,} | {_cell(drops) or '–'} | {s.get('quarantined', 0):,} | "
+                     f"{s.get('created', 0):,} | {float(s.get('seconds') or 0):.1f} |")
+    totals = info.stats.get("totals") or {}
+    if totals:
+        lines += ["", f"Rows read {totals.get('read', 0):,} = written {totals.get('out', 0):,} + dropped "
+                  f"{totals.get('dropped', 0):,} + quarantined {totals.get('quarantined', 0):,} − created "
+                  f"{totals.get('created', 0):,}."]
+    lines += ["", "<details><summary>Step parameters</summary>", "", "```yaml"]
+    params = [{f"{s['index']:02d} {s['name']}": sanitize_params(s.get("params") or {})} for s in info.steps]
+    lines += [yaml.safe_dump(params, sort_keys=False, allow_unicode=True, width=100).rstrip(), "```", "",
+              "</details>", ""]
+    return lines
+
+
+def _deid_section(info: BuildInfo) -> list[str]:
+    lines = ["## De-identification", ""]
+    status_out = ", ".join(f"`{k}` {v:,}" for k, v in sorted(info.phi_status.items())) or "none"
+    status_in: dict[str, int] = {}
+    for s in info.sources.values():
+        for k, v in s.phi_status_in.items():
+            status_in[k] = status_in.get(k, 0) + v
+    deid_steps = info.steps_named("deid")
+    scans = info.steps_named("phi_scan")
+    if not info.had_raw_input and not deid_steps:
+        lines.append("No source holds patient records (no input row had `phi_status: raw`), so no "
+                     "de-identification was needed.")
+    for s in deid_steps:
+        p = s.get("params") or {}
+        method = ", ".join(f"{k} `{p[k]}`" for k in ("method", "backend", "model", "spacy_model", "engine",
+                                                       "use_spacy", "detectors") if p.get(k) is not None)
+        lines.append(f"Step {s['index']} `{s['name']}` replaced protected health information (HIPAA Safe Harbor "
+                     f"identifiers) using strategy `{p.get('strategy', 'default')}`"
+                     f"{' (' + method + ')' if method else ''}; rows marked de-identified after it: "
+                     f"{(s.get('phi_status') or {}).get('deidentified', 0):,}.")
+    for s in scans:
+        drops = sum((s.get("dropped") or {}).values())
+        lines.append(f"Step {s['index']} `{s['name']}` re-scanned generated text for PHI-like spans"
+                     f"{f' and dropped {drops:,} rows' if drops else ''}.")
+    phi = info.phi_counts_by_type()
+    if phi:
+        lines += ["", "PHI spans found and replaced, by type: "
+                  + ", ".join(f"{k} {v:,}" for k, v in phi.items()) + "."]
+    recall = {}
+    for s in [*deid_steps, *scans]:
+        recall.update(find_numbers(s.get("report") or {}, "recall"))
+        recall.update({k: v for k, v in (s.get("counters") or {}).items() if "recall" in k.lower()})
+    if recall:
+        lines += ["", "Measured recall on the gold annotations the user supplied: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in sorted(recall.items())) + "."]
+    elif deid_steps:
+        lines += ["", "Recall was not measured on this data (no gold annotations were given). Measure it with "
+                  "`meddata deid eval --gold GOLD.jsonl` on a sample of these sources before sharing."]
+    lines += ["", f"`meta.phi_status` at input: "
+              f"{', '.join(f'`{k}` {v:,}' for k, v in sorted(status_in.items())) or 'unknown'}; "
+              f"in this dataset: {status_out}."]
+    if deid_steps or info.had_raw_input:
+        lines += ["", "Automatic de-identification is not perfect: rare identifiers can survive. Treat the data "
+                  "as sensitive and keep access controlled unless a person has reviewed a sample."]
+    return [*lines, ""]
+
+
+def _synthetic_section(info: BuildInfo) -> list[str]:
+    gens = info.generators
+    if not gens:
+        return []
+    lines = ["## Synthetic rows", "",
+             f"{sum(gens.values()):,} rows were written or rewritten by a language model:", "",
+             "| generator model | prompt id | rows |", "|---|---|---:|"]
+    for (model, prompt), n in gens.most_common():
+        lines.append(f"| {_cell(model)} | {_cell(prompt or '–')} | {n:,} |")
+    tokens = {k: v for k, v in info.counters.items() if k.startswith("llm.")}
+    if tokens:
+        lines += ["", "LLM usage: " + ", ".join(f"{k[4:]} {_n(v)}" for k, v in sorted(tokens.items())) + "."]
+    lines += ["", "Generated text can be fluent and wrong. Judge scores, where a judge step ran, are in "
+              "`meta.annotations`.", ""]
+    return lines
+
+
+def files_section(files: Mapping[str, str], fmt: str, extra: list[str] | None = None) -> str:
+    """The 'Files and splits' section; ``meddata push`` rewrites it for the uploaded layout."""
+    lines = [FILES_START, "## Files and splits", "",
+             f"`configs` in this card point `datasets` at the {fmt} files below.", "",
+             "| split | file |", "|---|---|"]
+    lines += [f"| {split} | `{path}` |" for split, path in files.items()]
+    lines += [*(extra or []), FILES_END]
+    return "\n".join(lines)
+
+
+def _local_files_extra(info: BuildInfo) -> list[str]:
+    root = info.root
+    present = [label for label, path in (("Arrow (`datasets.load_from_disk('dataset')`)", "dataset"),
+                                          ("Parquet", "parquet"), ("JSON Lines", "jsonl")) if (root / path).exists()]
+    out = ["", "Formats in the build folder: " + ", ".join(present) + "."]
+    exports = sorted(p.name for p in (root / "exports").glob("*.jsonl")) if (root / "exports").is_dir() else []
+    if exports:
+        out.append("Exports for other tools: " + ", ".join(f"`exports/{e}`" for e in exports) + ".")
+    tools = [p for p in ("dataset_info.json", "tools/axolotl.yaml", "tools/trl_sft.sh") if (root / p).exists()]
+    if tools:
+        out.append("Training-tool configs: " + ", ".join(f"`{t}`" for t in tools)
+                   + " (LLaMA-Factory, axolotl, TRL CLI).")
+    return out
+
+
+def _structure_section(info: BuildInfo) -> list[str]:
+    types = ", ".join(f"{t} {n:,}" for t, n in info.type_rows.most_common())
+    per_split = ", ".join(f"{s} {n:,}" for s, n in info.split_rows.items())
+    lines = ["## Dataset structure", "",
+             f"Rows: {info.total_rows:,} ({per_split}). TRL dataset types: {types or 'none'}.", "",
+             "Columns: `id` (stable, from source and locator), `source`, the content columns (TRL's "
+             "conversational form: lists of `{role, content}`), and `meta` (builder, file, locator, licence, "
+             "`phi_status`, generator model and prompt id for synthetic rows, steps applied, and "
+             "`annotations`, a JSON string with per-step statistics).", "",
+             "| source | " + " | ".join(info.split_rows) + " |", "|---|" + "---:|" * len(info.split_rows)]
+    for src, per in sorted(info.source_rows.items(), key=lambda kv: -sum(kv[1].values())):
+        lines.append(f"| {_cell(src)} | " + " | ".join(f"{per.get(s, 0):,}" for s in info.split_rows) + " |")
+    return [*lines, ""]
+
+
+def _use_section(info: BuildInfo) -> list[str]:
+    lines = ["## Intended use and limitations", "",
+             "- Intended for research and development of language models for the medical domain: "
+             "instruction tuning, continued pretraining or preference tuning, and their evaluation.",
+             "- **Not for clinical decision making.** Models trained on this data are not medical devices and "
+             "must not diagnose, treat or triage patients without qualified human oversight.",
+             "- Answers from QA sites, forums and generated rows can be outdated, incomplete or wrong; "
+             "coverage of specialties, languages and populations reflects the sources, not medicine as a whole.",
+             ]
+    if info.had_raw_input:
+        lines.append("- Rows derived from patient records were de-identified automatically; do not attempt to "
+                     "re-identify anyone, and follow the source's data use terms.")
+    lines.append("- Check that no row here also appears in the benchmarks you report on (run a "
+                 "decontamination step against them).")
+    return [*lines, ""]
+
+
+def _licence_section(info: BuildInfo) -> list[str]:
+    lines = ["## Licence", "",
+             "Each row keeps its source's licence in `meta.licence`; the dataset as a whole is bound by all "
+             "of them:", ""]
+    for s in sorted(info.sources.values(), key=lambda s: s.name):
+        lics = sorted(s.licences) or ["not stated"]
+        lines.append(f"- {s.name}: " + "; ".join(f"{lic} (`{hub_licence(lic)}`)" for lic in lics))
+    return [*lines, ""]
+
+
+def render_body(info: BuildInfo, description: str, files_block: str | None) -> str:
+    """The Markdown body; ``files_block`` is the 'Files and splits' section (see :func:`files_section`)."""
+    lines = [f"# {info.name}", ""]
+    if description:
+        lines += [description, ""]
+    lines += [f"Built with meddata {info.stats.get('meddata_version', __version__)} on "
+              f"{info.stats.get('finished', 'an unknown date')}: {info.total_rows:,} rows, "
+              f"{len(info.sources)} sources, {len(info.steps)} steps.", ""]
+    warnings = _warnings(info)
+    if warnings:
+        lines += ["> [!WARNING]", *[f"> {w}" for w in warnings], ""]
+    lines += _sources_section(info)
+    lines += _mixture_section(info)
+    lines += _funnel_section(info)
+    lines += _deid_section(info)
+    lines += _synthetic_section(info)
+    lines += _structure_section(info)
+    if files_block:
+        lines += [files_block, ""]
+    lines += _use_section(info)
+    lines += _licence_section(info)
+    lines += ["## Provenance", "",
+              f"Recipe `{info.name}`; the full run record (every step's parameters, counters and reports) is "
+              "`stats.json` in the build folder.", ""]
+    return "\n".join(lines)
+
+
+def render_card(info: BuildInfo, description: str = "", config_name: str = "default") -> str:
+    """README.md text for a build folder, with configs pointing at its local files."""
+    found = data_files_for(info)
+    configs = [configs_entry(config_name, found[1])] if found else []
+    entry = dataset_info_entry(info, config_name) if found else None
+    data = front_matter(info, configs, [entry] if entry else None)
+    block = files_section(found[1], found[0], _local_files_extra(info)) if found else None
+    body = render_body(info, description, block)
+    return "---\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True) + "---\n\n" + body
+
+
+def write_card(result, recipe) -> Path:
+    """Write README.md next to a finished build (called by the pipeline at the end of a run)."""
+    info = BuildInfo(result.out_dir)
+    path = Path(result.out_dir) / "README.md"
+    path.write_text(render_card(info, recipe.description or ""), encoding="utf-8")
+    return path
+

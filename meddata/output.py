@@ -1,5 +1,6 @@
 """Write a finished build: a DatasetDict (``save_to_disk``) plus JSONL/Parquet per split,
-and the exports the recipe asks for. Columns that no row filled are dropped, so a
+the exports the recipe asks for, and configs for LLaMA-Factory, axolotl and the TRL CLI
+(:mod:`meddata.toolconfigs`). Columns that no row filled are dropped, so a
 messages-only build has exactly ``id, source, messages, meta``."""
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def write_outputs(ds: Dataset, recipe: Recipe, out_dir: Path) -> Path:
     dataset_dir = out_dir / "dataset"
     tmp = out_dir / "dataset.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    splits.save_to_disk(str(tmp))  # then swap, so a failed write never leaves half a dataset
+    # then swap, so a failed write never leaves half a dataset; an empty split needs an
+    # explicit shard, or datasets writes none and cannot load the folder back
+    splits.save_to_disk(str(tmp), num_shards={k: 1 for k, part in splits.items() if len(part) == 0})
     shutil.rmtree(dataset_dir, ignore_errors=True)
     tmp.rename(dataset_dir)
     formats = set(recipe.output.formats)
@@ -67,4 +70,7 @@ def write_outputs(ds: Dataset, recipe: Recipe, out_dir: Path) -> Path:
         exports.mkdir(exist_ok=True)
         for split, part in splits.items():
             EXPORTERS[name](part, exports / f"{name}-{split}.jsonl")
+    from meddata.toolconfigs import write_tool_configs  # imported here: it reads this module's split order
+
+    write_tool_configs(splits, recipe.name, out_dir, seed=recipe.seed)
     return dataset_dir

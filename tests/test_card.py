@@ -1,0 +1,158 @@
+"""The dataset card: Hub-valid front matter, every section generated from the run, no PHI."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import publish_steps
+import pytest
+import yaml
+from datasets import load_dataset
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData
+from publish_steps import CHATDOCTOR, MEDQUAD, OPENSTAX, SYNTHEA
+from testutil import read_jsonl
+
+from meddata.buildinfo import hub_licence, is_non_commercial, size_category
+from meddata.card import sanitize_params
+
+HUB_SIZE_CATEGORIES = {"n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M"}
+HUB_TASKS = {"text-generation", "question-answering", "multiple-choice", "summarization"}
+
+
+def _card(result) -> DatasetCard:
+    return DatasetCard.load(result.out_dir / "README.md")
+
+
+def _validate(card: DatasetCard) -> DatasetCardData:
+    """What the Hub checks offline: the YAML parses into DatasetCardData, configs are well
+    formed for `datasets`, and the enumerated fields use the Hub's vocabularies."""
+    data = DatasetCardData(**card.data.to_dict())
+    MetadataConfigs.from_dataset_card_data(data)
+    assert set(data.size_categories) <= HUB_SIZE_CATEGORIES
+    assert set(data.task_categories) <= HUB_TASKS
+    assert data.language == ["en"]
+    licences = data.license if isinstance(data.license, list) else [data.license]
+    assert all(re.fullmatch(r"[a-z0-9.-]+", lic) for lic in licences)
+    return data
+
+
+@pytest.fixture
+def mixed_build(build):
+    return build({
+        "name": "card-mix", "description": "Consumer-health QA with a textbook glossary.",
+        "inputs": [MEDQUAD, CHATDOCTOR, OPENSTAX],
+        "steps": ["normalize_text", {"length_filter": {"min_chars": 40}},
+                  {"mix": {"weights": {"medquad": 2, "chatdoctor": 1, "openstax": 1}, "total": 80}}],
+        "output": {"formats": ["arrow", "parquet", "jsonl"], "exports": ["sharegpt"]},
+    })
+
+
+def test_front_matter_is_hub_metadata_and_configs_load(mixed_build, tmp_path):
+    card = _card(mixed_build)
+    data = _validate(card)
+    assert sorted(data.license) == ["apache-2.0", "cc-by-4.0", "cc-by-nc-sa-4.0"]
+    assert data.size_categories == ["n<1K"] and data.pretty_name == "card-mix"
+    assert {"medical", "sft"} <= set(data.tags)
+    assert data.configs == [{"config_name": "default",
+                             "data_files": [{"split": "train", "path": "parquet/train.parquet"}]}]
+    loaded = load_dataset(str(mixed_build.out_dir), cache_dir=str(tmp_path / "cache"))
+    assert loaded["train"].num_rows == mixed_build.rows_out == 80
+    assert sorted(loaded["train"]["id"]) == sorted(r["id"] for r in read_jsonl(mixed_build.out_dir / "jsonl/train.jsonl"))
+
+
+def test_body_has_sources_funnel_mixture_use_and_licence_warning(mixed_build):
+    text = _card(mixed_build).text
+    assert "Consumer-health QA with a textbook glossary." in text
+    # sources with licences and counts
+    assert re.search(r"\| medquad \| table \| CC-BY-4.0 \| not_applicable 60 \| 60 \| 40 \|", text)
+    assert re.search(r"\| openstax \| table \| CC-BY-NC-SA-4.0 \| not_applicable 30 \| 30 \| 20 \|", text)
+    # every step with in/out, drops by reason and parameters
+    for st in mixed_build.steps:
+        assert re.search(rf"\| {st.index} \| `{st.name}` \| {st.kind} \| {st.rows_in:,} \| {st.rows_out:,} \|", text)
+    mix = next(s for s in mixed_build.steps if s.name == "mix")
+    assert f"mix_downsampled {mix.dropped['mix_downsampled']}" in text
+    params = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+    assert params[-1] == {"05 mix": {**mix.params, "caps": {}}}
+    assert params[0]["00 table"]["path"] == "medquad.jsonl"  # no local folder names
+    # mixture from the step report
+    assert "## Mixture" in text and re.search(r"\| medquad \| 2 \| – \| – \| 60 \| 40 \| 40 \| 50.0% \|", text)
+    # formats, splits, use, licences
+    assert "| train | `parquet/train.parquet` |" in text and "`exports/sharegpt-train.jsonl`" in text
+    assert "**Not for clinical decision making.**" in text
+    assert "**Non-commercial licence:** openstax (CC-BY-NC-SA-4.0)" in text
+    assert "No source holds patient records" in text
+
+
+def test_raw_clinical_build_warns_and_never_shows_content(build):
+    result = build({"name": "card-raw", "inputs": [SYNTHEA, MEDQUAD]})
+    card = _card(result)
+    _validate(card)
+    text = str(card.content)
+    assert "12 rows are raw patient data" in text
+    assert "`raw` 12" in text and "clinical" in card.data.tags
+    _assert_no_row_content(text, result)
+
+
+def test_deidentified_build_states_method_counts_and_recall(build):
+    names = publish_steps.synthea_names()
+    result = build({"name": "card-deid", "inputs": [SYNTHEA, MEDQUAD],
+                    "steps": [{"deid_regex_demo": {"strategy": "mask", "gold_names": names}}]})
+    card = _card(result)
+    _validate(card)
+    text = card.text
+    assert "Step 2 `deid_regex_demo` replaced protected health information" in text
+    assert "strategy `mask`" in text
+    assert re.search(r"PHI spans found and replaced, by type: (NAME|DATE) \d+, (NAME|DATE) \d+\.", text)
+    assert "Measured recall on the gold annotations the user supplied: gold.recall 1.000." in text
+    assert "`deidentified` 12, `not_applicable` 60" in text
+    assert "raw patient data" not in text  # nothing left raw
+    assert f"gold_names: <{len(names)} entries>" in text  # the gold names are PHI-like: never listed
+    for name in names:
+        assert name not in text
+    _assert_no_row_content(str(card.content), result)
+
+
+def _assert_no_row_content(card_text: str, result) -> None:
+    """No 30-character run of any row's content (notes, questions, answers) is in the card."""
+    rows = read_jsonl(result.out_dir / "jsonl" / "train.jsonl") + publish_steps.synthea_notes()
+    for row in rows:
+        content = row.get("text") or " ".join(m["content"] for m in row.get("messages") or [])
+        for line in content.splitlines():
+            line = line.strip()
+            if len(line) >= 30:
+                assert line[:30] not in card_text
+
+
+def test_synthetic_rows_list_models_and_prompts(build):
+    result = build({"name": "card-gen", "inputs": [CHATDOCTOR], "steps": [
+        {"generator_demo": {"models": ["Qwen2.5-7B-Instruct", "llama-3-8b"], "prompt_id": "rewrite_doctor/v1"}}]})
+    rows = read_jsonl(result.out_dir / "jsonl" / "train.jsonl")
+    per_model = Counter(r["meta"]["generator_model"] for r in rows)
+    assert len(per_model) == 2
+    card = _card(result)
+    _validate(card)
+    for model, n in per_model.items():
+        assert f"| {model} | rewrite_doctor/v1 | {n} |" in card.text
+    assert "40 rows were written or rewritten by a language model" in card.text
+    assert "synthetic" in card.data.tags
+
+
+@pytest.mark.parametrize("licence, hub, nc", [
+    ("CC-BY-4.0", "cc-by-4.0", False), ("CC BY-NC-SA 4.0", "cc-by-nc-sa-4.0", True), ("Apache-2.0", "apache-2.0", False),
+    ("Apache-2.0, academic use", "apache-2.0", True), ("MIT", "mit", False), ("CC0", "cc0-1.0", False),
+    ("PhysioNet-DUA", "other", False), (None, "unknown", False),
+])
+def test_licence_mapping(licence, hub, nc):
+    assert hub_licence(licence) == hub
+    assert is_non_commercial(licence) is nc
+
+
+def test_size_categories_and_param_sanitizing():
+    assert [size_category(n) for n in (0, 999, 1000, 99_999, 2_000_000)] == \
+        ["n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "1M<n<10M"]
+    clean = sanitize_params({"path": "/home/alice/hospital/notes.csv", "api_key": "sk-123", "key_env": "MY_KEY",
+                             "deny_names": ["John Smith"], "template": "x" * 300, "n": 3})
+    assert clean == {"path": "notes.csv", "api_key": "<withheld>", "key_env": "MY_KEY",
+                     "deny_names": "<1 entries>", "template": "x" * 200 + "…", "n": 3}
