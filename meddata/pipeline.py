@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -206,6 +207,8 @@ class Runner:
             return self._finish(ds)
         finally:
             engine.close()
+            if "meddata.llm" in sys.modules:  # stop LLM clients' event-loop threads
+                sys.modules["meddata.llm"].close_all()
             datasets.enable_progress_bars()
             shutil.rmtree(self.raw_work, ignore_errors=True)
 

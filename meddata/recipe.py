@@ -141,6 +141,14 @@ def from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, source: 
     except ValidationError as exc:
         raise RecipeError(_format_validation(exc, source).replace("parameter", "field")) from None
 
+    if model.llms:
+        from meddata.llm import LLMConfigError, validate_llm_configs
+
+        try:
+            validate_llm_configs(model.llms)
+        except LLMConfigError as exc:
+            raise RecipeError("\n".join(f"{source}: {line}" for line in str(exc).splitlines())) from None
+
     inputs: list[Builder] = []
     for i, entry in enumerate(model.inputs):
         where = f"{source}: inputs[{i}]"

@@ -1,0 +1,68 @@
+"""What a backend does: turn one ChatRequest into one Completion, or raise a classified error.
+
+Backends know nothing of caching, retries, rate limits or the PHI guard; the client
+(:mod:`meddata.llm.client`) owns those, so every backend gets them for free.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from meddata.llm.types import ChatRequest
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str = ""
+    finish_reason: str | None = None
+
+
+class BackendError(Exception):
+    """A request failed. ``reason`` is short and never quotes prompt content; ``detail`` is
+    the server's own message, which might echo the prompt, so the client shows it only for
+    requests built from non-PHI rows."""
+
+    def __init__(self, reason: str, detail: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class TransientError(BackendError):
+    """Worth retrying: 429, 5xx, timeouts, connection errors, broken response bodies."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class PermanentError(BackendError):
+    """Retrying cannot help: 400, 401, 404, a model that cannot be loaded."""
+
+
+class Backend(ABC):
+    #: Name used in the cache key (``openai``, ``transformers``).
+    name: str = ""
+
+    def __init__(self, model: str):
+        self.model = model
+
+    @property
+    @abstractmethod
+    def is_local(self) -> bool:
+        """True when requests never leave this machine (the PHI guard's question)."""
+
+    @property
+    def endpoint(self) -> str:
+        return self.model
+
+    @abstractmethod
+    async def complete(self, request: ChatRequest, *, timeout: float) -> Completion:
+        """Answer one request, or raise TransientError / PermanentError."""
+
+    async def aclose(self) -> None:
+        """Release connections or models (called on the client's event loop)."""
