@@ -179,14 +179,15 @@ def from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, source: 
 
 
 def _check_llm_refs(steps: list[Step], llms: Mapping[str, Any], source: str) -> None:
+    """Every parameter named ``llm`` or ``*_llm`` must name an entry of the ``llms`` section."""
     for i, step in enumerate(steps):
-        ref = getattr(step.params, "llm", None)
-        if isinstance(ref, str) and ref not in llms:
-            known = ", ".join(sorted(llms)) or "none defined"
-            raise RecipeError(
-                f"{source}: steps[{i}] {step.name!r}: parameter 'llm': no LLM named {ref!r} "
-                f"in the recipe's 'llms' section ({known})"
-            )
+        for param, ref in step.params.model_dump().items():
+            if (param == "llm" or param.endswith("_llm")) and isinstance(ref, str) and ref not in llms:
+                known = ", ".join(sorted(llms)) or "none defined"
+                raise RecipeError(
+                    f"{source}: steps[{i}] {step.name!r}: parameter {param!r}: no LLM named {ref!r} "
+                    f"in the recipe's 'llms' section ({known})"
+                )
 
 
 def load(path: str | Path) -> Recipe:

@@ -1,0 +1,234 @@
+"""LLM judges: the ``judge`` filter (a medical rubric, pointwise) and :func:`pairwise_judge`
+(HuatuoGPT-style comparison of two answers, asked in both orders to cancel position bias).
+
+The ``judge`` filter grades the assistant turns of conversational and prompt/completion
+rows on accuracy, safety/harm, helpfulness and completeness, 1-5 each with a one-sentence
+reason (``builders/generators/rubric.py``), and stores them in
+``meta.annotations["judge"]``. In ``mode: filter`` a row is dropped as
+``judge_below_threshold`` when its overall score (the ``aggregate`` of the four: mean or
+min) is below ``min_score``, or its safety score is below ``min_safety`` (an answer judged
+harmful never passes on the strength of its other scores). ``mode: annotate`` keeps every
+row. A judge answer that is not valid JSON even after the client's repair turn quarantines
+the row, with the reason: a row is never dropped or kept on a judgment that did not happen.
+
+Reasons can quote the conversation, so for rows whose ``phi_status`` is ``raw`` they are
+not stored (the scores are).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from meddata.builders.generators.base import RAW_OUTPUT_CHARS, phi_status_of
+from meddata.builders.generators.conversation import turns_of
+from meddata.builders.generators.prompting import PromptTemplate, TemplateError
+from meddata.builders.generators.rubric import JUDGE_TEMPLATE, judge_messages, parse_rubric, rubric_schema
+from meddata.builders.generators.scope import in_scope
+from pydantic import Field, field_validator
+
+from meddata.llm import ChatRequest, ChatResponse, usage_counters
+from meddata.llm.guard import is_safe_status
+from meddata.params import InputPath
+from meddata.records import annotate
+from meddata.registry import register
+from meddata.steps import Drop, Filter, Outcome, Quarantine, StepContext, StepParams
+
+PAIRWISE_TEMPLATE = "judge_pairwise.jinja"
+PAIRWISE_SCHEMA = {"type": "object", "required": ["winner", "reason"],
+                   "properties": {"winner": {"type": "string", "enum": ["A", "B", "tie"]},
+                                  "reason": {"type": "string"}}}
+
+
+class JudgeError(RuntimeError):
+    """The judge LLM gave no usable verdict. The message names the reason, never the text."""
+
+
+def _compiles(v: str | None) -> str | None:
+    if v is not None:
+        try:
+            PromptTemplate.load(v)
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from None
+    return v
+
+
+class JudgeParams(StepParams):
+    llm: str = Field(description="name of an LLM in the recipe's 'llms' section")
+    template: InputPath | None = Field(default=None, description="Jinja file replacing the shipped rubric prompt")
+    mode: Literal["filter", "annotate"] = "filter"
+    min_score: float = Field(default=4.0, ge=1, le=5, description="overall score a row needs (mode: filter)")
+    aggregate: Literal["mean", "min"] = Field(default="mean", description="overall score: mean or lowest criterion")
+    min_safety: int | None = Field(default=3, ge=1, le=5, description="safety score a row needs; null: no check")
+    other_rows: Literal["keep", "drop"] = Field(default="keep", description="rows with no answer to judge")
+    sources: list[str] | None = Field(default=None, min_length=1, description="judge only rows of these sources")
+    max_tokens: int = Field(default=512, ge=1)
+    seed: int | None = None
+
+    @field_validator("template")
+    @classmethod
+    def _template_compiles(cls, v: str | None) -> str | None:
+        return _compiles(v)
+
+
+@register
+class Judge(Filter):
+    name = "judge"
+    description = "LLM judge: score answers 1-5 on accuracy, safety, helpfulness, completeness; drop below min_score."
+    Params = JudgeParams
+    input_columns = ("messages", "prompt", "completion")
+    batch_size = 256
+
+    def setup(self, ctx: StepContext) -> None:
+        self._model_prompt = self._load_prompt()
+
+    def _load_prompt(self) -> PromptTemplate:
+        path = self.params.template
+        return PromptTemplate.load(path) if path else PromptTemplate.shipped(JUDGE_TEMPLATE)
+
+    @property
+    def prompt(self) -> PromptTemplate:
+        """The rubric template (compiled once per process; kept out of pickles)."""
+        if getattr(self, "_model_prompt", None) is None:
+            self._model_prompt = self._load_prompt()
+        return self._model_prompt
+
+    @staticmethod
+    def judged_turns(row: Mapping[str, Any]) -> list[dict[str, str]] | None:
+        """The conversation to grade, when it has an assistant turn; else None."""
+        turns = turns_of(row)
+        if not turns or not any(t["role"] == "assistant" and t["content"].strip() for t in turns):
+            return None
+        return turns
+
+    def process(self, row: dict, ctx: StepContext) -> Outcome:
+        return self.process_batch([row], ctx)[0]
+
+    def process_batch(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
+        p: JudgeParams = self.params
+        schema = rubric_schema()
+        outcomes: list[Outcome | None] = [None] * len(rows)
+        todo: list[int] = []
+        requests: list[ChatRequest] = []
+        for i, row in enumerate(rows):
+            turns = self.judged_turns(row) if in_scope(p, row) else None
+            if turns is None:
+                self.stat_update("judge.other_rows")
+                outcomes[i] = row if p.other_rows == "keep" else Drop(row, "other_row_type")
+                continue
+            todo.append(i)
+            requests.append(ChatRequest(messages=judge_messages(self.prompt, turns), temperature=0.0,
+                                        max_tokens=p.max_tokens, seed=p.seed, json_schema=schema,
+                                        phi_status=phi_status_of(row), key=row.get("id")))
+        responses = ctx.llm(p.llm).generate(requests) if requests else []
+        for key, value in usage_counters(responses).items():
+            self.stat_update(key, value)
+        for i, resp in zip(todo, responses):
+            outcomes[i] = self._verdict(rows[i], resp)
+        return outcomes  # type: ignore[return-value]
+
+    def _verdict(self, row: dict, resp: ChatResponse) -> Outcome:
+        p: JudgeParams = self.params
+        try:
+            if resp.error is not None:
+                raise ValueError(resp.error)
+            score = parse_rubric(resp.parsed)
+        except ValueError as exc:
+            self.stat_update("judge.failed")
+            return _quarantine(self.name, row, resp, str(exc))
+        overall = score.aggregate(p.aggregate)
+        info = {**score.as_annotation(with_reasons=is_safe_status(phi_status_of(row))), "overall": round(overall, 3),
+                "model": resp.model, "prompt_id": self.prompt.prompt_id}
+        below = overall < p.min_score
+        unsafe = p.min_safety is not None and score.scores["safety"] < p.min_safety
+        info["passed"] = not (below or unsafe)
+        annotate(row, "judge", info)
+        for c, v in score.scores.items():
+            self.stat_update(f"judge.score.{c}", v)
+        self.stat_update("judge.judged")
+        if p.mode == "filter" and (below or unsafe):
+            self.stat_update("judge.below_threshold" if below else "judge.unsafe")
+            return Drop(row, "judge_below_threshold")
+        return row
+
+
+def _quarantine(step: str, row: dict, resp: ChatResponse, reason: str) -> Quarantine:
+    error = f"{step}: unusable judge answer: {reason}"
+    if resp.text:
+        if is_safe_status(phi_status_of(row)):
+            error += f"; raw output: {resp.text[:RAW_OUTPUT_CHARS]!r}"
+        else:
+            error += "; raw output withheld (the source row holds raw PHI)"
+    return Quarantine(error=error, row=row)
+
+
+# -- pairwise ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PairwiseItem:
+    """One comparison: which of two answers to ``question`` is better."""
+
+    question: str
+    answer_a: str
+    answer_b: str
+    reference: str | None = None
+    #: Of the material the prompt is built from; the client's PHI guard reads it.
+    phi_status: str = "not_applicable"
+    key: str | None = None
+
+
+def _verdict_of(resp: ChatResponse, first: str, second: str) -> tuple[str | None, str, str | None]:
+    """(a|b|tie or None, reason, error) for one ordered comparison where A was ``first``."""
+    if resp.error is not None:
+        return None, "", resp.error
+    parsed = resp.parsed if isinstance(resp.parsed, Mapping) else {}
+    winner = parsed.get("winner")
+    if winner not in ("A", "B", "tie"):
+        return None, "", "field 'winner' must be A, B or tie"
+    reason = str(parsed.get("reason") or "").strip()
+    return {"A": first, "B": second, "tie": "tie"}[winner], reason, None
+
+
+def pairwise_judge_many(client: Any, items: Sequence[PairwiseItem], *, template: PromptTemplate | None = None,
+                        max_tokens: int = 300, seed: int | None = None) -> list[dict[str, Any]]:
+    """Judge many pairs in one batch (2 requests each: A/B and swapped). Per item:
+    ``{"winner": "a"|"b"|"tie", "reasons": [r1, r2], "consistent": bool, "verdicts": [v1, v2]}``,
+    or ``{"winner": None, "error": ...}`` when the judge gave no usable verdict.
+
+    Position swap: the verdict counts only when both orders agree; when they disagree (the
+    judge preferred a position, not an answer) the result is a tie, as in MT-Bench and
+    HuatuoGPT's evaluation.
+    """
+    tmpl = template or PromptTemplate.shipped(PAIRWISE_TEMPLATE)
+    requests = []
+    for it in items:
+        for a, b in ((it.answer_a, it.answer_b), (it.answer_b, it.answer_a)):
+            msgs = tmpl.render({"question": it.question, "answer_a": a, "answer_b": b, "reference": it.reference})
+            requests.append(ChatRequest(messages=msgs, temperature=0.0, max_tokens=max_tokens, seed=seed,
+                                        json_schema=PAIRWISE_SCHEMA, phi_status=it.phi_status, key=it.key))
+    responses = client.generate(requests) if requests else []
+    results = []
+    for n in range(len(items)):
+        v1, r1, e1 = _verdict_of(responses[2 * n], "a", "b")
+        v2, r2, e2 = _verdict_of(responses[2 * n + 1], "b", "a")
+        if e1 or e2:
+            results.append({"winner": None, "error": e1 or e2})
+            continue
+        results.append({"winner": v1 if v1 == v2 else "tie", "reasons": [r1, r2], "consistent": v1 == v2,
+                        "verdicts": [v1, v2], "prompt_id": tmpl.prompt_id})
+    return results
+
+
+def pairwise_judge(client: Any, question: str, answer_a: str, answer_b: str, *, reference: str | None = None,
+                   phi_status: str = "not_applicable", template: PromptTemplate | None = None) -> dict[str, Any]:
+    """Which answer is better: ``{"winner": "a"|"b"|"tie", "reasons": [...], "consistent": bool}``.
+
+    ``client`` is a meddata LLM client (``ctx.llm(name)`` or ``meddata.llm.client_for``).
+    ``phi_status`` describes the question and answers (the guard refuses raw PHI to remote
+    endpoints). Raises :class:`JudgeError` when the judge gives no usable verdict.
+    """
+    item = PairwiseItem(question, answer_a, answer_b, reference, phi_status)
+    (result,) = pairwise_judge_many(client, [item], template=template)
+    if result["winner"] is None:
+        raise JudgeError(f"pairwise judge: {result['error']}")
+    return result
