@@ -27,7 +27,6 @@ Formats (``fmt``):
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -108,7 +107,7 @@ def detect_format(path: str | Path) -> str:
     """
     path = Path(path)
     first = exam_files(path)[0]
-    name = str(path).lower() if path.is_dir() else first.name.lower()
+    name = path.name.lower() if path.is_dir() else first.name.lower()
     for key, fmt in (("medmcqa", "medmcqa"), ("pubmedqa", "pubmedqa"), ("pqal", "pubmedqa"),
                      ("mmlu", "mmlu"), ("medqa", "medqa"), ("usmle", "medqa")):
         if key in name:
@@ -398,13 +397,6 @@ def mcq_prompt(item: ExamItem, shots: Sequence[ExamItem] = ()) -> str:
     blocks = [f"{format_question(shot)}\nAnswer: {shot.answer}" for shot in shots]
     blocks.append(f"{format_question(item)}\nAnswer:")
     return "\n\n".join(blocks)
-
-
-def item_to_json(item: ExamItem) -> str:
-    """One item as a JSON line (options as [{label, text}]), e.g. for fixtures and caches."""
-    d = {k: getattr(item, k) for k in item.__dataclass_fields__}
-    d["options"] = [{"label": label, "text": text} for label, text in item.options]
-    return json.dumps(d, ensure_ascii=False)
 
 
 # --------------------------------------------------------------------------- instruction form

@@ -1,0 +1,87 @@
+"""Exam question banks -> evaluation items or instruction rows.
+
+Reads MedQA-USMLE, MedMCQA, PubMedQA and MMLU files (or folders of them) through
+:mod:`meddata.exams`, the same parser decontamination and evaluation use, so an item has
+the same id wherever it appears.
+
+``as: eval`` keeps the item: ``question``, ``options`` ([{label, text}]; none for
+PubMedQA), ``answer`` (label or yes/no/maybe), plus ``context``, ``subject`` and
+``explanation`` columns. ``as: instruction`` writes TRL ``messages``: the question with
+lettered options -> ``"C. <option text>"`` (and the explanation, if any).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from datasets import Value
+from pydantic import ConfigDict, Field
+
+from meddata import exams
+from meddata.params import InputPath
+from meddata.records import messages, new_meta, new_row
+from meddata.registry import register
+from meddata.steps import Builder, Drop, Quarantine, StepContext, StepParams
+
+EXAM_FEATURES = {"context": Value("string"), "subject": Value("string"), "explanation": Value("string")}
+
+
+class ExamParams(StepParams):
+    model_config = ConfigDict(populate_by_name=True)  # `as` in recipes, `as_` in Python
+
+    path: InputPath
+    format: Literal["medqa", "medmcqa", "pubmedqa", "mmlu"] | None = None  # None: detect per file
+    as_: Literal["eval", "instruction"] = Field("eval", alias="as")
+    #: Follow the answer with MedMCQA's explanation / PubMedQA's long answer (instruction rows).
+    explanation: bool = True
+    #: MedMCQA ``cop``: 1 for the original release (1 = opa), 0 for the Hugging Face export.
+    cop_base: Literal[0, 1] = 1
+    subjects: list[str] | None = None  # keep only these subjects (MMLU / MedMCQA), others dropped
+    source: str | None = None  # default: the format name
+    licence: str | None = None
+    encoding: str = "utf-8"
+
+
+@register
+class ExamBuilder(Builder):
+    name = "exam"
+    description = "MedQA / MedMCQA / PubMedQA / MMLU files -> exam items (eval) or lettered-option instructions."
+    Params = ExamParams
+    extra_features = EXAM_FEATURES
+    output_columns = ("question", "options", "answer", "context", "subject", "explanation", "messages")
+
+    def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
+        p: ExamParams = self.params
+        root = Path(p.path)
+        for path in exams.exam_files(root):
+            if path.stat().st_size == 0:
+                yield Quarantine("the file is empty", ctx.display_path(path), "file")
+                continue
+            try:
+                fmt = p.format or exams.detect_format(path)
+            except ValueError as exc:
+                yield Quarantine(str(exc).removeprefix(f"{path}: "), ctx.display_path(path), "file")
+                continue
+            file = ctx.display_path(path)
+            self.stat_update(f"format.{fmt}")
+            for item in exams.read_exam(path, fmt, cop_base=p.cop_base, encoding=p.encoding):
+                if isinstance(item, Quarantine):
+                    yield Quarantine(item.error, file, item.locator)
+                else:
+                    yield self._row(item, fmt, file, item.locator.removeprefix(f"{path.name} "))
+
+    def _row(self, item: exams.ExamItem, fmt: str, file: str, locator: str) -> dict | Drop:
+        p: ExamParams = self.params
+        meta = new_meta(builder=self.name, file=file, locator=locator, licence=p.licence)
+        source = p.source or fmt
+        if p.subjects is not None and item.subject not in p.subjects:
+            return Drop({"id": item.id, "source": source, "meta": meta, "question": item.question}, "other_subject")
+        if p.as_ == "instruction":
+            user, assistant = exams.instruction_turns(item, explanation=p.explanation)
+            return new_row(source=source, meta=meta, id=item.id, messages=messages(("user", user), ("assistant", assistant)))
+        row = new_row(source=source, meta=meta, id=item.id, question=item.question, answer=item.answer,
+                      options=[{"label": label, "text": text} for label, text in item.options] or None)
+        row.update(context=item.context, subject=item.subject, explanation=item.long_answer)
+        return row
