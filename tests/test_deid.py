@@ -1,0 +1,192 @@
+"""De-identification: rules, surrogates, replacement and scoring (fast, rules-only)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from datetime import timedelta
+
+import pytest
+from meddata.filters.deid.detector import Detector, DetectorConfig, config_for
+from meddata.filters.deid.evaluate import evaluate, map_gold_type
+from meddata.filters.deid.ner import RulesOnlyWarning
+from meddata.filters.deid.replace import replace_spans
+from meddata.filters.deid.spans import Span, merge_spans
+from meddata.filters.deid.surrogate import Surrogates, shift_date
+
+
+@pytest.fixture(scope="module")
+def det() -> Detector:
+    return Detector(DetectorConfig(model="off"))
+
+
+def found(det: Detector, text: str) -> dict[str, str]:
+    return {text[s.start:s.end]: s.type for s in det.detect(text)}
+
+
+def covered(det: Detector, text: str, value: str) -> bool:
+    i = text.index(value)
+    return any(s.start < i + len(value) and i < s.end for s in det.detect(text))
+
+
+@pytest.mark.parametrize("text, value", [
+    ("PT SEEN BY DR JONES IN ED. WIFE MARY AT BEDSIDE. F/U 7/22 AT MERCY HOSP.", "JONES"),
+    ("PT SEEN BY DR JONES IN ED. WIFE MARY AT BEDSIDE. F/U 7/22 AT MERCY HOSP.", "MARY"),
+    ("PT SEEN BY DR JONES IN ED. WIFE MARY AT BEDSIDE. F/U 7/22 AT MERCY HOSP.", "MERCY HOSP"),
+    ("PT SEEN BY DR JONES IN ED. WIFE MARY AT BEDSIDE. F/U 7/22 AT MERCY HOSP.", "7/22"),
+    ("pt seen by dr haldorsen today, wife akiko at bedside. lives in framingham.", "haldorsen"),
+    ("pt seen by dr haldorsen today, wife akiko at bedside. lives in framingham.", "akiko"),
+    ("pt seen by dr haldorsen today, wife akiko at bedside. lives in framingham.", "framingham"),
+    ("Pt. name: Odalys Fenwick, seen at St. Mary's on July 22nd.", "Odalys Fenwick"),
+    ("Pt. name: Odalys Fenwick, seen at St. Mary's on July 22nd.", "St. Mary's"),
+    ("Pt. name: Odalys Fenwick, seen at St. Mary's on July 22nd.", "July 22nd"),
+    ("Follow up arranged.\n-- J. Okonkwo, MD", "J. Okonkwo"),
+    ("Her daughter Celestine will call.", "Celestine"),
+    ("Mr. Prud'homme was transferred from Holloway Memorial Hospital.", "Prud'homme"),
+    ("Mr. Prud'homme was transferred from Holloway Memorial Hospital.", "Holloway Memorial Hospital"),
+    ("Call (617) 555-1234 or 617.555.1234, pager x4321.", "(617) 555-1234"),
+    ("Call (617) 555-1234 or 617.555.1234, pager x4321.", "617.555.1234"),
+    ("Call (617) 555-1234 or 617.555.1234, pager x4321.", "x4321"),
+    ("MRN: 1234567, acct #12345678, SSN 123-45-6789.", "1234567"),
+    ("MRN: 1234567, acct #12345678, SSN 123-45-6789.", "#12345678"),
+    ("MRN: 1234567, acct #12345678, SSN 123-45-6789.", "123-45-6789"),
+    ("Seen 2/3/04, again 22-Jul and on Tuesday; prior fracture in '92.", "2/3/04"),
+    ("Seen 2/3/04, again 22-Jul and on Tuesday; prior fracture in '92.", "22-Jul"),
+    ("Seen 2/3/04, again 22-Jul and on Tuesday; prior fracture in '92.", "Tuesday"),
+    ("Seen 2/3/04, again 22-Jul and on Tuesday; prior fracture in '92.", "'92"),
+    ("A 94 y/o woman from Springfield, MA 01103, email jo.doe@mail.com, http://x.example.org/p", "94"),
+    ("A 94 y/o woman from Springfield, MA 01103, email jo.doe@mail.com, http://x.example.org/p", "01103"),
+    ("A 94 y/o woman from Springfield, MA 01103, email jo.doe@mail.com, http://x.example.org/p", "jo.doe@mail.com"),
+    ("Address: 45 Maple Street, Apt 3. VIN 1HGCM82633A004352, host 10.14.22.178.", "45 Maple Street"),
+    ("Address: 45 Maple Street, Apt 3. VIN 1HGCM82633A004352, host 10.14.22.178.", "1HGCM82633A004352"),
+    ("Address: 45 Maple Street, Apt 3. VIN 1HGCM82633A004352, host 10.14.22.178.", "10.14.22.178"),
+    ("Dictated by: Harold Pennington\nHP/mk", "mk"),
+])
+def test_finds_phi_shapes(det, text, value):
+    assert covered(det, text, value), value
+
+
+@pytest.mark.parametrize("text", [
+    "Parkinson's disease and Crohn's disease are stable. Foley catheter removed.",
+    "Motor strength 5/5 throughout. BP 120/80. Pain 8/10. 2/6 systolic murmur.",
+    "The gallbladder was grasped with a Kelly clamp. A Jackson-Pratt drain was placed.",
+    "PAST MEDICAL HISTORY: Hypertension. Brown stool noted. Will call back.",
+    "PT RESTING COMFORTABLY. FOLEY DRAINING CLEAR YELLOW URINE. SATS 95%.",
+    "Homans sign negative. Murphy's sign negative. Babinski negative.",
+])
+def test_medical_terms_are_not_phi(det, text):
+    assert det.detect(text) == [], found(det, text)
+
+
+def test_offsets_point_into_the_text(det):
+    text = "Seen by Dr. Ana Lopez on 3/4/2021 at Riverside Clinic, (508) 555-0100."
+    spans = det.detect(text)
+    assert spans == merge_spans(spans)
+    for s in spans:
+        assert 0 <= s.start < s.end <= len(text)
+        assert text[s.start:s.end] == text[s.start:s.end].strip()
+
+
+def test_name_found_once_is_flagged_everywhere(det):
+    text = "Mrs. Abernathy was admitted. Later Abernathy ambulated. ABERNATHY DENIES PAIN."
+    assert sum(text[s.start:s.end].lower() == "abernathy" for s in det.detect(text)) == 3
+
+
+def test_policies_differ_on_ages_years_and_states():
+    text = "A 45-year-old from Ohio, diagnosed in 2012; her mother is 97."
+    recall = {text[s.start:s.end] for s in Detector(config_for("recall", model="off")).detect(text)}
+    safe = {text[s.start:s.end] for s in Detector(config_for("safe_harbor", model="off")).detect(text)}
+    assert {"45", "Ohio", "2012", "97"} <= recall
+    assert "97" in safe and not {"45", "Ohio", "2012"} & safe
+
+
+def test_rules_only_mode_warns_once():
+    with pytest.warns(RulesOnlyWarning, match=r"pip install \"meddata\[deid\]\""):
+        d = Detector(DetectorConfig(model_name="no_such_model_for_meddata_tests"))
+    assert not d.uses_model
+    assert covered(d, "Seen by Dr. Whitcombe on 7/22.", "Whitcombe")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Detector(DetectorConfig(model_name="no_such_model_for_meddata_tests"))
+    with pytest.raises(RuntimeError, match="required"), pytest.warns(RulesOnlyWarning):
+        Detector(DetectorConfig(model="on", model_name="no_such_model_for_meddata_tests_2"))
+
+
+# -- replacement --------------------------------------------------------------------------
+NOTE = ("Mr. John Okafor (MRN 4417293) seen 07/22/2019 by Dr. Brennan at Holloway Memorial Hospital; "
+        "wife Maria at bedside, phone (617) 555-1234. Follow-up 08/05/2019. Mother is 96.")
+
+
+def test_mask_and_redact(det):
+    spans = det.detect(NOTE)
+    masked = replace_spans(NOTE, spans, "mask")
+    for value in ("Okafor", "4417293", "07/22/2019", "Brennan", "Holloway", "Maria", "555-1234"):
+        assert value not in masked
+    assert "[NAME]" in masked and "[DATE]" in masked and "[PHONE]" in masked
+    redacted = replace_spans(NOTE, spans, "redact")
+    assert "Okafor" not in redacted and "[" not in redacted
+
+
+def test_surrogates_are_consistent_keyed_and_never_real(det):
+    spans = det.detect(NOTE)
+    a1 = replace_spans(NOTE, spans, "surrogate", Surrogates(b"secret", "patient-1"))
+    a2 = replace_spans(NOTE, spans, "surrogate", Surrogates(b"secret", "patient-1"))
+    b = replace_spans(NOTE, spans, "surrogate", Surrogates(b"other", "patient-1"))
+    assert a1 == a2 and a1 != b
+    originals = [NOTE[s.start:s.end] for s in spans if s.type != "AGE"]
+    for value in originals:
+        assert value not in a1, value
+    assert "90+" in a1  # ages over 89
+    # interval between the two dates survives the shift
+    dates = re.findall(r"\d\d/\d\d/\d{4}", a1)
+    from datetime import datetime
+
+    d1, d2 = (datetime.strptime(d, "%m/%d/%Y") for d in dates)
+    assert (d2 - d1).days == 14
+    # same name, same surrogate, inside one text
+    text = "Dr. Brennan saw the patient. Brennan will call."
+    out = replace_spans(text, det.detect(text), "surrogate", Surrogates(b"secret", "p"))
+    first, second = re.match(r"Dr\. (\w+) saw the patient\. (\w+) will call\.", out).groups()
+    assert first == second != "Brennan"
+
+
+def test_date_shift_keeps_shapes_and_weekdays():
+    off = timedelta(days=35)
+    assert shift_date("07/22/1992", off) == "08/26/1992"
+    assert shift_date("7/22", off) == "8/26"
+    assert shift_date("July 22nd, 1992", off) == "August 26th, 1992"
+    assert shift_date("22-Jul", off) == "26-Aug"
+    assert shift_date("1992-07-22", off) == "1992-08-26"
+    assert shift_date("Tuesday", off) == "Tuesday"
+    s = Surrogates(b"k", "p", keep_weekday=True)
+    assert s.offset.days % 7 == 0
+    assert s.replace("DATE", "Tuesday") == "Tuesday"
+
+
+def test_surrogate_key_changes_every_value_shape_kept():
+    s = Surrogates(b"k", "p")
+    phone = s.replace("PHONE", "(617) 555-1234")
+    assert re.fullmatch(r"\(\d{3}\) \d{3}-\d{4}", phone) and phone != "(617) 555-1234"
+    assert re.fullmatch(r"9\d\d-\d\d-\d{4}", s.replace("SSN", "123-45-6789"))
+    assert s.replace("AGE", "93") == "90+"
+    assert s.replace("EMAIL", "jo@x.com").endswith("@example.org")
+
+
+# -- scoring ------------------------------------------------------------------------------
+def test_scoring_lenient_and_strict():
+    gold = [{"id": "1", "text": "John Smith was seen on 7/22.",
+             "spans": [{"start": 0, "end": 10, "type": "NAME"}, {"start": 23, "end": 27, "type": "DATE"}]}]
+    pred = {"1": [{"start": 5, "end": 10, "type": "NAME"}, {"start": 11, "end": 14, "type": "NAME"}]}
+    rep = evaluate(gold, pred)
+    assert rep.metrics("lenient") == pytest.approx({"recall": 0.5, "precision": 0.5, "f2": 0.5})
+    assert rep.metrics("strict")["recall"] == 0.0
+    assert map_gold_type("AGE", "45", ages="over_89") is None and map_gold_type("AGE", "92") == "AGE"
+    assert map_gold_type("ORGANIZATION") is None
+    with pytest.raises(KeyError):
+        map_gold_type("NO_SUCH_LABEL")
+
+
+def test_merge_prefers_structured_evidence():
+    spans = merge_spans([Span(0, 5, "NAME", "dict"), Span(3, 9, "DATE", "rule"), Span(20, 25, "LOCATION", "cue"),
+                         Span(22, 30, "HOSPITAL", "dict")])
+    assert [(s.start, s.end, s.type) for s in spans] == [(0, 9, "DATE"), (20, 30, "HOSPITAL")]
