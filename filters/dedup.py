@@ -1,0 +1,331 @@
+"""Duplicate removal as global steps: exact (normalised text) and near-duplicate (MinHash).
+
+Both steps share what a user chooses about duplicates:
+
+* ``fields`` – what is compared: content columns (``text``, ``messages``, ``question``...) or
+  one role of a conversation (``messages.user`` compares only the user turns). Default: the
+  whole example, as :func:`meddata.records.text_of` joins it.
+* ``keep`` – which member of a cluster survives: ``first`` (row order), ``longest``
+  (most characters) or ``quality`` (highest numeric ``meta.annotations[quality_key]``, e.g. a
+  judge score; rows without it rank last). Ties go to the earlier row.
+* ``scope`` – ``corpus`` compares every row with every other; ``patient`` compares only rows
+  with the same ``meta.patient_id`` (copy-forward notes of one patient collapse, two patients'
+  identical template notes both stay). Rows without a patient id form one group of their own.
+
+Every dropped row carries ``meta.annotations.duplicate_of`` (the id of the row kept in its
+place), so the drop log says why each row went; rows whose compared content is empty are
+dropped as ``empty_text``. The step report lists every cluster of two or more rows as
+``{"members": [ids...], "kept": id}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import pyarrow as pa
+from datasets import Dataset
+from datasets.table import InMemoryTable
+from pydantic import Field, field_validator, model_validator
+
+from meddata.records import CONTENT_COLUMNS, MESSAGE_COLUMNS, REASON_COLUMN, ROLES
+from meddata.registry import register
+from meddata.steps import GlobalResult, GlobalStep, StepContext, StepParams
+
+DEFAULT_FIELDS = ("text", *MESSAGE_COLUMNS, "question", "options", "answer")
+EMPTY = "empty_text"
+_PUNCT = re.compile(r"[^\w\s]+")
+
+
+# -- what is compared ------------------------------------------------------------------------
+
+def check_fields(fields: list[str] | None) -> list[str] | None:
+    """Validate field specs: a content column, or ``<message column>.<role>``."""
+    if fields is None:
+        return None
+    if not fields:
+        raise ValueError("fields must name at least one column (or be left out for the whole example)")
+    for spec in fields:
+        col, _, role = spec.partition(".")
+        if col not in CONTENT_COLUMNS:
+            raise ValueError(f"unknown field {spec!r}; use one of {', '.join(CONTENT_COLUMNS)}")
+        if role and (col not in MESSAGE_COLUMNS or role not in ROLES):
+            raise ValueError(f"field {spec!r}: a role filter needs a message column "
+                             f"({', '.join(MESSAGE_COLUMNS)}) and a role ({', '.join(ROLES)})")
+    return fields
+
+
+def row_content(row: dict[str, Any], fields: Sequence[str] | None = None) -> str:
+    """The compared content of a row: the chosen fields joined by blank lines."""
+    parts: list[str] = []
+    for spec in fields or DEFAULT_FIELDS:
+        col, _, role = spec.partition(".")
+        value = row.get(col)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            parts.append(value)
+        elif col == "options":
+            parts.extend(o.get("text") or "" for o in value)
+        elif col == "sections":
+            parts.extend(f"{s.get('title') or ''}\n{s.get('text') or ''}".strip() for s in value)
+        else:
+            parts.extend(m.get("content") or "" for m in value if not role or m.get("role") == role)
+    return "\n\n".join(p for p in parts if p)
+
+
+def arrow_columns(dataset: Dataset, columns: Sequence[str]) -> pa.Table:
+    """The given columns of every row as one Arrow table (a selection view is resolved by a
+    C-level take, never by the Python row loop of ``dataset[i]``)."""
+    present = [c for c in columns if c in dataset.column_names]
+    return dataset.select_columns(present).with_format("arrow")[:] if present and len(dataset) else \
+        pa.table({c: pa.nulls(len(dataset)) for c in present})
+
+
+def contents(dataset: Dataset, fields: Sequence[str] | None) -> list[str]:
+    """The compared content of every row, in row order."""
+    columns = sorted({spec.partition(".")[0] for spec in fields or DEFAULT_FIELDS})
+    table = arrow_columns(dataset, columns)
+    if table.num_columns == 0:
+        return [""] * len(dataset)
+    names = table.column_names
+    values = [table.column(c).to_pylist() for c in names]
+    return [row_content(dict(zip(names, row)), fields) for row in zip(*values)]
+
+
+def meta_values(dataset: Dataset, key: str) -> list[Any]:
+    """``meta[key]`` of every row, read column-wise."""
+    table = arrow_columns(dataset, ["meta"])
+    if table.num_columns == 0 or len(dataset) == 0:
+        return [None] * len(dataset)
+    meta = table.column("meta").combine_chunks()
+    if meta.type.get_field_index(key) < 0:
+        return [None] * len(dataset)
+    return meta.flatten()[meta.type.get_field_index(key)].to_pylist()
+
+
+# -- which row survives ----------------------------------------------------------------------
+
+class DedupParams(StepParams):
+    """What every dedup step shares (see the module docstring)."""
+
+    fields: list[str] | None = None
+    keep: Literal["first", "longest", "quality"] = "first"
+    quality_key: str | None = None
+    scope: Literal["corpus", "patient"] = "corpus"
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, v: list[str] | None) -> list[str] | None:
+        return check_fields(v)
+
+    @model_validator(mode="after")
+    def _quality_key(self):
+        if self.keep == "quality" and not self.quality_key:
+            raise ValueError("keep: quality needs quality_key (a numeric key in meta.annotations)")
+        if self.quality_key and self.keep != "quality":
+            raise ValueError("quality_key is only used with keep: quality")
+        return self
+
+
+def quality_scores(dataset: Dataset, key: str) -> tuple[list[float], int]:
+    """``meta.annotations[key]`` per row as a float; -inf (and counted) when missing or not numeric."""
+    scores, missing = [], 0
+    for raw in meta_values(dataset, "annotations"):
+        value = json.loads(raw).get(key) if raw else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            scores.append(-math.inf)
+            missing += 1
+        else:
+            scores.append(float(value))
+    return scores, missing
+
+
+def pick_kept(members: Sequence[int], keep: str, lengths: Sequence[int], scores: Sequence[float] | None) -> int:
+    """The row of a cluster that survives; ties go to the earlier row."""
+    if keep == "longest":
+        return max(members, key=lambda i: (lengths[i], -i))
+    if keep == "quality" and scores is not None:
+        return max(members, key=lambda i: (scores[i], -i))
+    return min(members)
+
+
+def dropped_rows(dataset: Dataset, drop_idx: list[int], reasons: Sequence[str | None],
+                 duplicate_of: dict[int, str]) -> Dataset:
+    """The dropped rows with their ``__reason__`` and ``meta.annotations.duplicate_of``.
+
+    Built in Arrow (a take, one rewritten string column): ``Dataset.map``/``add_column`` on a
+    selection would first rewrite the whole selection through the Python feature casts."""
+    table = dataset.select(drop_idx).with_format("arrow")[:] if drop_idx else \
+        dataset.with_format("arrow")[:0]
+    if duplicate_of and "meta" in table.column_names:
+        meta = table.column("meta").combine_chunks()
+        parts = meta.flatten()
+        at = meta.type.get_field_index("annotations")
+        notes = []
+        for i, raw in zip(drop_idx, parts[at].to_pylist()):
+            if i in duplicate_of:
+                ann = json.loads(raw) if raw else {}
+                ann["duplicate_of"] = duplicate_of[i]
+                raw = json.dumps(ann, sort_keys=True, default=str)
+            notes.append(raw)
+        parts[at] = pa.array(notes, type=pa.string())
+        meta = pa.StructArray.from_arrays(parts, fields=list(meta.type), mask=meta.is_null())
+        table = table.set_column(table.column_names.index("meta"), "meta", meta)
+    dropped_reasons = [reasons[i] for i in drop_idx]
+    table = table.append_column(REASON_COLUMN, pa.array(dropped_reasons, type=pa.string()))
+    digest = hashlib.sha1(repr((dataset._fingerprint, drop_idx, dropped_reasons, sorted(duplicate_of.items())))
+                          .encode()).hexdigest()
+    return Dataset(InMemoryTable(table), fingerprint=digest)  # hashing the table itself is slow
+
+
+def scope_values(dataset: Dataset, scope: str) -> list[str | None] | None:
+    return meta_values(dataset, "patient_id") if scope == "patient" else None
+
+
+def resolve(
+    step: GlobalStep,
+    dataset: Dataset,
+    clusters: Sequence[Sequence[int]],
+    empty: Sequence[int],
+    reason: str,
+    lengths: Sequence[int],
+    report: dict[str, Any] | None = None,
+) -> GlobalResult:
+    """Drop all but one member of every cluster (``reason``) and the empty rows (``empty_text``).
+
+    Dropped duplicates get ``meta.annotations.duplicate_of``; the report lists the clusters."""
+    p: DedupParams = step.params
+    scores = None
+    if p.keep == "quality":
+        scores, missing = quality_scores(dataset, p.quality_key)
+        if missing:
+            step.stat_update("dedup.missing_quality_score", missing)
+    ids = arrow_columns(dataset, ["id"]).column("id").to_pylist()
+    reasons: list[str | None] = [None] * len(dataset)
+    for i in empty:
+        reasons[i] = EMPTY
+    duplicate_of: dict[int, str] = {}
+    listed = []
+    for members in clusters:
+        kept = pick_kept(members, p.keep, lengths, scores)
+        for m in members:
+            if m != kept:
+                reasons[m] = reason
+                duplicate_of[m] = ids[kept]
+        listed.append({"members": [ids[m] for m in sorted(members)], "kept": ids[kept]})
+    keep_idx = [i for i, r in enumerate(reasons) if r is None]
+    drop_idx = [i for i, r in enumerate(reasons) if r is not None]
+    result = GlobalResult(kept=dataset.select(keep_idx),
+                          dropped=dropped_rows(dataset, drop_idx, reasons, duplicate_of))
+    result.report = {
+        **(report or {}),
+        "n_clusters": len(listed),
+        "rows_in_clusters": sum(len(c["members"]) for c in listed),
+        "largest_cluster": max((len(c["members"]) for c in listed), default=0),
+        reason: len(duplicate_of),
+        EMPTY: len(empty),
+        "clusters": listed,
+    }
+    return result
+
+
+# -- exact duplicates ------------------------------------------------------------------------
+
+class ExactDedupParams(DedupParams):
+    #: What the comparison ignores: any of case, whitespace, punctuation; true = all, false = none.
+    normalize: list[Literal["case", "whitespace", "punctuation"]] = ["whitespace"]  # pydantic copies it
+
+    @field_validator("normalize", mode="before")
+    @classmethod
+    def _bool(cls, v: Any) -> Any:
+        if v is True:
+            return ["case", "whitespace", "punctuation"]
+        if v is False or v is None:
+            return []
+        return v
+
+
+def normalize_exact(text: str, ignore: Sequence[str]) -> str:
+    """Text as exact dedup compares it: case-folded, punctuation removed, whitespace collapsed."""
+    if "case" in ignore:
+        text = text.casefold()
+    if "punctuation" in ignore:
+        text = _PUNCT.sub("", text)
+    if "whitespace" in ignore:
+        text = " ".join(text.split())
+    return text
+
+
+@register
+class ExactDedup(GlobalStep):
+    name = "exact_dedup"
+    description = ("Drop exact duplicates of normalised content (case/whitespace/punctuation), keeping the "
+                   "first, longest or best-scored row, corpus-wide or within a patient.")
+    Params = ExactDedupParams
+
+    def apply(self, dataset: Dataset, ctx: StepContext) -> GlobalResult:
+        p: ExactDedupParams = self.params
+        texts = contents(dataset, p.fields)
+        scope = scope_values(dataset, p.scope)
+        groups: dict[tuple[str | None, bytes], list[int]] = {}
+        empty = []
+        for i, text in enumerate(texts):
+            norm = normalize_exact(text, p.normalize)
+            if not norm.strip():
+                empty.append(i)
+                continue
+            key = (scope[i] if scope else None, hashlib.blake2b(norm.encode(), digest_size=16).digest())
+            groups.setdefault(key, []).append(i)
+        clusters = [g for g in groups.values() if len(g) > 1]
+        clusters.sort(key=lambda g: g[0])
+        return resolve(self, dataset, clusters, empty, "exact_duplicate", [len(t) for t in texts],
+                       {"unique": len(groups)})
+
+
+# -- near duplicates -------------------------------------------------------------------------
+
+class MinHashDedupParams(DedupParams):
+    threshold: float = Field(0.8, gt=0.0, lt=1.0, description="Jaccard similarity of shingle sets")
+    ngram: int = Field(5, ge=1, le=16)
+    unit: Literal["word", "char"] = "word"
+    num_perm: int = Field(128, ge=16, le=1024)
+    seed: int = 1
+    #: Case-, punctuation- and whitespace-insensitive shingles.
+    normalize: bool = True
+    #: Check candidate pairs near the threshold with exact Jaccard (LSH then tuned for recall).
+    verify: bool = True
+    #: With verify: chance that a pair exactly at the threshold becomes an LSH candidate.
+    min_recall: float = Field(0.995, gt=0.5, lt=1.0)
+    #: Worker processes for signatures (default: the run's num_proc).
+    num_proc: int | None = Field(None, ge=1)
+
+
+@register
+class MinHashDedup(GlobalStep):
+    name = "minhash_dedup"
+    description = ("Drop near-duplicates: MinHash + LSH on word or character n-grams, clusters by "
+                   "union-find over all candidate pairs, optional exact Jaccard check.")
+    Params = MinHashDedupParams
+
+    def apply(self, dataset: Dataset, ctx: StepContext) -> GlobalResult:
+        from meddata.filters.minhash import Shingler, near_duplicates
+
+        p: MinHashDedupParams = self.params
+        texts = contents(dataset, p.fields)
+        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        scope = scope_values(dataset, p.scope)
+        found = near_duplicates(
+            texts, threshold=p.threshold, shingler=Shingler(p.ngram, p.unit, p.normalize),
+            num_perm=p.num_perm, seed=p.seed, verify=p.verify, min_recall=p.min_recall, scope=scope,
+            num_proc=p.num_proc or ctx.num_proc,
+        )
+        clusters = [c.tolist() for c in found.clusters()]  # empty texts have no shingles: never in one
+        report = {"bands": found.bands, "rows": found.rows, "candidate_pairs": found.candidate_pairs,
+                  "identical_pairs": found.identical_pairs, "verified_pairs": found.verified_pairs,
+                  "accepted_pairs": found.accepted_pairs, "no_shingles": found.no_shingles - len(empty)}
+        return resolve(self, dataset, clusters, empty, "near_duplicate", [len(t) for t in texts], report)

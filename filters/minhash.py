@@ -1,0 +1,605 @@
+"""The near-duplicate core: shingling, MinHash signatures, LSH banding, verification, union-find.
+
+Pure numpy, no step and no dataset: ``meddata.filters.dedup`` and ``meddata dedup`` build on it.
+
+Why not datasketch's ``MinHash.update`` per document: it hashes every shingle with SHA-1 in
+Python and permutes one document at a time (a few hundred to a few thousand docs/s). Here a
+chunk of documents is tokenised and hashed at once over its UTF-8 bytes (prefix-sum
+polynomial hashes, no per-token Python), and each permutation is one vectorised
+``a*h + b`` over every shingle of the chunk followed by ``np.minimum.reduceat`` per document.
+
+The signatures are datasketch's: the same ``affine32`` permutation scheme, the same
+``(a, b)`` parameters for a given ``seed``. ``signature_row == MinHash(num_perm, seed,
+hashfunc=int).update_batch(shingle_hash32)`` (see :func:`to_minhash`), so they plug into
+``MinHashLSH`` and friends; only the shingle hash differs from datasketch's SHA-1.
+
+LSH bands/rows come from datasketch's own optimiser (``datasketch.lsh._optimal_param``) or,
+when candidates are verified afterwards, from the cheapest (bands, rows) whose collision
+probability at the threshold reaches ``min_recall`` (datasketch's false-positive integral is
+the cost). Clusters are the connected components of *all* accepted pairs (union-find), so the
+result does not depend on row order.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+U32 = np.uint32
+U64 = np.uint64
+EMPTY = np.iinfo(np.uint32).max  # datasketch's "no value seen" in every slot
+
+# Independent odd 64-bit multipliers (from SplitMix64) that make window hashes order-sensitive.
+_MULTIPLIERS = np.array([
+    0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB86659FD93,
+    0xA0761D6478BD642F, 0xE7037ED1A0B428DB, 0x8EBC6AF09C88C6E3, 0x589965CC75374CC3,
+    0x1D8E4E27C47D124F, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5,
+    0x85EBCA77C2B2AE63, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x9FB21C651E98DF25,
+], dtype=U64) | U64(1)
+_POLY = 0x100000001B3  # FNV-1 64-bit prime: the byte base of token hashes (odd, so invertible mod 2^64)
+_POLY_INV = pow(_POLY, -1, 1 << 64)
+# Texts are hashed in chunks of about this many characters (bounds memory; the pool's work unit).
+CHUNK_CHARS = 1_000_000
+# Candidates whose MinHash estimate lies more than this many standard deviations below the
+# threshold are rejected without an exact check: a pair exactly at the threshold is lost that
+# way with probability 0.13% (normal approximation of the binomial over num_perm slots).
+# Every other candidate gets an exact Jaccard check, so no pair below the threshold is joined.
+VERIFY_SIGMAS = 3.0
+# Up to this many characters, shingle hashes are kept from the signature pass for the exact
+# check (about 1.3 bytes per character); beyond, the texts in candidate pairs are hashed again.
+KEEP_HASHES_CHARS = 200_000_000
+
+
+def fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser: spreads the poor low bits of polynomial hashes."""
+    h = h ^ (h >> U64(33))
+    h = h * U64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> U64(33))
+    h = h * U64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> U64(33))
+
+
+def fmix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finaliser, the pre-mix datasketch applies before its permutations."""
+    h = h ^ (h >> U32(16))
+    h = h * U32(0x85EBCA6B)
+    h = h ^ (h >> U32(13))
+    h = h * U32(0xC2B2AE35)
+    return h ^ (h >> U32(16))
+
+
+def _geometric(base: int, n: int) -> np.ndarray:
+    """base^i mod 2^64 for i < n: a 1024-wide cumprod block times cumprod of block strides
+    (one flat cumprod over millions of uint64 is slow)."""
+    width = 1024
+    small = np.full(width, base, dtype=U64)
+    small[0] = 1
+    small = np.cumprod(small)
+    step = U64((int(small[-1]) * base) & 0xFFFFFFFFFFFFFFFF)
+    stride = np.full(-(-n // width), step, dtype=U64)
+    stride[0] = 1
+    return (np.cumprod(stride)[:, None] * small[None, :]).ravel()[:n]
+
+
+@functools.lru_cache(maxsize=2)
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(POLY^i, POLY^-i) mod 2^64 for i < n; numpy's wrapping uint64 products do the modulo."""
+    return _geometric(_POLY, n), _geometric(_POLY_INV, n)
+
+
+def _powers_for(n: int) -> tuple[np.ndarray, np.ndarray]:
+    size = 1 << max(16, math.ceil(math.log2(n + 1)))  # few distinct sizes -> the cache hits
+    return _powers(size)
+
+
+def _token_lut(normalize: bool) -> np.ndarray:
+    """Which bytes belong to a token: ``\\w`` when normalising, non-space otherwise.
+    Bytes >= 128 count as token bytes; non-ASCII separators are replaced by a regex first."""
+    lut = np.zeros(256, dtype=bool)
+    if normalize:
+        for c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_":
+            lut[c] = True
+    else:  # what str.split() treats as whitespace in ASCII
+        lut[:] = True
+        lut[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = False
+    lut[128:] = True
+    return lut
+
+
+_LUTS = {True: _token_lut(True), False: _token_lut(False)}
+_NON_WORD = re.compile(r"[^\w]+")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Shingler:
+    """How a text becomes a set of shingles.
+
+    ``unit="word"``: n consecutive tokens; ``unit="char"``: n consecutive characters of the
+    normalised text. ``normalize`` makes shingles case-, punctuation- and
+    whitespace-insensitive (tokens are ``\\w+`` runs of the lower-cased text); without it,
+    tokens are whitespace-separated and case-sensitive. A text shorter than n units is one
+    shingle, as in the usual datasketch recipe.
+    """
+
+    ngram: int = 5
+    unit: Literal["word", "char"] = "word"
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        if self.ngram < 1 or self.ngram > len(_MULTIPLIERS):
+            raise ValueError(f"ngram must be between 1 and {len(_MULTIPLIERS)}, got {self.ngram}")
+        if self.unit not in ("word", "char"):
+            raise ValueError(f"unit must be 'word' or 'char', got {self.unit!r}")
+
+    def hashes(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """64-bit hashes of every shingle of every text, concatenated text by text, and the
+        number of shingles of each text (0 when a text has no token)."""
+        parts = [self._chunk_hashes(texts[a:b]) for a, b in _chunks(texts, CHUNK_CHARS)]
+        if not parts:
+            return np.zeros(0, dtype=U64), np.zeros(0, dtype=np.int64)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def shingle_sets(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Sorted unique shingle hashes per text."""
+        h, counts = self.hashes(texts)
+        bounds = np.concatenate(([0], np.cumsum(counts)))
+        return [np.unique(h[bounds[i]:bounds[i + 1]]) for i in range(len(texts))]
+
+    def _chunk_hashes(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        units, counts = self._word_units(texts) if self.unit == "word" else self._char_units(texts)
+        return _windows(units, counts, self.ngram)
+
+    def _word_units(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token hashes over the whole chunk at once: one UTF-8 buffer, token bounds from a
+        byte table, each token's polynomial hash from one prefix sum."""
+        prepared = list(map(str.lower, texts)) if self.normalize else list(texts)
+        joined = "\n".join(prepared)
+        if not joined.isascii():  # non-ASCII separators become spaces; lengths in UTF-8 bytes
+            sep = _NON_WORD if self.normalize else _SPACE
+            prepared = [t if t.isascii() else sep.sub(" ", t) for t in prepared]
+            nbytes = np.array([len(t) if t.isascii() else len(t.encode()) for t in prepared], dtype=np.int64)
+            joined = "\n".join(prepared)
+        else:
+            nbytes = np.fromiter(map(len, prepared), dtype=np.int64, count=len(prepared))
+        buf = np.frombuffer(joined.encode(), dtype=np.uint8)
+        if buf.size == 0:
+            return np.zeros(0, dtype=U64), np.zeros(len(texts), dtype=np.int64)
+        is_tok = _LUTS[self.normalize].take(buf)
+        edges = np.flatnonzero(np.diff(is_tok, prepend=False, append=False))
+        starts, ends = edges[0::2], edges[1::2]
+        fwd, inv = _powers_for(buf.size + 1)
+        prefix = np.zeros(buf.size + 1, dtype=U64)
+        np.multiply(buf, inv[:buf.size], out=prefix[1:])
+        np.cumsum(prefix[1:], out=prefix[1:])
+        tok = fmix64((prefix[ends] - prefix[starts]) * fwd[starts] + (ends - starts).astype(U64))
+        bounds = np.concatenate(([0], np.cumsum(nbytes + 1)))  # texts are joined by one separator byte
+        return tok, np.diff(np.searchsorted(starts, bounds))
+
+    def _char_units(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        if self.normalize:
+            prepared = [" ".join(_NON_WORD.sub(" ", t.lower()).replace("_", " ").split()) for t in texts]
+        else:
+            prepared = list(texts)
+        counts = np.fromiter((len(t) for t in prepared), dtype=np.int64, count=len(prepared))
+        cps = np.frombuffer("".join(prepared).encode("utf-32-le"), dtype=np.uint32).astype(U64)
+        return fmix64(cps + U64(0x9E3779B97F4A7C15)), counts
+
+
+def _windows(units: np.ndarray, counts: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Order-sensitive hashes of every window of ``n`` consecutive units inside each text;
+    a text with 1..n-1 units gives one window over all of them.
+
+    Windows are hashed at every position of the concatenated units at once (n multiply-adds),
+    then the positions whose window stays inside one text are kept."""
+    nwin = np.where(counts >= n, counts - n + 1, (counts > 0).astype(np.int64))
+    total = int(nwin.sum())
+    out = np.empty(total, dtype=U64)
+    if total == 0:
+        return out, nwin
+    starts = np.cumsum(counts) - counts
+    full = counts >= n
+    span = len(units) - n + 1
+    if span > 0 and full.any():
+        acc = units[:span] * _MULTIPLIERS[0]
+        tmp = np.empty_like(acc)
+        for m in range(1, n):
+            np.multiply(units[m:m + span], _MULTIPLIERS[m], out=tmp)
+            acc += tmp
+        offset = np.arange(len(units)) - np.repeat(starts, counts)  # unit index inside its text
+        inside = offset[:span] <= np.repeat(counts - n, counts)[:span]
+        long_hashes = fmix64(acc[inside] + U64(n))
+        if full.all():
+            return long_hashes, nwin
+        out[np.repeat(full, nwin)] = long_hashes
+    short = np.flatnonzero(~full & (counts > 0))
+    if short.size:
+        acc = np.zeros(short.size, dtype=U64)
+        for m in range(n - 1):
+            has = counts[short] > m
+            acc[has] += units[starts[short][has] + m] * _MULTIPLIERS[m]
+        out[np.repeat(~full & (counts > 0), nwin)] = fmix64(acc + counts[short].astype(U64))
+    return out, nwin
+
+
+def hash32(shingles: np.ndarray) -> np.ndarray:
+    """The 32-bit value that stands for a shingle in datasketch's ``hashfunc`` slot."""
+    return (shingles >> U64(32)).astype(U32)
+
+
+@functools.lru_cache(maxsize=8)
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's affine32 permutation parameters ``(a, b)`` for ``(num_perm, seed)``."""
+    from datasketch import MinHash
+
+    a, b = MinHash(num_perm=num_perm, seed=seed).permutations
+    return np.ascontiguousarray(a, dtype=U32), np.ascontiguousarray(b, dtype=U32)
+
+
+def signatures_from_hashes(shingles: np.ndarray, counts: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """MinHash signatures ``(len(counts), num_perm)`` uint32 from concatenated shingle hashes.
+
+    One pass per permutation over all shingles: ``a*h + b`` wraps modulo 2^32 in uint32
+    (datasketch's affine32), then the minimum of each text's segment."""
+    a, b = permutations(num_perm, seed)
+    out = np.full((num_perm, len(counts)), EMPTY, dtype=U32)
+    has = np.flatnonzero(counts > 0)
+    if has.size == 0:
+        return np.ascontiguousarray(out.T)
+    h = fmix32(hash32(shingles))
+    seg = (np.cumsum(counts) - counts)[has]
+    tmp = np.empty_like(h)
+    for k in range(num_perm):
+        np.multiply(h, a[k], out=tmp)
+        np.add(tmp, b[k], out=tmp)
+        out[k, has] = np.minimum.reduceat(tmp, seg)
+    return np.ascontiguousarray(out.T)
+
+
+def _signature_chunk(args: tuple[Shingler, Sequence[str], int, int, bool]):
+    shingler, texts, num_perm, seed, keep = args
+    h, counts = shingler._chunk_hashes(texts)
+    return signatures_from_hashes(h, counts, num_perm, seed), counts, (h if keep else None)
+
+
+def _chunks(texts: Sequence[str], max_chars: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) spans of about ``max_chars`` characters each."""
+    ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+    start = 0
+    while start < len(texts):
+        done = int(ends[start - 1]) if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, done + max_chars, side="left")) + 1)
+        stop = min(stop, len(texts))
+        yield start, stop
+        start = stop
+
+
+@dataclass
+class ShingleStore:
+    """Every text's shingle hashes, kept from the signature pass for the exact check."""
+
+    hashes: np.ndarray
+    offsets: np.ndarray  # text i owns hashes[offsets[i]:offsets[i + 1]]
+
+    def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(concatenated hashes, counts) of the texts ``idx``, in that order."""
+        counts = self.offsets[idx + 1] - self.offsets[idx]
+        first = np.cumsum(counts) - counts
+        pos = np.arange(int(counts.sum())) + np.repeat(self.offsets[idx] - first, counts)
+        return self.hashes[pos], counts
+
+
+def _compute(texts: Sequence[str], shingler: Shingler, num_perm: int, seed: int, num_proc: int,
+             keep: bool, chunk_chars: int = CHUNK_CHARS) -> tuple[np.ndarray, np.ndarray, ShingleStore | None]:
+    jobs = [(shingler, texts[a:b], num_perm, seed, keep) for a, b in _chunks(texts, chunk_chars)]
+    if num_proc > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(num_proc, len(jobs), os.cpu_count() or 1)) as pool:
+            parts = list(pool.map(_signature_chunk, jobs))
+    else:
+        parts = [_signature_chunk(j) for j in jobs]
+    if not parts:
+        return np.zeros((0, num_perm), dtype=U32), np.zeros(0, dtype=np.int64), None
+    counts = np.concatenate([p[1] for p in parts])
+    store = None
+    if keep:
+        store = ShingleStore(np.concatenate([p[2] for p in parts]), np.concatenate(([0], np.cumsum(counts))))
+    return np.concatenate([p[0] for p in parts]), counts, store
+
+
+def signatures(texts: Sequence[str], shingler: Shingler, num_perm: int = 128, seed: int = 1,
+               num_proc: int = 1, chunk_chars: int = CHUNK_CHARS) -> tuple[np.ndarray, np.ndarray]:
+    """Signatures of ``texts`` (``(n, num_perm)`` uint32) and their shingle counts.
+
+    Texts are cut into chunks of about ``chunk_chars`` characters; with ``num_proc > 1`` and
+    more than one chunk, chunks run in a process pool."""
+    sigs, counts, _ = _compute(texts, shingler, num_perm, seed, num_proc, False, chunk_chars)
+    return sigs, counts
+
+
+def to_minhash(signature: np.ndarray, seed: int = 1):
+    """A datasketch ``LeanMinHash`` holding one signature row (to query a ``MinHashLSH``)."""
+    from datasketch import LeanMinHash, MinHash
+
+    return LeanMinHash(MinHash(num_perm=len(signature), seed=seed, hashvalues=signature, scheme="affine32"))
+
+
+# -- LSH -------------------------------------------------------------------------------------
+
+def collision_probability(similarity: float, bands: int, rows: int) -> float:
+    """Chance that two sets with this Jaccard similarity share at least one band."""
+    return 1.0 - (1.0 - similarity ** rows) ** bands
+
+
+@functools.lru_cache(maxsize=64)
+def lsh_params(threshold: float, num_perm: int, min_recall: float | None = None) -> tuple[int, int]:
+    """(bands, rows) for a Jaccard threshold.
+
+    Without ``min_recall``: datasketch's ``_optimal_param`` with equal false-positive and
+    false-negative weights (what ``MinHashLSH(threshold)`` picks). With it: for each number
+    of rows, the fewest bands whose collision probability at ``threshold`` reaches
+    ``min_recall`` (``bands * rows <= num_perm``); of those, the one with the smallest
+    false-positive integral (datasketch's ``_false_positive_probability``). Used when
+    candidates are verified afterwards, so a looser filter costs verification time, never a
+    wrong merge.
+    """
+    from datasketch.lsh import _false_positive_probability, _optimal_param
+
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+    if min_recall is None:
+        return _optimal_param(threshold, num_perm, 0.5, 0.5)
+    best: tuple[float, int, int] | None = None
+    for rows in range(1, num_perm + 1):
+        bands = next((b for b in range(2, num_perm // rows + 1)
+                      if collision_probability(threshold, b, rows) >= min_recall), None)
+        if bands is None:
+            continue
+        cost = _false_positive_probability(threshold, bands, rows)
+        if best is None or cost < best[0]:
+            best = (cost, bands, rows)
+    if best is None:  # even one row per band cannot reach it: the most sensitive setting
+        return num_perm, 1
+    return best[1], best[2]
+
+
+def _row_keys(sig: np.ndarray, scope: np.ndarray | None) -> np.ndarray:
+    """One 64-bit key per row of a signature slice (and scope), to group equal slices."""
+    acc = np.zeros(sig.shape[0], dtype=U64)
+    for c in range(sig.shape[1]):
+        acc = fmix64(acc ^ (sig[:, c].astype(U64) * _MULTIPLIERS[c % len(_MULTIPLIERS)]))
+    return acc if scope is None else fmix64(acc ^ scope)
+
+
+def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order, group starts, group sizes) of equal keys, groups of two or more only."""
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    bounds = np.flatnonzero(np.concatenate(([True], sk[1:] != sk[:-1], [True])))
+    starts, sizes = bounds[:-1], np.diff(bounds)
+    many = sizes >= 2
+    return order, starts[many], sizes[many]
+
+
+def _all_pairs(order: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Every pair inside every group, vectorised per group size; (i, j) with i < j."""
+    out = [np.zeros((0, 2), dtype=np.int64)]
+    for size in np.unique(sizes):
+        members = order[starts[sizes == size][:, None] + np.arange(size)]
+        iu, ju = np.triu_indices(int(size), k=1)
+        a, b = members[:, iu].ravel(), members[:, ju].ravel()
+        out.append(np.stack((np.minimum(a, b), np.maximum(a, b)), axis=1))
+    return np.concatenate(out)
+
+
+def _chain_pairs(keys: np.ndarray) -> np.ndarray:
+    """Neighbours in key order with equal keys: connects each group, linear in its size."""
+    order = np.argsort(keys, kind="stable")
+    same = np.flatnonzero(keys[order][1:] == keys[order][:-1])
+    a, b = order[same], order[same + 1]
+    return np.stack((np.minimum(a, b), np.maximum(a, b)), axis=1)
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` by sorting (numpy's hash-based unique is several times slower on
+    millions of integers)."""
+    values = np.sort(values)
+    if values.size:
+        values = values[np.concatenate(([True], values[1:] != values[:-1]))]
+    return values
+
+
+def _unique_pairs(pairs: np.ndarray, n: int) -> np.ndarray:
+    if len(pairs) == 0:
+        return pairs.reshape(0, 2)
+    codes = sorted_unique(pairs[:, 0] * np.int64(n) + pairs[:, 1])
+    return np.stack((codes // n, codes % n), axis=1)
+
+
+def candidate_pairs(sigs: np.ndarray, bands: int, rows: int, scope: np.ndarray | None = None,
+                    all_pairs: bool = True) -> np.ndarray:
+    """Pairs of rows that share at least one band (and the same scope key), deduplicated.
+
+    ``all_pairs`` lists every pair in a bucket (needed when pairs are verified one by one);
+    otherwise consecutive bucket members, which connect the same components."""
+    n = sigs.shape[0]
+    found = []
+    for band in range(bands):
+        keys = _row_keys(sigs[:, band * rows:(band + 1) * rows], scope)
+        found.append(_all_pairs(*_groups(keys)) if all_pairs else _chain_pairs(keys))
+    return _unique_pairs(np.concatenate(found), n) if found else np.zeros((0, 2), dtype=np.int64)
+
+
+def estimated_similarity(sigs: np.ndarray, pairs: np.ndarray, block: int = 65536) -> np.ndarray:
+    """Fraction of equal signature slots per pair: the MinHash estimate of Jaccard.
+
+    Slots are compared on their low 16 bits (half the memory traffic); unequal values agree
+    there with probability 2^-16, which moves the estimate by less than 0.0001."""
+    low = sigs.astype(np.uint16)
+    out = np.empty(len(pairs), dtype=np.float64)
+    for lo in range(0, len(pairs), block):
+        p = pairs[lo:lo + block]
+        out[lo:lo + block] = np.count_nonzero(low[p[:, 0]] == low[p[:, 1]], axis=1) / sigs.shape[1]
+    return out
+
+
+def exact_similarity(texts: Sequence[str], pairs: np.ndarray, shingler: Shingler,
+                     store: ShingleStore | None = None, block: int = 100_000) -> np.ndarray:
+    """Exact Jaccard of the shingle sets of each pair of texts.
+
+    The texts involved become rows of a sparse 0/1 text-by-shingle matrix; a block of pairs
+    is then two row gathers and one element-wise product (scipy, no per-pair Python)."""
+    from scipy.sparse import csr_matrix
+
+    if len(pairs) == 0:
+        return np.zeros(0, dtype=np.float64)
+    involved = sorted_unique(pairs.ravel())
+    h, counts = store.take(involved) if store else shingler.hashes([texts[i] for i in involved])
+    # Rows: the texts involved; columns: 31-bit shingle fingerprints (int32 indices keep the
+    # row gathers cheap; one sort gives sorted, duplicate-free rows). Two different shingles
+    # of a pair share a fingerprint with probability ~|A||B|/2^31 (1e-5 for paragraphs),
+    # which moves that pair's Jaccard by one shingle.
+    width = U64((1 << 31) - 1)
+    rank = np.repeat(np.arange(len(involved), dtype=U64), counts)
+    keys = sorted_unique((rank << U64(32)) | ((h >> U64(33)) % width))
+    rows = (keys >> U64(32)).astype(np.int64)
+    size = np.bincount(rows, minlength=len(involved))
+    x = csr_matrix((np.ones(len(keys), dtype=bool), (keys & U64(0xFFFFFFFF)).astype(np.int32),
+                    np.concatenate(([0], np.cumsum(size))).astype(np.int32)),
+                   shape=(len(involved), int(width)))
+    x.has_sorted_indices = True
+    local = np.searchsorted(involved, pairs)
+    out = np.empty(len(pairs), dtype=np.float64)
+    for lo in range(0, len(pairs), block):
+        a, b = local[lo:lo + block, 0], local[lo:lo + block, 1]
+        inter = np.diff(x[a].multiply(x[b]).indptr)  # the product keeps shared columns only
+        union = size[a] + size[b] - inter
+        out[lo:lo + block] = np.divide(inter, union, out=np.ones(len(a)), where=union > 0)
+    return out
+
+
+# -- clustering ------------------------------------------------------------------------------
+
+class UnionFind:
+    """Disjoint sets over ``0..n-1`` with path halving and union by size."""
+
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+        self.size = [1] * n
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(self, a: int, b: int) -> bool:
+        """Join the sets of a and b; False when they were already one set."""
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return False
+        if self.size[ra] < self.size[rb]:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
+        return True
+
+    def labels(self) -> np.ndarray:
+        """The root of every element (pointer jumping over the whole parent array at once)."""
+        parent = np.array(self.parent, dtype=np.int64)
+        while True:
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                return parent
+            parent = grand
+
+
+@dataclass
+class NearDupResult:
+    """Cluster labels per text (``labels[i] == labels[j]``: same cluster) and how they came."""
+
+    labels: np.ndarray
+    bands: int
+    rows: int
+    candidate_pairs: int
+    identical_pairs: int  # rows joined because their signatures are equal
+    verified_pairs: int  # candidates close enough to the threshold to compute exact Jaccard
+    accepted_pairs: int  # edges that joined two clusters (the rest were already connected)
+    no_shingles: int  # texts with no token at all: never clustered
+
+    def clusters(self) -> list[np.ndarray]:
+        """Member indices (ascending) of every cluster of two or more texts, by first member."""
+        order = np.argsort(self.labels, kind="stable")
+        sl = self.labels[order]
+        bounds = np.flatnonzero(np.concatenate(([True], sl[1:] != sl[:-1], [True])))
+        groups = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b - a >= 2]
+        return sorted(groups, key=lambda g: int(g[0]))
+
+
+def near_duplicates(
+    texts: Sequence[str],
+    *,
+    threshold: float = 0.8,
+    shingler: Shingler | None = None,
+    num_perm: int = 128,
+    seed: int = 1,
+    verify: bool = True,
+    min_recall: float = 0.995,
+    scope: Sequence[str | None] | None = None,
+    num_proc: int = 1,
+) -> NearDupResult:
+    """Cluster texts whose shingle sets have Jaccard similarity >= ``threshold``.
+
+    ``verify=True`` (default): LSH tuned so a pair at the threshold becomes a candidate with
+    probability >= ``min_recall``; candidates whose signature estimate is more than
+    ``VERIFY_SIGMAS`` standard deviations below the threshold are rejected, every other one is
+    checked with exact Jaccard on its shingle sets (an edge needs Jaccard >= threshold). ``verify=False``: every LSH candidate pair (bands
+    and rows from datasketch's optimiser) is an edge, as in the plain datasketch recipe.
+    ``scope``: texts with different scope values are never compared (e.g. patient ids).
+    """
+    shingler = shingler or Shingler()
+    n = len(texts)
+    keep = verify and sum(map(len, texts)) <= KEEP_HASHES_CHARS
+    sigs, counts, store = _compute(texts, shingler, num_perm, seed, num_proc, keep)
+    scope_keys = _scope_keys(scope, n)
+    bands, rows = lsh_params(threshold, num_perm, min_recall if verify else None)
+    uf = UnionFind(n)
+    has = np.flatnonzero(counts > 0)
+    # Identical signatures (same scope) are the same set: join them directly, band only one.
+    identical = has[_chain_pairs(_row_keys(sigs[has], None if scope_keys is None else scope_keys[has]))]
+    for a, b in identical.tolist():
+        uf.union(a, b)
+    reps = has[uf.labels()[has] == has]
+    pairs = candidate_pairs(sigs[reps], bands, rows, None if scope_keys is None else scope_keys[reps],
+                            all_pairs=verify)
+    pairs = reps[pairs]
+    n_candidates = len(pairs)
+    checked = accepted = 0
+    if verify and len(pairs):
+        margin = VERIFY_SIGMAS * math.sqrt(threshold * (1 - threshold) / num_perm)
+        pairs = pairs[estimated_similarity(sigs, pairs) >= threshold - margin]
+        checked = len(pairs)
+        pairs = pairs[exact_similarity(texts, pairs, shingler, store) >= threshold]
+    for a, b in pairs.tolist():
+        accepted += uf.union(a, b)
+    return NearDupResult(labels=uf.labels(), bands=bands, rows=rows, candidate_pairs=n_candidates,
+                         identical_pairs=len(identical), verified_pairs=checked, accepted_pairs=accepted,
+                         no_shingles=n - len(has))
+
+
+def _scope_keys(scope: Sequence[str | None] | None, n: int) -> np.ndarray | None:
+    if scope is None:
+        return None
+    if len(scope) != n:
+        raise ValueError(f"got {len(scope)} scope values for {n} texts")
+    codes: dict[str | None, int] = {}
+    ids = np.fromiter((codes.setdefault(s, len(codes)) for s in scope), dtype=np.int64, count=n)
+    return fmix64(ids.astype(U64) + U64(0x632BE59BD9B4E019))
