@@ -1,5 +1,8 @@
 """LLM judges: the ``judge`` filter (a medical rubric, pointwise) and :func:`pairwise_judge`
 (HuatuoGPT-style comparison of two answers, asked in both orders to cancel position bias).
+The same machinery grades models in ``meddata eval`` (``meddata.trainers.judge``):
+:func:`rubric_judge_many` (the rubric, optionally against a reference answer) and
+:func:`pairwise_judge_many`, so dataset filtering and evaluation judge with one prompt each.
 
 The ``judge`` filter grades the assistant turns of conversational and prompt/completion
 rows on accuracy, safety/harm, helpfulness and completeness, 1-5 each with a one-sentence
@@ -24,7 +27,13 @@ from typing import Any, Literal
 from meddata.builders.generators.base import RAW_OUTPUT_CHARS, phi_status_of
 from meddata.builders.generators.conversation import turns_of
 from meddata.builders.generators.prompting import PromptTemplate, TemplateError
-from meddata.builders.generators.rubric import JUDGE_TEMPLATE, judge_messages, parse_rubric, rubric_schema
+from meddata.builders.generators.rubric import (
+    JUDGE_TEMPLATE,
+    RubricScore,
+    judge_messages,
+    parse_rubric,
+    rubric_schema,
+)
 from meddata.builders.generators.scope import in_scope
 from pydantic import Field, field_validator
 
@@ -107,7 +116,6 @@ class Judge(Filter):
 
     def process_batch(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
         p: JudgeParams = self.params
-        schema = rubric_schema()
         outcomes: list[Outcome | None] = [None] * len(rows)
         todo: list[int] = []
         requests: list[ChatRequest] = []
@@ -118,9 +126,8 @@ class Judge(Filter):
                 outcomes[i] = row if p.other_rows == "keep" else Drop(row, "other_row_type")
                 continue
             todo.append(i)
-            requests.append(ChatRequest(messages=judge_messages(self.prompt, turns), temperature=0.0,
-                                        max_tokens=p.max_tokens, seed=p.seed, json_schema=schema,
-                                        phi_status=phi_status_of(row), key=row.get("id")))
+            item = RubricItem(turns, phi_status=phi_status_of(row), key=row.get("id"))
+            requests.append(rubric_request(self.prompt, item, max_tokens=p.max_tokens, seed=p.seed))
         responses = ctx.llm(p.llm).generate(requests) if requests else []
         for key, value in usage_counters(responses).items():
             self.stat_update(key, value)
@@ -131,9 +138,7 @@ class Judge(Filter):
     def _verdict(self, row: dict, resp: ChatResponse) -> Outcome:
         p: JudgeParams = self.params
         try:
-            if resp.error is not None:
-                raise ValueError(resp.error)
-            score = parse_rubric(resp.parsed)
+            score = rubric_verdict(resp)
         except ValueError as exc:
             self.stat_update("judge.failed")
             return _quarantine(self.name, row, resp, str(exc))
@@ -161,6 +166,51 @@ def _quarantine(step: str, row: dict, resp: ChatResponse, reason: str) -> Quaran
         else:
             error += "; raw output withheld (the source row holds raw PHI)"
     return Quarantine(error=error, row=row)
+
+
+# -- rubric, outside a pipeline ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class RubricItem:
+    """One conversation to grade (every assistant turn is graded), optionally against a reference."""
+
+    turns: list[dict[str, str]]
+    reference: str | None = None
+    #: Of the material the prompt is built from; the client's PHI guard reads it.
+    phi_status: str = "not_applicable"
+    key: str | None = None
+
+
+def rubric_request(template: PromptTemplate, item: RubricItem, *, max_tokens: int = 512,
+                   seed: int | None = None) -> ChatRequest:
+    """The rubric request for one item: deterministic, constrained to the rubric's JSON schema."""
+    return ChatRequest(messages=judge_messages(template, item.turns, item.reference), temperature=0.0,
+                       max_tokens=max_tokens, seed=seed, json_schema=rubric_schema(),
+                       phi_status=item.phi_status, key=item.key)
+
+
+def rubric_verdict(resp: ChatResponse) -> RubricScore:
+    """The rubric scores in one judge answer. Raises ValueError naming the reason (never the text)."""
+    if resp.error is not None:
+        raise ValueError(resp.error)
+    return parse_rubric(resp.parsed)
+
+
+def rubric_judge_many(client: Any, items: Sequence[RubricItem], *, template: PromptTemplate | None = None,
+                      max_tokens: int = 512, seed: int | None = None) -> list[RubricScore | JudgeError]:
+    """Grade many items in one batch with the rubric (1-5 per criterion). Per item the
+    :class:`RubricScore`, or a :class:`JudgeError` (returned, not raised) when the judge gave
+    no usable answer, so one failure never costs the rest of the batch.
+    """
+    tmpl = template or PromptTemplate.shipped(JUDGE_TEMPLATE)
+    requests = [rubric_request(tmpl, it, max_tokens=max_tokens, seed=seed) for it in items]
+    responses = client.generate(requests) if requests else []
+    out: list[RubricScore | JudgeError] = []
+    for resp in responses:
+        try:
+            out.append(rubric_verdict(resp))
+        except ValueError as exc:
+            out.append(JudgeError(f"rubric judge: {exc}"))
+    return out
 
 
 # -- pairwise ----------------------------------------------------------------------------------------

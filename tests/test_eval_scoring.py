@@ -199,7 +199,9 @@ def test_rubric_judge_through_the_llm_client(tmp_path):
     assert len(scores) == 3 and all(1 <= s <= 10 for s in scores)
     assert math.isnan(failed[0])
     bodies = [e["body"] for e in server.chat_log()]
-    assert bodies[0]["response_format"]["json_schema"]["schema"]["required"] == ["score"]
+    # the judge filter's rubric (shared with `meddata build`), graded against the reference answer
+    assert bodies[0]["response_format"]["json_schema"]["schema"]["required"] == ["scores", "reasons"]
+    assert "Reference answer:\nIron deficiency." in bodies[0]["messages"][-1]["content"]
 
 
 def test_report_marks_judge_skipped_when_not_configured():

@@ -1,10 +1,13 @@
-"""LLM-as-judge for free-text answers, through meddata's LLM client (``meddata.llm``).
+"""LLM-as-judge for free-text answers in ``meddata eval``, through meddata's LLM client.
 
-Two protocols: ``rubric`` grades each answer 1-10 against the reference (accuracy,
-completeness, safety); ``pairwise`` asks which of two answers is better, in both orders
-to cancel position bias, and scores the tuned model against the baseline (win 1, tie 0.5).
-The client's PHI guard sees each request's ``phi_status``, so raw clinical rows are never
-sent to a remote judge. A judgment the LLM fails to give is counted, not scored as 0.
+The prompts, schemas and parsing are the ``judge`` filter's (``meddata.filters.judge``), so
+a dataset and a model are judged the same way. Two protocols: ``rubric`` grades each answer
+against the reference on the filter's medical rubric (accuracy, safety, helpfulness,
+completeness, 1-5 each) and reports the mean mapped onto 1-10; ``pairwise`` asks which of
+two answers is better, in both orders to cancel position bias, and scores the tuned model
+against the baseline (win 1, tie 0.5, loss 0, averaged over the two orders). The client's
+PHI guard sees each request's ``phi_status``, so raw clinical rows are never sent to a
+remote judge. A judgment the LLM fails to give is counted, not scored as 0.
 """
 
 from __future__ import annotations
@@ -13,32 +16,19 @@ import logging
 import math
 from typing import Any
 
+from meddata.filters.judge import JudgeError, PairwiseItem, RubricItem, pairwise_judge_many, rubric_judge_many
 from meddata.trainers.eval_config import EvalConfigError, JudgeSpec
+
+from meddata.llm import client_for
 
 log = logging.getLogger("meddata.trainers")
 
-RUBRIC_SYSTEM = (
-    "You are a senior physician grading answers to medical questions. Compare the answer with the "
-    "reference answer and grade it from 1 (wrong or unsafe) to 10 (correct, complete and safe). "
-    'Reply with JSON: {"score": <integer 1-10>, "reason": "<one sentence>"}.'
-)
-PAIRWISE_SYSTEM = (
-    "You are a senior physician comparing two answers to a medical question, given a reference answer. "
-    "Decide which answer is more accurate, complete and safe. "
-    'Reply with JSON: {"winner": "A" | "B" | "tie", "reason": "<one sentence>"}.'
-)
-RUBRIC_SCHEMA = {"type": "object", "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 10},
-                                                  "reason": {"type": "string"}}, "required": ["score"]}
-PAIRWISE_SCHEMA = {"type": "object", "properties": {"winner": {"type": "string", "enum": ["A", "B", "tie"]},
-                                                    "reason": {"type": "string"}}, "required": ["winner"]}
+#: Points for the candidate per verdict of one order ("a" is the baseline, "b" the candidate).
+_CANDIDATE_POINTS = {"b": 1.0, "tie": 0.5, "a": 0.0}
 
 
 def make_client(spec: JudgeSpec) -> Any | None:
-    """The judge's LLM client, or None when meddata.llm is not available in this install."""
-    try:
-        from meddata.llm import client_for
-    except ImportError:
-        return None
+    """The judge's LLM client, or None when its backend is not available in this install."""
     try:
         return client_for("judge", spec.llm)
     except NotImplementedError:
@@ -51,47 +41,25 @@ def _question(item: Any) -> str:
     return "\n\n".join(m["content"] for m in item.messages if m["role"] != "system")
 
 
-def _requests(pairs: list[tuple[str, Any, str]], system: str, schema: dict) -> list[Any]:
-    from meddata.llm import ChatRequest
-
-    return [ChatRequest(messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-                        temperature=0.0, max_tokens=200, json_schema=schema, phi_status=item.phi_status, key=key)
-            for key, item, user in pairs]
+def to_ten(mean: float) -> float:
+    """A rubric mean on 1-5 mapped linearly onto the 1-10 scale eval reports (1 -> 1, 5 -> 10)."""
+    return 1.0 + (mean - 1.0) * 9.0 / 4.0
 
 
 def rubric(client: Any, items: list[Any], answers: list[str]) -> list[float]:
     """Grade 1-10 per answer; NaN where the judge gave no valid grade."""
-    pairs = [(item.id, item, f"Question:\n{_question(item)}\n\nReference answer:\n{item.reference}\n\n"
-                             f"Answer to grade:\n{answer}") for item, answer in zip(items, answers, strict=True)]
-    out = []
-    for resp in client.generate(_requests(pairs, RUBRIC_SYSTEM, RUBRIC_SCHEMA)):
-        score = (resp.parsed or {}).get("score") if resp.ok and isinstance(resp.parsed, dict) else None
-        out.append(float(score) if isinstance(score, (int, float)) and 1 <= score <= 10 else math.nan)
-    return out
+    graded = [RubricItem([{"role": "user", "content": _question(item)}, {"role": "assistant", "content": answer}],
+                         reference=item.reference, phi_status=item.phi_status, key=item.id)
+              for item, answer in zip(items, answers, strict=True)]
+    return [math.nan if isinstance(v, JudgeError) else to_ten(v.mean) for v in rubric_judge_many(client, graded)]
 
 
 def pairwise(client: Any, items: list[Any], base: list[str], cand: list[str]) -> list[float]:
     """Candidate vs base per item: 1 win, 0.5 tie, 0 loss, averaged over both orders."""
-    pairs = []
-    for item, a, b in zip(items, base, cand, strict=True):
-        head = f"Question:\n{_question(item)}\n\nReference answer:\n{item.reference}\n\n"
-        pairs.append((f"{item.id}:ab", item, f"{head}Answer A:\n{a}\n\nAnswer B:\n{b}"))
-        pairs.append((f"{item.id}:ba", item, f"{head}Answer A:\n{b}\n\nAnswer B:\n{a}"))
-    verdicts = []
-    for resp in client.generate(_requests(pairs, PAIRWISE_SYSTEM, PAIRWISE_SCHEMA)):
-        winner = (resp.parsed or {}).get("winner") if resp.ok and isinstance(resp.parsed, dict) else None
-        verdicts.append(winner if winner in ("A", "B", "tie") else None)
-    out = []
-    for i in range(len(items)):
-        ab, ba = verdicts[2 * i], verdicts[2 * i + 1]
-        if ab is None or ba is None:
-            out.append(math.nan)
-            continue
-        # the candidate is B in the first order and A in the second
-        s1 = {"B": 1.0, "tie": 0.5, "A": 0.0}[ab]
-        s2 = {"A": 1.0, "tie": 0.5, "B": 0.0}[ba]
-        out.append((s1 + s2) / 2)
-    return out
+    pairs = [PairwiseItem(_question(item), a, b, reference=item.reference, phi_status=item.phi_status, key=item.id)
+             for item, a, b in zip(items, base, cand, strict=True)]
+    return [math.nan if res["winner"] is None else sum(_CANDIDATE_POINTS[v] for v in res["verdicts"]) / 2
+            for res in pairwise_judge_many(client, pairs)]
 
 
 def run(client: Any, spec: JudgeSpec, benches: list[Any], answers: dict[str, dict[str, list[str]]],
