@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from meddata.builders import source_io
 from meddata.builders.sections import split_sections
@@ -176,6 +176,28 @@ class DialogueParams(source_io.SourceParams):
         return SpeakerMap(self.speakers, fuzzy=self.fuzzy_speakers)
 
 
+class _DialogueBuilder(Builder):
+    """Shared reader: one speaker map for the whole input (its fuzzy matches are counted into
+    stats.json), then each file in turn."""
+
+    default_patterns: ClassVar[tuple[str, ...]] = ()
+    default_source: ClassVar[str | None] = None
+
+    def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
+        p: DialogueParams = self.params
+        speakers = p.speaker_map()
+        source = source_io.source_name(p, self.default_source)
+        for path in source_io.input_files(p, self.default_patterns):
+            scope = source_io.id_scope(p, path, source)
+            yield from self.read_file(path, ctx.display_path(path), source, scope, speakers)
+        self.stat_update("speaker_fuzzy_matches", speakers.fuzzy_hits)
+
+    def read_file(self, path: Path, display: str, source: str, scope: str,
+                  speakers: SpeakerMap) -> Iterator[dict | Drop | Quarantine]:
+        """The rows of one file; ``scope`` prefixes ids taken from the data."""
+        raise NotImplementedError
+
+
 # -- transcript tables (MTS-Dialog, ACI-Bench) ---------------------------------------------------------
 
 
@@ -236,34 +258,24 @@ def _pick_fields(p: TranscriptParams, record: Mapping[str, Any]) -> _Fields | st
 
 
 @register
-class DialogueTranscripts(Builder):
+class DialogueTranscripts(_DialogueBuilder):
     name = "dialogue_transcripts"
     description = ("Speaker-tagged transcripts in a CSV/JSONL table (MTS-Dialog 'Doctor:'/'Patient:', ACI-Bench "
                    "'[doctor]'/'[patient]') -> messages, with the paired note kept in sections.")
     Params = TranscriptParams
     output_columns = ("messages", "sections")
+    default_patterns = ("*.csv", "*.csv.gz", "*.jsonl", "*.jsonl.gz", "*.json")
 
-    def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
+    def read_file(self, path: Path, display: str, source: str, scope: str,
+                  speakers: SpeakerMap) -> Iterator[dict | Drop | Quarantine]:
         p: TranscriptParams = self.params
-        speakers = p.speaker_map()
-        source = source_io.source_name(p)
-        for path in source_io.input_files(p, ("*.csv", "*.csv.gz", "*.jsonl", "*.jsonl.gz", "*.json")):
-            display = ctx.display_path(path)
-            scope = source_io.id_scope(p, path, source)
-            fields: _Fields | None = None
-            for item in source_io.iter_records(path, display, p.format, p.encoding):
-                if isinstance(item, Quarantine):
-                    yield item
-                    continue
-                locator, record = item
-                if fields is None:
-                    picked = _pick_fields(p, record)
-                    if isinstance(picked, str):
-                        yield Quarantine(picked, display, locator)
-                        break
-                    fields = picked
-                yield self._row(fields, record, speakers, source, scope, display, locator)
-        self.stat_update("speaker_fuzzy_matches", speakers.fuzzy_hits)
+        for item in source_io.iter_with_layout(path, display, p.format, p.encoding,
+                                               lambda record: _pick_fields(p, record)):
+            if isinstance(item, Quarantine):
+                yield item
+                continue
+            fields, locator, record = item
+            yield self._row(fields, record, speakers, source, scope, display, locator)
 
     def _row(self, f: _Fields, record: Mapping[str, Any], speakers: SpeakerMap, source: str, scope: str,
              display: str, locator: str) -> dict | Drop | Quarantine:
@@ -319,26 +331,20 @@ class _MedDialogRecord:
 
 
 @register
-class MedDialog(Builder):
+class MedDialog(_DialogueBuilder):
     name = "meddialog"
     description = ("MedDialog English text files (id=N, URL, Description, Dialogue with Patient:/Doctor: blocks) "
                    "-> messages, the description kept as a section.")
     Params = MedDialogParams
     output_columns = ("messages", "sections")
+    default_patterns = ("*.txt", "*.txt.gz")
+    default_source = "meddialog"
 
-    def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
-        p: MedDialogParams = self.params
-        speakers = p.speaker_map()
-        source = source_io.source_name(p, "meddialog")
-        for path in source_io.input_files(p, ("*.txt", "*.txt.gz")):
-            display = ctx.display_path(path)
-            if (q := source_io.empty_file(path, display)) is not None:
-                yield q
-                continue
-            yield from self._file(path, display, source, source_io.id_scope(p, path, source), speakers)
-        self.stat_update("speaker_fuzzy_matches", speakers.fuzzy_hits)
-
-    def _file(self, path: Path, display: str, source: str, scope: str, speakers: SpeakerMap):
+    def read_file(self, path: Path, display: str, source: str, scope: str,
+                  speakers: SpeakerMap) -> Iterator[dict | Drop | Quarantine]:
+        if (q := source_io.empty_file(path, display)) is not None:
+            yield q
+            return
         p: MedDialogParams = self.params
         rec: _MedDialogRecord | None = None
         stray_line: int | None = None
@@ -418,26 +424,22 @@ class ShareGptParams(DialogueParams):
 
 
 @register
-class ShareGpt(Builder):
+class ShareGpt(_DialogueBuilder):
     name = "sharegpt"
     description = "ShareGPT JSON/JSONL ('conversations' of {from, value}) -> messages; JSON arrays are streamed."
     Params = ShareGptParams
     output_columns = ("messages",)
+    default_patterns = ("*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz")
 
-    def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
+    def read_file(self, path: Path, display: str, source: str, scope: str,
+                  speakers: SpeakerMap) -> Iterator[dict | Drop | Quarantine]:
         p: ShareGptParams = self.params
-        speakers = p.speaker_map()
-        source = source_io.source_name(p)
-        for path in source_io.input_files(p, ("*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz")):
-            display = ctx.display_path(path)
-            scope = source_io.id_scope(p, path, source)
-            for item in source_io.iter_records(path, display, p.format, p.encoding):
-                if isinstance(item, Quarantine):
-                    yield item
-                    continue
-                locator, record = item
-                yield self._row(record, speakers, source, scope, display, locator)
-        self.stat_update("speaker_fuzzy_matches", speakers.fuzzy_hits)
+        for item in source_io.iter_records(path, display, p.format, p.encoding):
+            if isinstance(item, Quarantine):
+                yield item
+                continue
+            locator, record = item
+            yield self._row(record, speakers, source, scope, display, locator)
 
     def _row(self, record: Mapping[str, Any], speakers: SpeakerMap, source: str, scope: str, display: str,
              locator: str) -> dict | Drop | Quarantine:

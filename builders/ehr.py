@@ -149,29 +149,21 @@ class _NoteTableBuilder(Builder):
         for path in source_io.input_files(p, self.default_patterns):
             display = ctx.display_path(path)
             scope = source_io.id_scope(p, path, source)
-            layout: Layout | None = None
-            for item in source_io.iter_records(path, display, p.format, p.encoding):
+            for item in source_io.iter_with_layout(path, display, p.format, p.encoding, self._pick_layout):
                 if isinstance(item, Quarantine):
                     yield item
                     continue
-                locator, record = item
-                if layout is None:
-                    layout = self._pick_layout(record)
-                    if layout is None:
-                        yield Quarantine(self._layout_error(record), display, locator)
-                        break
+                layout, locator, record = item
                 yield self.row(layout, record, source, scope, display, locator)
 
     def default_source(self) -> str | None:
         return None
 
-    def _pick_layout(self, record: Mapping[str, Any]) -> Layout | None:
+    def _pick_layout(self, record: Mapping[str, Any]) -> Layout | str:
+        """The first layout whose required columns the record has, else the error naming them all."""
         for layout in self.layouts():
             if all(_has(record, c) for c in layout.required):
                 return layout
-        return None
-
-    def _layout_error(self, record: Mapping[str, Any]) -> str:
         wanted = "; ".join(f"{lay.name}: {', '.join(lay.required)}" for lay in self.layouts())
         return f"the header lacks the required column(s) ({wanted}); skipped the file"
 

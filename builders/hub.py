@@ -22,7 +22,6 @@ from meddata.builders.table import ColumnMap, TableBuilder, TableParams
 from pydantic import field_validator
 
 from meddata import io
-from meddata.records import PHI_STATUSES
 from meddata.registry import register
 from meddata.steps import Drop, Quarantine, StepContext, StepParams
 
@@ -50,13 +49,6 @@ class HubParams(StepParams):
     @classmethod
     def _targets(cls, v: dict[str, str]) -> dict[str, str]:
         return TableParams._targets(v)  # the same targets and checks as the table builder
-
-    @field_validator("phi_status")
-    @classmethod
-    def _status(cls, v: str) -> str:
-        if v not in PHI_STATUSES:
-            raise ValueError(f"must be one of {PHI_STATUSES}")
-        return v
 
 
 @register

@@ -12,15 +12,16 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from meddata import io
 from meddata.params import InputPath
 from meddata.steps import Quarantine, StepParams
 
 PhiStatus = Literal["raw", "deidentified", "not_applicable"]
+L = TypeVar("L")
 
 #: Whole-document files (a note, a FHIR bundle) larger than this are quarantined unread.
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
@@ -253,3 +254,24 @@ def iter_records(path: Path, display: str, fmt: str | None = None, encoding: str
             yield item
     if not seen and require_records:
         yield Quarantine("file holds no records (only a header, or blank lines)", display, "file")
+
+
+def iter_with_layout(
+    path: Path, display: str, fmt: str | None, encoding: str, pick: Callable[[dict[str, Any]], L | str],
+) -> Iterator[tuple[L, str, dict[str, Any]] | Quarantine]:
+    """``(layout, locator, record)`` for the records of a table file, with the layout ``pick``
+    finds in the first record. When ``pick`` returns an error message instead, it becomes one
+    quarantine entry and the rest of the file is skipped (every record shares that header)."""
+    layout: L | None = None
+    for item in iter_records(path, display, fmt, encoding):
+        if isinstance(item, Quarantine):
+            yield item
+            continue
+        locator, record = item
+        if layout is None:
+            picked = pick(record)
+            if isinstance(picked, str):
+                yield Quarantine(picked, display, locator)
+                return
+            layout = picked
+        yield layout, locator, record

@@ -70,6 +70,22 @@ def _get(record: Mapping[str, Any], *names: str) -> str:
     return ""
 
 
+def _keyed_records(path: Path, display: str, key: str, encoding: str,
+                   require_records: bool = True) -> Iterator[tuple[str, str, dict[str, Any]] | Quarantine]:
+    """``(value of key, locator, record)`` for the records of a CSV file; a record without the
+    key (the patient id that joins the tables) is quarantined."""
+    for item in source_io.iter_records(path, display, encoding=encoding, require_records=require_records):
+        if isinstance(item, Quarantine):
+            yield item
+            continue
+        locator, record = item
+        value = _get(record, key)
+        if not value:
+            yield Quarantine(f"field '{key}' is missing or empty", display, locator)
+            continue
+        yield value, locator, record
+
+
 def _find(root: Path, stem: str) -> Path | None:
     for name in (f"{stem}.csv", f"{stem}.csv.gz"):
         if (root / name).is_file():
@@ -113,15 +129,11 @@ class SyntheaCsv(Builder):
         con.execute("CREATE INDEX rec_patient ON rec (patient, tbl)")
         source = source_io.source_name(p, "synthea")
         display = ctx.display_path(patients)
-        for item in source_io.iter_records(patients, display, encoding=p.encoding):
+        for item in _keyed_records(patients, display, "Id", p.encoding):
             if isinstance(item, Quarantine):
                 yield item
                 continue
-            locator, record = item
-            pid = _get(record, "Id")
-            if not pid:
-                yield Quarantine("field 'Id' is missing or empty", display, locator)
-                continue
+            pid, locator, record = item
             con.execute("INSERT OR IGNORE INTO seen VALUES (?)", (pid,))
             yield self._patient(con, pid, record, source, display, locator)
         for tbl, n in con.execute("SELECT tbl, COUNT(*) FROM rec WHERE patient NOT IN (SELECT patient FROM seen) "
@@ -143,15 +155,11 @@ class SyntheaCsv(Builder):
             return
         batch = []
         # a table with only a header is normal (a population without allergies)
-        for item in source_io.iter_records(path, display, encoding=self.params.encoding, require_records=False):
+        for item in _keyed_records(path, display, "PATIENT", self.params.encoding, require_records=False):
             if isinstance(item, Quarantine):
                 yield item
                 continue
-            locator, record = item
-            patient = _get(record, "PATIENT")
-            if not patient:
-                yield Quarantine("field 'PATIENT' is missing or empty", display, locator)
-                continue
+            patient, locator, record = item
             day = _get(record, *table.start)[:10]
             batch.append((table.stem, patient, day, int(locator.split()[-1]), json.dumps(record)))
             if len(batch) >= 5000:

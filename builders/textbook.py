@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from meddata.builders import source_io
 from meddata.builders.ehr import looks_binary
@@ -667,46 +667,61 @@ _FORMATS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "ma
             ".htm": "html", ".xhtml": "html", ".pdf": "pdf"}
 
 
-@register
-class Textbook(Builder):
-    name = "textbook"
-    description = ("Books and guidelines (.txt, .md, .html, .pdf) -> text chunks on headings with overlap; "
-                   "front/back matter and exercises dropped with a reason.")
-    Params = TextbookParams
+class _BookBuilder(Builder):
+    """Shared reader: the front/back matter rules for the whole input, then each file in turn."""
+
     output_columns = ("text",)
+    default_patterns: ClassVar[tuple[str, ...]] = ()
 
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: TextbookParams = self.params
         source = source_io.source_name(p)
         rules = MatterRules(p.drop_headings)
-        patterns = tuple(f"*{ext}" for ext in _FORMATS) + tuple(f"*{ext}.gz" for ext in _FORMATS if ext != ".pdf")
-        for path in source_io.input_files(p, patterns):
-            display = ctx.display_path(path)
-            if (q := source_io.empty_file(path, display)) is not None:
-                yield q
-                continue
-            kind = _FORMATS.get(io.base_suffix(path))
-            if kind is None:
-                yield Quarantine("unknown file type; expected .txt, .md, .html or .pdf", display, "file")
-                continue
-            if kind != "pdf" and _starts_like_json(path):
-                yield Quarantine("file holds JSON, not book text (read JSON/JSONL sections with textbook_jsonl)",
-                                 display, "file")
-                continue
-            if kind == "pdf":
-                blocks: Iterator[Block] = pdf_blocks(path, display)
-            elif kind == "html":
-                blocks = html_blocks(path, display, p.encoding)
-            else:
-                blocks = _line_blocks(io.iter_lines(path, p.encoding), display, markdown=kind == "markdown")
-            asm = Assembler(self, rules, source, display)
-            quarantined = False
-            for block in blocks:
-                quarantined = quarantined or isinstance(block, Quarantine)
-                yield from asm.feed(block)
-            yield from asm.close()
-            if asm.outcomes == 0 and not quarantined:
-                yield Quarantine("no text found in the document", display, "file")
+        for path in source_io.input_files(p, self.default_patterns):
+            yield from self.read_file(path, ctx.display_path(path), source, rules)
+
+    def read_file(self, path: Path, display: str, source: str,
+                  rules: MatterRules) -> Iterator[dict | Drop | Quarantine]:
+        raise NotImplementedError
+
+
+@register
+class Textbook(_BookBuilder):
+    name = "textbook"
+    description = ("Books and guidelines (.txt, .md, .html, .pdf) -> text chunks on headings with overlap; "
+                   "front/back matter and exercises dropped with a reason.")
+    Params = TextbookParams
+    default_patterns = (tuple(f"*{ext}" for ext in _FORMATS)
+                        + tuple(f"*{ext}.gz" for ext in _FORMATS if ext != ".pdf"))
+
+    def read_file(self, path: Path, display: str, source: str,
+                  rules: MatterRules) -> Iterator[dict | Drop | Quarantine]:
+        p: TextbookParams = self.params
+        if (q := source_io.empty_file(path, display)) is not None:
+            yield q
+            return
+        kind = _FORMATS.get(io.base_suffix(path))
+        if kind is None:
+            yield Quarantine("unknown file type; expected .txt, .md, .html or .pdf", display, "file")
+            return
+        if kind != "pdf" and _starts_like_json(path):
+            yield Quarantine("file holds JSON, not book text (read JSON/JSONL sections with textbook_jsonl)",
+                             display, "file")
+            return
+        if kind == "pdf":
+            blocks: Iterator[Block] = pdf_blocks(path, display)
+        elif kind == "html":
+            blocks = html_blocks(path, display, p.encoding)
+        else:
+            blocks = _line_blocks(io.iter_lines(path, p.encoding), display, markdown=kind == "markdown")
+        asm = Assembler(self, rules, source, display)
+        quarantined = False
+        for block in blocks:
+            quarantined = quarantined or isinstance(block, Quarantine)
+            yield from asm.feed(block)
+        yield from asm.close()
+        if asm.outcomes == 0 and not quarantined:
+            yield Quarantine("no text found in the document", display, "file")
 
 
 class TextbookJsonlParams(TextbookParams):
@@ -717,36 +732,33 @@ class TextbookJsonlParams(TextbookParams):
 
 
 @register
-class TextbookJsonl(Builder):
+class TextbookJsonl(_BookBuilder):
     name = "textbook_jsonl"
     description = ("Book sections as JSONL records (OpenStax layout: unit, chapter, title, markdown text) -> "
                    "text chunks with the heading path; front/back matter and exercises dropped.")
     Params = TextbookJsonlParams
-    output_columns = ("text",)
+    default_patterns = ("*.jsonl", "*.jsonl.gz", "*.json")
 
-    def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
+    def read_file(self, path: Path, display: str, source: str,
+                  rules: MatterRules) -> Iterator[dict | Drop | Quarantine]:
         p: TextbookJsonlParams = self.params
-        source = source_io.source_name(p)
-        rules = MatterRules(p.drop_headings)
-        for path in source_io.input_files(p, ("*.jsonl", "*.jsonl.gz", "*.json")):
-            display = ctx.display_path(path)
-            for item in source_io.iter_records(path, display, p.format, p.encoding):
-                if isinstance(item, Quarantine):
-                    yield item
-                    continue
-                locator, record = item
-                text = record.get(p.text_field)
-                if not isinstance(text, str):
-                    yield Quarantine(f"field '{p.text_field}' is missing or not a string", display, locator)
-                    continue
-                base = [str(record[f]).strip() for f in p.path_fields if record.get(f) not in (None, "")]
-                asm = Assembler(self, rules, source, display, base_path=base, locator_prefix=f"{locator} ")
-                lines = enumerate(text.split("\n"), start=1)
-                for block in _line_blocks(lines, display, markdown=True, locator_word="text line"):
-                    yield from asm.feed(block)
-                yield from asm.close()
-                if asm.outcomes == 0:  # nothing but whitespace and headings: account for the record
-                    meta = new_meta(builder=self.name, file=display, locator=locator, licence=p.licence,
-                                    phi_status=p.phi_status, annotations={"heading_path": base})
-                    yield Drop({"id": make_id(source, f"{path.name}:{locator}"), "source": source, "meta": meta},
-                               "empty_text")
+        for item in source_io.iter_records(path, display, p.format, p.encoding):
+            if isinstance(item, Quarantine):
+                yield item
+                continue
+            locator, record = item
+            text = record.get(p.text_field)
+            if not isinstance(text, str):
+                yield Quarantine(f"field '{p.text_field}' is missing or not a string", display, locator)
+                continue
+            base = [str(record[f]).strip() for f in p.path_fields if record.get(f) not in (None, "")]
+            asm = Assembler(self, rules, source, display, base_path=base, locator_prefix=f"{locator} ")
+            lines = enumerate(text.split("\n"), start=1)
+            for block in _line_blocks(lines, display, markdown=True, locator_word="text line"):
+                yield from asm.feed(block)
+            yield from asm.close()
+            if asm.outcomes == 0:  # nothing but whitespace and headings: account for the record
+                meta = new_meta(builder=self.name, file=display, locator=locator, licence=p.licence,
+                                phi_status=p.phi_status, annotations={"heading_path": base})
+                yield Drop({"id": make_id(source, f"{path.name}:{locator}"), "source": source, "meta": meta},
+                           "empty_text")

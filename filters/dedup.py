@@ -32,11 +32,18 @@ from datasets import Dataset
 from datasets.table import InMemoryTable
 from pydantic import Field, field_validator, model_validator
 
-from meddata.records import CONTENT_COLUMNS, MESSAGE_COLUMNS, REASON_COLUMN, ROLES
+from meddata.records import (
+    CONTENT_COLUMNS,
+    MESSAGE_COLUMNS,
+    REASON_COLUMN,
+    ROLES,
+    TEXT_FIELDS,
+    column_strings,
+)
 from meddata.registry import register
 from meddata.steps import GlobalResult, GlobalStep, StepContext, StepParams
 
-DEFAULT_FIELDS = ("text", *MESSAGE_COLUMNS, "question", "options", "answer")
+DEFAULT_FIELDS = TEXT_FIELDS
 EMPTY = "empty_text"
 _PUNCT = re.compile(r"[^\w\s]+")
 
@@ -64,17 +71,7 @@ def row_content(row: dict[str, Any], fields: Sequence[str] | None = None) -> str
     parts: list[str] = []
     for spec in fields or DEFAULT_FIELDS:
         col, _, role = spec.partition(".")
-        value = row.get(col)
-        if value is None:
-            continue
-        if isinstance(value, str):
-            parts.append(value)
-        elif col == "options":
-            parts.extend(o.get("text") or "" for o in value)
-        elif col == "sections":
-            parts.extend(f"{s.get('title') or ''}\n{s.get('text') or ''}".strip() for s in value)
-        else:
-            parts.extend(m.get("content") or "" for m in value if not role or m.get("role") == role)
+        parts.extend(column_strings(col, row.get(col), role or None))
     return "\n\n".join(p for p in parts if p)
 
 

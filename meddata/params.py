@@ -1,11 +1,13 @@
-"""Parameter types shared by steps. Paths in a recipe are relative to the recipe's folder."""
+"""Parameter types shared by steps, and the one-line form of their validation errors.
+Paths in a recipe are relative to the recipe's folder."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, ValidationInfo
+from pydantic import AfterValidator, ValidationError, ValidationInfo
 
 
 def _base_dir(info: ValidationInfo) -> Path:
@@ -30,3 +32,16 @@ def _resolve(value: str | Path, info: ValidationInfo) -> str:
 InputPath = Annotated[str, AfterValidator(_resolve_existing)]
 #: A path resolved against the recipe folder that may not exist yet (outputs, caches).
 OutputPath = Annotated[str, AfterValidator(_resolve)]
+
+
+def dotted_loc(loc: tuple) -> str:
+    """``('output', 'path')`` -> ``output.path``; an empty location is the whole document."""
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def format_validation(err: ValidationError, prefix: str, what: str = "parameter",
+                      loc: Callable[[tuple], str] = dotted_loc) -> str:
+    """One line per error, ``<prefix>: <what> '<location>': <message>``, for recipes and configs
+    alike. The offending input is never included: it may be a value from a clinical row."""
+    return "\n".join(f"{prefix}: {what} '{loc(e['loc'])}': {e['msg']}"
+                     for e in err.errors(include_url=False, include_input=False))

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from meddata import registry
+from meddata.params import format_validation
 from meddata.steps import Builder, Step
 
 FORMATS = ("arrow", "parquet", "jsonl")
@@ -92,17 +93,6 @@ class Recipe:
         return Path("out") / self.name
 
 
-def _fmt_loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc) if loc else "(top level)"
-
-
-def _format_validation(err: ValidationError, prefix: str) -> str:
-    lines = []
-    for e in err.errors(include_url=False, include_input=False):
-        lines.append(f"{prefix}: parameter '{_fmt_loc(e['loc'])}': {e['msg']}")
-    return "\n".join(lines)
-
-
 def _step_entry(entry: Any, where: str) -> tuple[str, dict[str, Any]]:
     """``"name"`` or ``{name: {params}}`` or ``{name: null}`` -> (name, params)."""
     if isinstance(entry, str):
@@ -130,7 +120,7 @@ def build_step(name: str, params: Mapping[str, Any], where: str, base_dir: Path,
     try:
         validated = cls.Params.model_validate(dict(params), context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise RecipeError(_format_validation(exc, f"{where} {name!r}")) from None
+        raise RecipeError(format_validation(exc, f"{where} {name!r}")) from None
     return cls(validated)
 
 
@@ -139,7 +129,7 @@ def from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, source: 
     try:
         model = RecipeModel.model_validate(data)
     except ValidationError as exc:
-        raise RecipeError(_format_validation(exc, source).replace("parameter", "field")) from None
+        raise RecipeError(format_validation(exc, source).replace("parameter", "field")) from None
 
     if model.llms:
         from meddata.llm import LLMConfigError, validate_llm_configs

@@ -156,20 +156,27 @@ def detect_type(row: Mapping[str, Any]) -> str | None:
     return None
 
 
+#: The columns :func:`text_of` joins by default: everything a reader of the example sees.
+TEXT_FIELDS = ("text", *MESSAGE_COLUMNS, "question", "options", "answer")
+
+
+def column_strings(col: str, value: Any, role: str | None = None) -> list[str]:
+    """The human-readable strings of one content column's value: the string itself, the option
+    texts, section titles with their text, or message contents (only ``role``'s when given)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if col == "options":
+        return [o.get("text") or "" for o in value]
+    if col == "sections":
+        return [f"{s.get('title') or ''}\n{s.get('text') or ''}".strip() for s in value]
+    return [m.get("content") or "" for m in value if not role or m.get("role") == role]
+
+
 def text_of(row: Mapping[str, Any], fields: Iterable[str] | None = None) -> str:
     """All human-readable content of a row joined by blank lines (what filters measure)."""
-    parts: list[str] = []
-    for col in fields or ("text", *MESSAGE_COLUMNS, "question", "options", "answer"):
-        value = row.get(col)
-        if value is None:
-            continue
-        if isinstance(value, str):
-            parts.append(value)
-        elif col == "options":
-            parts.extend(o["text"] or "" for o in value)
-        else:
-            parts.extend(m["content"] or "" for m in value)
-    return "\n\n".join(p for p in parts if p)
+    return "\n\n".join(p for col in fields or TEXT_FIELDS for p in column_strings(col, row.get(col)) if p)
 
 
 def map_text(row: dict[str, Any], fn, fields: Iterable[str] | None = None) -> dict[str, Any]:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from testutil import read_jsonl
+import yaml
+from testutil import EXAMPLES, read_jsonl
+
+from meddata import recipe
 
 SECRET = "Zebulon Quackenbush"  # a fake patient name planted in bad inputs; it must never reach a log
 BAD_KINDS = ["truncated_json", "latin1", "binary", "empty", "long_line"]
@@ -44,6 +47,20 @@ def quarantine_of(result) -> list[dict]:
 
 def drops_of(result) -> list[dict]:
     return [r for f in sorted((result.out_dir / "dropped").glob("*.jsonl")) for r in read_jsonl(f)]
+
+
+def build_example(build, name: str) -> tuple[object, list[dict]]:
+    """Build examples/recipes/<name>.yaml as a user would (without the dataset card, which has its
+    own tests): every input's builder yields rows and the file validates as written.
+    Returns the build result and its rows."""
+    path = EXAMPLES / "recipes" / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["output"]["card"] = False
+    result = build(data, base_dir=path.parent)
+    rows = rows_of(result)
+    assert {r["meta"]["builder"] for r in rows} == {b["builder"] for b in data["inputs"]}
+    recipe.load(path)
+    return result, rows
 
 
 def assert_counts_add_up(result) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from llm_server import LLMServer
 from testutil import DATA, read_jsonl
 
 from meddata.records import new_meta, new_row
@@ -16,6 +18,19 @@ NOTES = GEN / "mtsamples_notes.jsonl"
 RAW_NOTES = GEN / "synthea_notes_raw.jsonl"
 CONSULTATIONS = GEN / "consultations.json"
 KG = GEN / "kg_facts.tsv"
+
+
+def server_fixture(server_cls: type = LLMServer):
+    """A fixture running a local OpenAI-protocol server (tests/llm_server.py, or a subclass such as
+    llm_canned.SamplingServer) for one test. In a test module: ``server = server_fixture()``."""
+
+    @pytest.fixture
+    def running():
+        srv = server_cls().start()
+        yield srv
+        srv.stop()
+
+    return running
 
 
 def llms(url: str, tmp_path: Path, name: str = "local", **extra) -> dict:

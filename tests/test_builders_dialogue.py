@@ -8,22 +8,21 @@ import json
 import re
 
 import pytest
-import yaml
 from builder_testkit import (
     BAD_KINDS,
     SECRET,
     assert_bad_input_handled,
     assert_counts_add_up,
     bad_bytes,
+    build_example,
     drops_of,
     one,
     quarantine_of,
     rows_of,
 )
 from meddata.builders.dialogue import SpeakerMap, merge_turns, parse_transcript
-from testutil import DATA, EXAMPLES
+from testutil import DATA
 
-from meddata import recipe as recipe_mod
 from meddata.records import annotations, validate_row
 
 DLG = DATA / "dialogue"
@@ -218,16 +217,10 @@ def test_sharegpt_large_array_streams_item_by_item(build, tmp_path):
 
 
 def test_dialogue_recipe_builds_and_rows_validate(build):
-    path = EXAMPLES / "recipes" / "dialogue.yaml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    data["output"]["card"] = False  # the dataset card has its own tests
-    result = build(data, base_dir=path.parent)
-    rows = rows_of(result)
-    assert {r["meta"]["builder"] for r in rows} == {b["builder"] for b in data["inputs"]}
+    _, rows = build_example(build, "dialogue")
     for n, r in enumerate(rows):
         validate_row(r, where=f"dialogue row {n}")
     assert any(r.get("sections") for r in rows)
-    recipe_mod.load(path)
 
 
 # -- robustness --------------------------------------------------------------------------------------------

@@ -7,19 +7,19 @@ import json
 import re
 
 import pytest
-import yaml
 from builder_testkit import (
     BAD_KINDS,
     assert_bad_input_handled,
     assert_counts_add_up,
     bad_bytes,
+    build_example,
     drops_of,
     one,
     rows_of,
     write_pdf,
 )
 from meddata.builders.textbook import Chunker, classify_page, plain_heading
-from testutil import DATA, EXAMPLES, read_jsonl
+from testutil import DATA, read_jsonl
 
 from meddata import recipe as recipe_mod
 from meddata.records import annotations, validate_row
@@ -210,19 +210,13 @@ def test_damaged_pdfs_are_quarantined(build, tmp_path):
 
 
 def test_textbook_recipe_builds_and_rows_validate(build):
-    path = EXAMPLES / "recipes" / "textbook.yaml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    data["output"]["card"] = False  # the dataset card has its own tests
-    result = build(data, base_dir=path.parent)
-    rows = rows_of(result)
+    result, rows = build_example(build, "textbook")
     assert result.totals["quarantined"] == 0
-    assert {r["meta"]["builder"] for r in rows} == {b["builder"] for b in data["inputs"]}
     files = {r["meta"]["file"].rsplit(".", 1)[-1] for r in rows}
     assert {"jsonl", "md", "html", "pdf"} <= files
     for n, r in enumerate(rows):
         assert validate_row(r, where=f"textbook row {n}") == "language_modeling"
         assert annotations(r)["heading_path"]
-    recipe_mod.load(path)
 
 
 # -- robustness --------------------------------------------------------------------------------------------------

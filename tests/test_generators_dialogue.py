@@ -19,9 +19,9 @@ from generators_testkit import (
     passages_input,
     quarantine,
     recipe,
+    server_fixture,
     step_stats,
 )
-from llm_server import LLMServer
 from meddata.builders.generators.conversation import dialogue_traits, refers_to_clinician
 from meddata.builders.generators.passage_qa import refers_to_source
 from meddata.builders.generators.rewrite_answer import RewriteAnswer, references_in
@@ -29,12 +29,7 @@ from testutil import read_jsonl
 
 from meddata.records import annotations, messages, validate_row
 
-
-@pytest.fixture
-def server():
-    srv = LLMServer().start()
-    yield srv
-    srv.stop()
+server = server_fixture()
 
 
 def _alternates(msgs: list[dict]) -> bool:

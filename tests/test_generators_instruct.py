@@ -14,9 +14,9 @@ from generators_testkit import (
     output_rows,
     quarantine,
     recipe,
+    server_fixture,
     step_stats,
 )
-from llm_server import LLMServer
 from meddata.builders.generators.evol_instruct import EvolInstruct, elimination_reason
 from meddata.builders.generators.novelty import NoveltyPool
 from meddata.builders.generators.self_instruct import SEED_FILE, load_seed_tasks
@@ -25,12 +25,7 @@ from testutil import write_jsonl
 
 from meddata.records import annotations, messages, validate_row
 
-
-@pytest.fixture
-def server():
-    srv = LLMServer().start()
-    yield srv
-    srv.stop()
+server = server_fixture()
 
 
 def _rouge_l(a: str, b: str) -> float:

@@ -15,9 +15,9 @@ from generators_testkit import (
     output_rows,
     quarantine,
     recipe,
+    server_fixture,
     step_stats,
 )
-from llm_server import LLMServer
 from meddata.builders.generators.note_tasks import (
     INSTRUCTIONS,
     NO_MEDICATIONS,
@@ -31,13 +31,7 @@ from meddata.llm import PHIGuardError
 from meddata.records import annotations, validate_row
 
 REMOTE = "http://llm.example.invalid/v1"  # reserved: never resolves
-
-
-@pytest.fixture
-def server():
-    srv = LLMServer().start()
-    yield srv
-    srv.stop()
+server = server_fixture()
 
 
 def raw_notes_input() -> dict:

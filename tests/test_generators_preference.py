@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from generators_testkit import (
     CONSULTATIONS,
     consultations_input,
@@ -17,28 +16,17 @@ from generators_testkit import (
     output_rows,
     quarantine,
     recipe,
+    server_fixture,
     step_stats,
 )
 from llm_canned import SamplingServer
-from llm_server import LLMServer
 from meddata.builders.generators.preference import PreferencePhysician, prompt_of
 from meddata.builders.generators.rubric import CRITERIA
 
 from meddata.records import annotations, messages, validate_row
 
-
-@pytest.fixture
-def server():
-    srv = LLMServer().start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def sampling_server():
-    srv = SamplingServer().start()
-    yield srv
-    srv.stop()
+server = server_fixture()
+sampling_server = server_fixture(SamplingServer)
 
 
 def _judge_means(log: list[dict]) -> dict[str, list[float]]:

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from meddata.params import format_validation
+
 StageType = Literal["sft", "pretrain", "dpo"]
 
 
@@ -227,9 +229,8 @@ def from_dict(data: Any, *, source: str = "<config>", base_dir: Path | None = No
     try:
         config = TrainConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{source}: field '{_fmt_loc(e['loc'], data)}': {e['msg']}"
-                 for e in exc.errors(include_url=False, include_input=False)]
-        raise TrainConfigError("\n".join(lines)) from None
+        lines = format_validation(exc, source, "field", lambda loc: _fmt_loc(loc, data))
+        raise TrainConfigError(lines) from None
     return LoadedConfig(config, source, base_dir or Path.cwd())
 
 

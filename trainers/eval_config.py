@@ -12,6 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from meddata.params import format_validation
+
 Mode = Literal["loglik", "generate"]
 #: Benchmark names that imply an exam format.
 KNOWN_FORMATS = {"medqa": "medqa", "medqa-usmle": "medqa", "medmcqa": "medmcqa", "pubmedqa": "pubmedqa",
@@ -90,9 +92,7 @@ def from_dict(data: Any, *, source: str = "<eval config>", base_dir: Path | None
     try:
         cfg = EvalConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{source}: field '{'.'.join(str(p) for p in e['loc']) or '(top level)'}': {e['msg']}"
-                 for e in exc.errors(include_url=False, include_input=False)]
-        raise EvalConfigError("\n".join(lines)) from None
+        raise EvalConfigError(format_validation(exc, source, "field")) from None
     return cfg, base_dir or Path.cwd()
 
 

@@ -49,12 +49,18 @@ class GeneratorParams(StepParams):
     @field_validator("template")
     @classmethod
     def _compiles(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                PromptTemplate.load(v)
-            except TemplateError as exc:
-                raise ValueError(str(exc)) from None
-        return v
+        return check_template(v)
+
+
+def check_template(path: str | None) -> str | None:
+    """Validator body for template parameters: a replacement template must compile when the
+    recipe loads, so a broken file is a recipe error instead of a failure mid-run."""
+    if path is not None:
+        try:
+            PromptTemplate.load(path)
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from None
+    return path
 
 
 class LLMGenerator(Mapper):

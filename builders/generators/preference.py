@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from meddata.builders.generators.base import LLMGenerator
+from meddata.builders.generators.base import LLMGenerator, check_template
 from meddata.builders.generators.conversation import final_answer, split_system, turns_of
 from meddata.builders.generators.novelty import NoveltyPool
-from meddata.builders.generators.prompting import PromptTemplate, TemplateError
+from meddata.builders.generators.prompting import PromptTemplate
 from meddata.builders.generators.rubric import (
     JUDGE_TEMPLATE,
     RubricScore,
@@ -74,13 +74,8 @@ class PreferenceRankParams(ScopedParams):
 
     @field_validator("judge_template")
     @classmethod
-    def _compiles(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                PromptTemplate.load(v)
-            except TemplateError as exc:
-                raise ValueError(str(exc)) from None
-        return v
+    def _judge_compiles(cls, v: str | None) -> str | None:
+        return check_template(v)
 
 
 @register

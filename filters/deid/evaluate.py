@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 GOLD_TYPE_MAP: dict[str, str | None] = {
     # meddata's own types (clinical_gold.jsonl)
@@ -169,6 +170,20 @@ def evaluate(gold_rows: Iterable[Mapping], predictions: Mapping[str, Sequence[Ma
     return report
 
 
+def json_lines(path: str | Path, error: Callable[[str], Exception] = ValueError) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for the non-blank lines of a JSONL file. A line that is not JSON
+    raises ``error`` naming the file and the line, never its content (it may hold PHI)."""
+    with Path(path).open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise error(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+            yield n, value
+
+
 def load_gold(path: str | Path, *, ages: str = "all") -> list[dict]:
     """Gold rows ``{id, text, spans: [{start, end, type}]}``; types mapped with
     :func:`map_gold_type`. ``ages="over_89"`` ignores gold ages of 89 and under (for
@@ -176,31 +191,24 @@ def load_gold(path: str | Path, *, ages: str = "all") -> list[dict]:
     field on bad rows."""
     rows = []
     path = Path(path)
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
+    for n, row in json_lines(path):
+        for key in ("id", "text", "spans"):
+            if key not in row:
+                raise ValueError(f"{path}:{n}: field '{key}' is missing")
+        if not isinstance(row["text"], str):
+            raise ValueError(f"{path}:{n}: field 'text' must be a string")
+        spans = []
+        for k, s in enumerate(row["spans"]):
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-            for key in ("id", "text", "spans"):
-                if key not in row:
-                    raise ValueError(f"{path}:{n}: field '{key}' is missing")
-            if not isinstance(row["text"], str):
-                raise ValueError(f"{path}:{n}: field 'text' must be a string")
-            spans = []
-            for k, s in enumerate(row["spans"]):
-                try:
-                    start, end, label = int(s["start"]), int(s["end"]), str(s["type"])
-                except (KeyError, TypeError, ValueError):
-                    raise ValueError(f"{path}:{n}: field 'spans[{k}]' needs integer start, end and a type") from None
-                if not 0 <= start < end <= len(row["text"]):
-                    raise ValueError(f"{path}:{n}: field 'spans[{k}]' is outside the text")
-                try:
-                    typ = map_gold_type(label, row["text"][start:end], ages=ages)
-                except KeyError as exc:
-                    raise ValueError(f"{path}:{n}: field 'spans[{k}].type': {exc.args[0]}") from None
-                spans.append({"start": start, "end": end, "type": typ})
-            rows.append({"id": str(row["id"]), "text": row["text"], "spans": spans})
+                start, end, label = int(s["start"]), int(s["end"]), str(s["type"])
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"{path}:{n}: field 'spans[{k}]' needs integer start, end and a type") from None
+            if not 0 <= start < end <= len(row["text"]):
+                raise ValueError(f"{path}:{n}: field 'spans[{k}]' is outside the text")
+            try:
+                typ = map_gold_type(label, row["text"][start:end], ages=ages)
+            except KeyError as exc:
+                raise ValueError(f"{path}:{n}: field 'spans[{k}].type': {exc.args[0]}") from None
+            spans.append({"start": start, "end": end, "type": typ})
+        rows.append({"id": str(row["id"]), "text": row["text"], "spans": spans})
     return rows

@@ -79,11 +79,11 @@ class _DetectingStep(Mapper):
 
         self._model_detector = Detector(config_for(self.params.policy, model=self.params.model))
 
-    def _detect_rows(self, rows: list[dict], fields: tuple[str, ...]) -> tuple[list[list[str]], list]:
+    def _detect_rows(self, rows: list[dict], fields: tuple[str, ...]) -> list[tuple[list[str], list]]:
+        """Each row's texts with the spans found in each text (one detector batch for all rows)."""
         texts_per_row = [_collect(r, fields) for r in rows]
-        flat = [t for texts in texts_per_row for t in texts]
-        spans = self._model_detector.detect_many(flat)
-        return texts_per_row, spans
+        spans = iter(self._model_detector.detect_many([t for texts in texts_per_row for t in texts]))
+        return [(texts, [next(spans) for _ in texts]) for texts in texts_per_row]
 
 
 @register
@@ -108,12 +108,8 @@ class Deid(_DetectingStep):
         from meddata.filters.deid.surrogate import Surrogates
 
         p: DeidParams = self.params
-        texts_per_row, spans = self._detect_rows(rows, p.fields)
         out = []
-        k = 0
-        for row, texts in zip(rows, texts_per_row):
-            row_spans = spans[k:k + len(texts)]
-            k += len(texts)
+        for row, (texts, row_spans) in zip(rows, self._detect_rows(rows, p.fields)):
             scope = str((row.get("meta") or {}).get("patient_id") or row.get("id") or "")
             sur = Surrogates(self._model_key, scope, keep_weekday=p.keep_weekday) if p.strategy == "surrogate" else None
             if sur is not None:
@@ -173,13 +169,10 @@ class PhiScan(_DetectingStep):
 
     def process_batch(self, rows: list[dict], ctx: StepContext) -> list:
         p: PhiScanParams = self.params
-        _texts, spans = self._detect_rows(rows, p.fields)
         out = []
-        k = 0
-        for row, texts in zip(rows, _texts):
-            row_spans = [s for t, ss in zip(texts, spans[k:k + len(texts)]) for s in ss
+        for row, (texts, text_spans) in zip(rows, self._detect_rows(rows, p.fields)):
+            row_spans = [s for t, ss in zip(texts, text_spans) for s in ss
                          if (not p.types or s.type in p.types) and not _placeholder(t, s)]
-            k += len(texts)
             counts = Counter(s.type for s in row_spans)
             n = sum(counts.values())
             self.stat_update("phi_scan.rows")

@@ -72,22 +72,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _read_rows(path: str, text_field: str | None) -> Iterator[tuple[int, dict]]:
-    src = Path(path)
-    if not src.exists():
+    from meddata.filters.deid.evaluate import json_lines
+
+    if not Path(path).exists():
         raise CliError(f"{path}: no such file")
-    with src.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CliError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or "id" not in row:
-                raise CliError(f"{path}:{n}: field 'id' is missing")
-            if text_field is not None and not isinstance(row.get(text_field), str):
-                raise CliError(f"{path}:{n}: field '{text_field}' must be a string")
-            yield n, row
+    for n, row in json_lines(path, CliError):
+        if not isinstance(row, dict) or "id" not in row:
+            raise CliError(f"{path}:{n}: field 'id' is missing")
+        if text_field is not None and not isinstance(row.get(text_field), str):
+            raise CliError(f"{path}:{n}: field '{text_field}' must be a string")
+        yield n, row
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -115,18 +109,32 @@ def detect_all(texts: list[str], policy: str, model: str, jobs: int) -> list[lis
         return [s for res in pool.map(_detect_chunk, _chunks(texts, _CHUNK)) for s in res]
 
 
-def cmd_detect(args: argparse.Namespace) -> int:
+def _detected(args: argparse.Namespace) -> tuple[list[dict], list[list[dict]]]:
+    """The input rows and the PHI spans found in each row's text field."""
     rows = [row for _, row in _read_rows(args.input, args.text_field)]
-    spans = detect_all([r[args.text_field] for r in rows], args.policy, args.model, args.jobs)
-    out = Path(args.out)
+    return rows, detect_all([r[args.text_field] for r in rows], args.policy, args.model, args.jobs)
+
+
+def _output(path: str) -> Path:
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _summary(counts: Counter[str]) -> str:
+    """``NAME 3 DATE 2``: span counts by type, the values themselves never."""
+    return " ".join(f"{t} {n:,}" for t, n in counts.most_common())
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    rows, spans = _detected(args)
+    out = _output(args.out)
     counts: Counter[str] = Counter()
     with out.open("w", encoding="utf-8") as fh:
         for row, ss in zip(rows, spans):
             counts.update(s["type"] for s in ss)
             fh.write(json.dumps({"id": row["id"], "spans": ss}) + "\n")
-    summary = " ".join(f"{t} {n:,}" for t, n in counts.most_common())
-    print(f"{len(rows):,} rows, {sum(counts.values()):,} PHI spans ({summary or 'none'}) -> {out}")
+    print(f"{len(rows):,} rows, {sum(counts.values()):,} PHI spans ({_summary(counts) or 'none'}) -> {out}")
     return 0
 
 
@@ -162,19 +170,17 @@ def cmd_redact(args: argparse.Namespace) -> int:
     from meddata.filters.deid.replace import replace_spans
     from meddata.filters.deid.surrogate import Surrogates, key_from_env
 
-    rows = [row for _, row in _read_rows(args.input, args.text_field)]
-    texts = [r[args.text_field] for r in rows]
-    spans_all = detect_all(texts, args.policy, args.model, args.jobs)
+    rows, spans_all = _detected(args)
     key, persistent = key_from_env(args.key_env)
     if args.strategy == "surrogate" and not persistent:
         logger.warning("%s is not set: surrogates are consistent within this run only", args.key_env)
     from meddata.filters.deid.spans import Span
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = _output(args.out)
     counts: Counter[str] = Counter()
     with out.open("w", encoding="utf-8") as fh:
-        for row, text, ss in zip(rows, texts, spans_all):
+        for row, ss in zip(rows, spans_all):
+            text = row[args.text_field]
             spans = [Span(s["start"], s["end"], s["type"]) for s in ss]
             counts.update(s.type for s in spans)
             sur = None
@@ -184,7 +190,7 @@ def cmd_redact(args: argparse.Namespace) -> int:
             row[args.text_field] = replace_spans(text, spans, args.strategy, sur)
             row["phi_counts"] = dict(sorted(Counter(s.type for s in spans).items()))
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    summary = " ".join(f"{t} {n:,}" for t, n in counts.most_common())
-    print(f"{len(rows):,} rows de-identified ({args.strategy}; {summary or 'no PHI found'}) -> {out}")
+    summary = _summary(counts) or "no PHI found"
+    print(f"{len(rows):,} rows de-identified ({args.strategy}; {summary}) -> {out}")
     return 0
 
