@@ -167,10 +167,21 @@ class BuildInfo:
     def steps_named(self, *prefixes: str) -> list[dict[str, Any]]:
         return [s for s in self.steps if any(s["name"] == p or s["name"].startswith(p + "_") for p in prefixes)]
 
-    def phi_counts_by_type(self) -> dict[str, int]:
-        """``phi.TYPE`` counters summed over every step (what de-identification found)."""
-        out = {k[4:]: int(v) for k, v in self.counters.items() if k.startswith("phi.") and v}
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+    def phi_counts_by_type(self, *prefixes: str) -> dict[str, int]:
+        """``phi.TYPE`` counters summed over the steps with these name prefixes (default: every
+        step), most frequent first. ``deid`` counts the spans it replaced; ``phi_scan`` counts
+        the PHI-like spans it flagged afterwards, so the two are asked for separately."""
+        total: Counter = Counter()
+        for s in self.steps_named(*prefixes) if prefixes else self.steps:
+            total.update({k[4:]: int(v) for k, v in (s.get("counters") or {}).items()
+                          if k.startswith("phi.") and isinstance(v, (int, float)) and v})
+        return dict(sorted(total.items(), key=lambda kv: -kv[1]))
+
+    def dedup_clusters(self) -> list[tuple[dict[str, Any], Counter]]:
+        """(step, cluster size -> clusters) for every step that reported its duplicate
+        clusters (the dedup steps do, also when they found none)."""
+        return [(s, cluster_sizes(s["report"])) for s in self.steps
+                if isinstance((s.get("report") or {}).get("clusters"), list)]
 
     # -- the data -------------------------------------------------------------------------
     @cached_property
@@ -288,6 +299,26 @@ class BuildInfo:
                 return True
         return self.raw_rows > 0
 
+    def judge_scores(self) -> dict[str, Counter]:
+        """Judge score name (``judge.accuracy``, ``judge.overall``...) -> score -> rows, over
+        every row of the dataset. Only annotations that mention a judge or score are parsed."""
+        out: dict[str, Counter] = {}
+        for table in self.tables().values():
+            arr = _meta_field(table, "annotations")
+            if arr is None or not table.num_rows:
+                continue
+            arr = pc.drop_null(arr)
+            hits = pc.or_(pc.match_substring(arr, "judge", ignore_case=True),
+                          pc.match_substring(arr, "score", ignore_case=True))
+            for raw in pc.filter(arr, hits).to_pylist():
+                try:
+                    annotations = json.loads(raw)
+                except json.JSONDecodeError:
+                    continue
+                for key, value in judge_scores(annotations):
+                    out.setdefault(key, Counter())[value] += 1
+        return dict(sorted(out.items()))
+
     def reports(self, *prefixes: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """(step, report) for steps with these name prefixes and a non-empty report."""
         return [(s, s["report"]) for s in self.steps_named(*prefixes) if s.get("report")]
@@ -299,14 +330,42 @@ def _stem(path: Any) -> str | None:
     return Path(path).stem or None
 
 
-def find_numbers(obj: Any, word: str, prefix: str = "") -> dict[str, float]:
-    """Flatten nested dicts and keep the numbers whose key path mentions ``word``."""
-    out: dict[str, float] = {}
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
-            key = f"{prefix}.{k}" if prefix else str(k)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and word in key.lower():
-                out[key] = float(v)
-            elif isinstance(v, Mapping):
-                out.update(find_numbers(v, word, key))
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def judge_scores(annotations: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """(name, score) pairs in one row's ``meta.annotations``.
+
+    The ``judge`` step writes ``{"scores": {criterion: 1-5}, "overall": x, "mean": x, ...}``:
+    that gives ``judge.<criterion>`` per criterion and ``judge.overall`` (the aggregate the
+    filter used; ``mean`` repeats it or the criteria). A plain number whose key mentions
+    ``judge`` or ``score`` (a user's own scorer) counts too.
+    """
+    out: list[tuple[str, float]] = []
+    for key, value in annotations.items():
+        low = str(key).lower()
+        if "judge" not in low and "score" not in low:
+            continue
+        if isinstance(value, Mapping) and isinstance(value.get("scores"), Mapping):
+            out += [(f"{key}.{c}", float(v)) for c, v in value["scores"].items() if _is_number(v)]
+            if _is_number(value.get("overall")):
+                out.append((f"{key}.overall", float(value["overall"])))
+        elif _is_number(value):
+            out.append((str(key), float(value)))
     return out
+
+
+def cluster_sizes(report: Mapping[str, Any]) -> Counter:
+    """Cluster size -> number of clusters, from a dedup step's report.
+
+    The dedup steps (``exact_dedup``, ``minhash_dedup``, ``semantic_dedup``) list every
+    cluster of two or more rows as ``{"members": [ids...], "kept": id}`` under ``clusters``.
+    """
+    sizes: Counter = Counter()
+    clusters = report.get("clusters")
+    if isinstance(clusters, list):
+        for c in clusters:
+            if isinstance(c, Mapping) and isinstance(c.get("members"), list) and len(c["members"]) > 1:
+                sizes[len(c["members"])] += 1
+    return sizes

@@ -2,8 +2,10 @@
 
 It says what a reviewer asks before using or publishing medical training data: where every
 row came from and under which licence, what each step did (parameters and the funnel of
-rows in/out with drop reasons), how patient data was de-identified and how well, which
-models generated synthetic rows with which prompts, and what the data must not be used for.
+rows in/out with drop reasons), how patient data was de-identified (the ``deid`` step's
+strategy and detection, the PHI it replaced by type, what a later ``phi_scan`` still flagged),
+which duplicate clusters were collapsed, how an LLM judge scored the rows, which models
+generated synthetic rows with which prompts, and what the data must not be used for.
 
 The YAML front matter is valid Hub metadata: ``configs`` point at the files of each split
 so ``datasets.load_dataset(build_dir)`` (and the Hub's viewer after ``meddata push``) load
@@ -23,7 +25,6 @@ import yaml
 from meddata import __version__
 from meddata.buildinfo import (
     BuildInfo,
-    find_numbers,
     hub_licence,
     is_non_commercial,
     is_restricted,
@@ -226,6 +227,28 @@ def _funnel_section(info: BuildInfo) -> list[str]:
     return lines
 
 
+_STRATEGIES = {"surrogate": " (realistic stand-ins, dates shifted per patient)",
+               "mask": " (type placeholders such as `[NAME]`)", "redact": " (removed)"}
+_NER = {"off": "rules and dictionaries only", "on": "rules, dictionaries and spaCy NER",
+        "auto": "rules and dictionaries, plus spaCy NER where installed"}
+_PSEUDONYMS = "; patient and encounter ids in `meta` were replaced by keyed pseudonyms"
+
+
+def _deid_method(p: Mapping[str, Any]) -> str:
+    """How a de-identification step detected PHI, from its parameters."""
+    parts = []
+    if p.get("policy"):
+        parts.append(f"policy `{p['policy']}`")
+    model = p.get("model")
+    if model in _NER:
+        parts.append(_NER[model])
+    elif model is not None:
+        parts.append(f"model `{model}`")
+    parts += [f"{k} `{p[k]}`" for k in ("method", "backend", "spacy_model", "engine", "detectors")
+              if p.get(k) is not None]
+    return ", ".join(parts)
+
+
 def _deid_section(info: BuildInfo) -> list[str]:
     lines = ["## De-identification", ""]
     status_out = ", ".join(f"`{k}` {v:,}" for k, v in sorted(info.phi_status.items())) or "none"
@@ -240,28 +263,29 @@ def _deid_section(info: BuildInfo) -> list[str]:
                      "de-identification was needed.")
     for s in deid_steps:
         p = s.get("params") or {}
-        method = ", ".join(f"{k} `{p[k]}`" for k in ("method", "backend", "model", "spacy_model", "engine",
-                                                       "use_spacy", "detectors") if p.get(k) is not None)
+        strategy = str(p.get("strategy", "default"))
+        method = _deid_method(p)
         lines.append(f"Step {s['index']} `{s['name']}` replaced protected health information (HIPAA Safe Harbor "
-                     f"identifiers) using strategy `{p.get('strategy', 'default')}`"
-                     f"{' (' + method + ')' if method else ''}; rows marked de-identified after it: "
+                     f"identifiers) using strategy `{strategy}`{_STRATEGIES.get(strategy, '')}"
+                     f"{'; detection: ' + method if method else ''}"
+                     f"{_PSEUDONYMS if p.get('pseudonymize_ids') else ''}; rows marked de-identified after it: "
                      f"{(s.get('phi_status') or {}).get('deidentified', 0):,}.")
-    for s in scans:
-        drops = sum((s.get("dropped") or {}).values())
-        lines.append(f"Step {s['index']} `{s['name']}` re-scanned generated text for PHI-like spans"
-                     f"{f' and dropped {drops:,} rows' if drops else ''}.")
-    phi = info.phi_counts_by_type()
+    phi = info.phi_counts_by_type("deid")
     if phi:
         lines += ["", "PHI spans found and replaced, by type: "
                   + ", ".join(f"{k} {v:,}" for k, v in phi.items()) + "."]
-    recall = {}
-    for s in [*deid_steps, *scans]:
-        recall.update(find_numbers(s.get("report") or {}, "recall"))
-        recall.update({k: v for k, v in (s.get("counters") or {}).items() if "recall" in k.lower()})
-    if recall:
-        lines += ["", "Measured recall on the gold annotations the user supplied: "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in sorted(recall.items())) + "."]
-    elif deid_steps:
+    for s in scans:
+        counters = s.get("counters") or {}
+        flagged = sorted(((k[4:], int(v)) for k, v in counters.items() if k.startswith("phi.") and v),
+                         key=lambda kv: -kv[1])
+        drops = sum((s.get("dropped") or {}).values())
+        lines += ["", f"Step {s['index']} `{s['name']}` re-scanned {int(counters.get('phi_scan.rows', 0)):,} rows "
+                  f"for PHI-like spans and flagged {int(counters.get('phi_scan.flagged', 0)):,}"
+                  + (" (" + ", ".join(f"{k} {v:,}" for k, v in flagged) + ")" if flagged else "")
+                  + (f"; it dropped {drops:,} rows." if drops else "; flagged rows were kept, marked in "
+                     "`meta.annotations` (`phi_scan`).")]
+    if deid_steps:
+        # the deid step has no gold to score against; recall is measured apart, on a sample
         lines += ["", "Recall was not measured on this data (no gold annotations were given). Measure it with "
                   "`meddata deid eval --gold GOLD.jsonl` on a sample of these sources before sharing."]
     lines += ["", f"`meta.phi_status` at input: "
@@ -270,6 +294,58 @@ def _deid_section(info: BuildInfo) -> list[str]:
     if deid_steps or info.had_raw_input:
         lines += ["", "Automatic de-identification is not perfect: rare identifiers can survive. Treat the data "
                   "as sensitive and keep access controlled unless a person has reviewed a sample."]
+    return [*lines, ""]
+
+
+def _dedup_section(info: BuildInfo) -> list[str]:
+    found = info.dedup_clusters()
+    if not found:
+        return []
+    lines = ["## Duplicates", ""]
+    for step, sizes in found:
+        keep = (step.get("params") or {}).get("keep")
+        drops = ", ".join(f"{r} {n:,}" for r, n in sorted((step.get("dropped") or {}).items()))
+        if not sizes:
+            lines += [f"Step {step['index']} `{step['name']}` found no duplicates.", ""]
+            continue
+        lines += [f"Step {step['index']} `{step['name']}` found {sum(sizes.values()):,} clusters of duplicates "
+                  f"holding {sum(k * v for k, v in sizes.items()):,} rows and kept one row of each"
+                  f"{f' (`keep: {keep}`)' if keep else ''}{'; dropped ' + drops if drops else ''}.", "",
+                  "| cluster size | clusters |", "|---:|---:|",
+                  *[f"| {size:,} | {n:,} |" for size, n in sorted(sizes.items())], ""]
+    lines += ["Every dropped duplicate is in the drop log with `meta.annotations.duplicate_of`, the id of the row "
+              "kept in its place.", ""]
+    return lines
+
+
+def _judge_section(info: BuildInfo) -> list[str]:
+    steps, scores = info.steps_named("judge"), info.judge_scores()
+    if not steps and not scores:
+        return []
+    lines = ["## Judge scores", ""]
+    for s in steps:
+        p, c = s.get("params") or {}, s.get("counters") or {}
+        text = (f"Step {s['index']} `{s['name']}` had an LLM grade {int(c.get('judge.judged', 0)):,} answers 1-5 "
+                "on accuracy, safety, helpfulness and completeness")
+        if p.get("mode") == "filter":
+            safety = f" or a safety score below {p['min_safety']}" if p.get("min_safety") is not None else ""
+            text += (f" and dropped {sum((s.get('dropped') or {}).values()):,} rows with an overall "
+                     f"({p.get('aggregate', 'mean')}) score below {_n(p.get('min_score', 0))}{safety}")
+        elif p.get("mode"):
+            text += f" (`mode: {p['mode']}`: every row kept)"
+        if c.get("judge.failed"):
+            text += f"; {int(c['judge.failed']):,} rows were quarantined for an unusable judge answer"
+        lines.append(text + ".")
+    if scores:
+        lines += ["", "Scores of the rows in this dataset (from `meta.annotations`):", "",
+                  "| score | rows | mean | rows per score |", "|---|---:|---:|---|"]
+        for key, counts in scores.items():
+            n = sum(counts.values())
+            mean = sum(k * v for k, v in counts.items()) / n
+            integral = len(counts) <= 10 and all(float(k).is_integer() for k in counts)
+            dist = (" · ".join(f"{int(k)}: {v:,}" for k, v in sorted(counts.items())) if integral
+                    else f"{_n(min(counts))} to {_n(max(counts))}")
+            lines.append(f"| {_cell(key)} | {n:,} | {mean:.2f} | {dist} |")
     return [*lines, ""]
 
 
@@ -372,6 +448,8 @@ def render_body(info: BuildInfo, description: str, files_block: str | None) -> s
     lines += _mixture_section(info)
     lines += _funnel_section(info)
     lines += _deid_section(info)
+    lines += _dedup_section(info)
+    lines += _judge_section(info)
     lines += _synthetic_section(info)
     lines += _structure_section(info)
     if files_block:

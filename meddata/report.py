@@ -6,11 +6,11 @@ source and per TRL type, the source mix per split, PHI counts by type, dedup clu
 judge-score histograms, plus a few sample rows per source. Sample rows never come from rows
 whose ``meta.phi_status`` is ``raw``; everything else in the page is counts.
 
-Where numbers come from: the funnel, PHI counts (``phi.TYPE`` counters), mixture and dedup
-clusters from ``stats.json`` (dedup steps may report ``cluster_sizes`` as ``{size: clusters}``,
-``clusters`` as a list of member lists or ``{"members": [...]}`` objects, or their sizes);
-lengths, judge scores and samples from a seeded sample of the rows (judge scores: numeric
-``meta.annotations`` whose key mentions ``judge`` or ``score``).
+Where numbers come from: the funnel, PHI counts (the ``phi.TYPE`` counters of the ``deid``
+steps; a later ``phi_scan``'s flagged spans are shown apart), mixture and dedup clusters
+(the ``clusters`` a dedup step reports) from ``stats.json``; lengths, judge scores and
+samples from a seeded sample of the rows (judge scores: ``meta.annotations["judge"]``, one
+histogram per rubric criterion plus the overall score; see :func:`meddata.buildinfo.judge_scores`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import io
 import json
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from meddata.buildinfo import BuildInfo, is_non_commercial
+from meddata.buildinfo import BuildInfo, is_non_commercial, judge_scores
 from meddata.records import MESSAGE_COLUMNS, detect_type, text_of
 
 SAMPLE_ROWS = 20_000  # rows per split read for lengths and judge scores
@@ -143,45 +143,6 @@ def _sample_indices(n: int, k: int, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(n), k)) if n > k else list(range(n))
 
 
-def _numbers(obj: Any, prefix: str = "") -> Iterable[tuple[str, float]]:
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
-            yield from _numbers(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        yield prefix, float(obj)
-
-
-def judge_scores(annotations: Mapping[str, Any]) -> Iterable[tuple[str, float]]:
-    for key, value in _numbers(annotations):
-        low = key.lower()
-        if "judge" in low or "score" in low:
-            yield key, value
-
-
-def cluster_sizes(report: Mapping[str, Any]) -> Counter:
-    """Cluster size -> number of clusters, from the shapes dedup steps report."""
-    sizes: Counter = Counter()
-    raw = report.get("cluster_sizes") or report.get("cluster_size_histogram")
-    if isinstance(raw, Mapping):
-        for size, n in raw.items():
-            try:
-                sizes[int(size)] += int(n)
-            except (TypeError, ValueError):
-                continue
-    elif isinstance(raw, list):
-        sizes.update(int(x) for x in raw if isinstance(x, (int, float)))
-    clusters = report.get("clusters")
-    if isinstance(clusters, list):
-        for c in clusters:
-            if isinstance(c, Mapping) and isinstance(c.get("members"), list):
-                sizes[len(c["members"])] += 1
-            elif isinstance(c, list):
-                sizes[len(c)] += 1
-            elif isinstance(c, (int, float)):
-                sizes[int(c)] += 1
-    return sizes
-
-
 def _render_row(row: Mapping[str, Any]) -> list[dict[str, str]]:
     """A row as (label, text) parts for display, each cut to SAMPLE_CHARS."""
     parts: list[dict[str, str]] = []
@@ -244,16 +205,16 @@ class ReportData:
         if any(self.lengths_by_source.values()):
             charts["len_source"] = length_chart("Length per source", self.lengths_by_source)
             charts["len_type"] = length_chart("Length per TRL dataset type", self.lengths_by_type)
-        phi = info.phi_counts_by_type()
-        charts["phi"] = bar_chart("PHI spans found, by type", phi, "spans") if phi else None
+        phi = info.phi_counts_by_type("deid")
+        charts["phi"] = bar_chart("PHI spans found and replaced, by type", phi, "spans") if phi else None
         dedup = []
-        for step in info.steps:
-            sizes = cluster_sizes(step.get("report") or {})
-            if sizes:
-                dedup.append({"step": f"{step['index']} {step['name']}", "clusters": sum(sizes.values()),
-                              "rows": sum(k * v for k, v in sizes.items()),
-                              "chart": bar_chart(f"Duplicate cluster sizes ({step['name']})",
-                                                 dict(sorted(sizes.items())), "clusters", PALETTE[4])})
+        for step, sizes in info.dedup_clusters():
+            if not sizes:
+                continue
+            dedup.append({"step": f"{step['index']} {step['name']}", "clusters": sum(sizes.values()),
+                          "rows": sum(k * v for k, v in sizes.items()),
+                          "chart": bar_chart(f"Duplicate cluster sizes ({step['name']})",
+                                             dict(sorted(sizes.items())), "clusters", PALETTE[4])})
         dedup_drops = {f"{s['index']} {s['name']}": s.get("dropped") for s in info.steps
                        if "dedup" in s["name"] and s.get("dropped")}
         judges = [{"key": k, "n": len(v), "mean": sum(v) / len(v), "chart": histogram_chart(k, v, "score")}
@@ -271,7 +232,7 @@ class ReportData:
             "steps": info.steps, "split_rows": info.split_rows, "total_rows": info.total_rows,
             "sources": sorted(info.sources.values(), key=lambda s: -s.rows_in_output),
             "types": info.type_rows.most_common(), "phi_status": sorted(info.phi_status.items()),
-            "phi_counts": phi, "charts": charts, "dedup": dedup, "dedup_drops": dedup_drops, "judges": judges,
+            "phi_counts": phi, "phi_flagged": info.phi_counts_by_type("phi_scan"), "charts": charts, "dedup": dedup, "dedup_drops": dedup_drops, "judges": judges,
             "mixes": mixes, "samples": dict(sorted(self.samples.items())), "withheld": dict(self.withheld),
             "warnings": warnings, "sample_rows": SAMPLE_ROWS, "sample_chars": SAMPLE_CHARS,
         }

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 
-import publish_steps
 import pytest
 import yaml
 from datasets import load_dataset
 from datasets.utils.metadata import MetadataConfigs
+from generators_testkit import llms as llm_config
+from generators_testkit import passages_input
 from huggingface_hub import DatasetCard, DatasetCardData
-from publish_steps import CHATDOCTOR, MEDQUAD, OPENSTAX, SYNTHEA
+from llm_server import LLMServer
+from publish_testkit import CHATDOCTOR, DEID, MEDQUAD, OPENSTAX, SYNTHEA, synthea_notes, synthea_phi
 from testutil import read_jsonl
 
 from meddata.buildinfo import hub_licence, is_non_commercial, size_category
@@ -95,28 +98,48 @@ def test_raw_clinical_build_warns_and_never_shows_content(build):
     _assert_no_row_content(text, result)
 
 
-def test_deidentified_build_states_method_counts_and_recall(build):
-    names = publish_steps.synthea_names()
+def test_deidentified_build_states_method_and_counts(build):
+    # Safe Harbor's minimum, then a re-scan under the stricter recall policy (ages, states...)
+    deid_step = {"deid": {**DEID["deid"], "policy": "safe_harbor"}}
     result = build({"name": "card-deid", "inputs": [SYNTHEA, MEDQUAD],
-                    "steps": [{"deid_regex_demo": {"strategy": "mask", "gold_names": names}}]})
+                    "steps": [deid_step, {"phi_scan": {"model": "off", "policy": "recall"}}]})
     card = _card(result)
     _validate(card)
     text = card.text
-    assert "Step 2 `deid_regex_demo` replaced protected health information" in text
-    assert "strategy `mask`" in text
-    assert re.search(r"PHI spans found and replaced, by type: (NAME|DATE) \d+, (NAME|DATE) \d+\.", text)
-    assert "Measured recall on the gold annotations the user supplied: gold.recall 1.000." in text
-    assert "`deidentified` 12, `not_applicable` 60" in text
+    rows = read_jsonl(result.out_dir / "jsonl" / "train.jsonl")
+    deid, scan = (next(s for s in result.steps if s.name == n) for n in ("deid", "phi_scan"))
+    assert ("Step 2 `deid` replaced protected health information (HIPAA Safe Harbor identifiers) using strategy "
+            "`mask` (type placeholders such as `[NAME]`); detection: policy `safe_harbor`, rules and dictionaries only; "
+            "patient and encounter ids in `meta` were replaced by keyed pseudonyms; rows marked de-identified "
+            "after it: 72.") in text
+    # the counts by type are what the rows record, not what the re-scan flagged afterwards
+    replaced = Counter()
+    for row in rows:
+        replaced.update(json.loads(row["meta"]["annotations"])["deid"]["phi"])
+    assert {"NAME", "DATE", "MRN", "SSN", "PHONE", "LOCATION"} <= set(replaced)
+    assert replaced == {k[4:]: v for k, v in deid.counters.items() if k.startswith("phi.")}
+    by_type = ", ".join(f"{k} {v:,}" for k, v in sorted(replaced.items(), key=lambda kv: -kv[1]))
+    assert f"PHI spans found and replaced, by type: {by_type}." in text
+    flagged = {k[4:]: v for k, v in scan.counters.items() if k.startswith("phi.")}
+    assert flagged and scan.counters["phi_scan.flagged"] > 0
+    by_type = ", ".join(f"{k} {v:,}" for k, v in sorted(flagged.items(), key=lambda kv: -kv[1]))
+    assert (f"Step 3 `phi_scan` re-scanned 72 rows for PHI-like spans and flagged "
+            f"{scan.counters['phi_scan.flagged']} ({by_type}); flagged rows were kept") in text
+    # the real step measures no recall: the card says so; on this sample every known PHI value is gone
+    assert "Recall was not measured on this data (no gold annotations were given)." in text
+    assert "Measured recall" not in text
+    output = json.dumps(rows)
+    assert [v for v in synthea_phi() if v in output] == []
+    assert "`deidentified` 72" in text  # deid de-identifies every row it is given, public QA included
     assert "raw patient data" not in text  # nothing left raw
-    assert f"gold_names: <{len(names)} entries>" in text  # the gold names are PHI-like: never listed
-    for name in names:
-        assert name not in text
+    for value in synthea_phi():
+        assert value not in text
     _assert_no_row_content(str(card.content), result)
 
 
 def _assert_no_row_content(card_text: str, result) -> None:
     """No 30-character run of any row's content (notes, questions, answers) is in the card."""
-    rows = read_jsonl(result.out_dir / "jsonl" / "train.jsonl") + publish_steps.synthea_notes()
+    rows = read_jsonl(result.out_dir / "jsonl" / "train.jsonl") + synthea_notes()
     for row in rows:
         content = row.get("text") or " ".join(m["content"] for m in row.get("messages") or [])
         for line in content.splitlines():
@@ -125,17 +148,32 @@ def _assert_no_row_content(card_text: str, result) -> None:
                 assert line[:30] not in card_text
 
 
-def test_synthetic_rows_list_models_and_prompts(build):
-    result = build({"name": "card-gen", "inputs": [CHATDOCTOR], "steps": [
-        {"generator_demo": {"models": ["Qwen2.5-7B-Instruct", "llama-3-8b"], "prompt_id": "rewrite_doctor/v1"}}]})
+def test_synthetic_rows_list_models_and_prompts(build, tmp_path):
+    """Two real generators on two LLM names of the local OpenAI-protocol server: doctor answers
+    rewritten by one model, textbook passages turned into QA pairs by another."""
+    server = LLMServer().start()
+    try:
+        llms = {**llm_config(server.url, tmp_path, name="qwen", model="Qwen2.5-7B-Instruct",
+                             cache=str(tmp_path / "qwen.sqlite")),
+                **llm_config(server.url, tmp_path, name="llama", model="llama-3-8b",
+                             cache=str(tmp_path / "llama.sqlite"))}
+        result = build({"name": "card-gen", "llms": llms, "inputs": [CHATDOCTOR, passages_input()], "steps": [
+            {"rewrite_answer": {"llm": "qwen", "sources": ["chatdoctor"]}},
+            {"passage_qa": {"llm": "llama", "per_passage": 2}}]})
+    finally:
+        server.stop()
     rows = read_jsonl(result.out_dir / "jsonl" / "train.jsonl")
-    per_model = Counter(r["meta"]["generator_model"] for r in rows)
-    assert len(per_model) == 2
+    per_pair = Counter((r["meta"]["generator_model"], r["meta"]["prompt_id"]) for r in rows)
+    assert {m for m, _ in per_pair} == {"Qwen2.5-7B-Instruct", "llama-3-8b"}
+    assert None not in {p for _, p in per_pair}
     card = _card(result)
     _validate(card)
-    for model, n in per_model.items():
-        assert f"| {model} | rewrite_doctor/v1 | {n} |" in card.text
-    assert "40 rows were written or rewritten by a language model" in card.text
+    for (model, prompt), n in per_pair.items():
+        assert f"| {model} | {prompt} | {n} |" in card.text
+    # every row in the output came from a model: rewritten chat answers and generated QA pairs
+    assert f"{len(rows)} rows were written or rewritten by a language model" in card.text
+    tokens = sum(s.counters.get("llm.prompt_tokens", 0) for s in result.steps)
+    assert tokens > 0 and f"prompt_tokens {tokens:,}" in card.text
     assert "synthetic" in card.data.tags
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 from datasets import Dataset
-from publish_steps import CHATDOCTOR, MEDQUAD, OPENSTAX
+from publish_testkit import CHATDOCTOR, MEDQUAD, OPENSTAX
 from testutil import read_jsonl
 
 from meddata.recipe import RecipeError

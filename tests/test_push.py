@@ -9,12 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import publish_steps
 import pytest
 from datasets import load_dataset
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
-from publish_steps import CHATDOCTOR, MEDQUAD, SYNTHEA
+from publish_testkit import CHATDOCTOR, DEID, MEDQUAD, SYNTHEA, synthea_phi
 from testutil import read_jsonl
 
 
@@ -54,7 +53,7 @@ def raw_build(build, tmp_path):
 
 @pytest.fixture
 def deid_build(build, tmp_path):
-    return build({"name": "push-deid", "inputs": [SYNTHEA, MEDQUAD], "steps": ["deid_regex_demo"]},
+    return build({"name": "push-deid", "inputs": [SYNTHEA, MEDQUAD], "steps": [DEID]},
                  out=tmp_path / "deid")
 
 
@@ -134,8 +133,11 @@ def test_patient_derived_builds_are_private_unless_public_is_asked(meddata, deid
                               "--dry-run", str(tmp_path / "b"))
     assert code == 0 and "private: no (requested)" in stdout
     card = DatasetCard.load(tmp_path / "b" / "README.md")
-    for name in publish_steps.synthea_names():
-        assert name not in card.content
+    staged = "\n".join(str(v) for v in load_dataset(str(tmp_path / "b"), cache_dir=str(tmp_path / "cache"))
+                       ["train"].to_pandas().to_dict("records"))
+    assert "using strategy `mask`" in card.content
+    for value in synthea_phi():
+        assert value not in card.content and value not in staged
 
 
 def test_token_is_never_printed_and_errors_are_one_line(clean_build, tmp_path):

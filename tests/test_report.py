@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
-import publish_steps
 import pytest
+from generators_testkit import llms
+from llm_server import LLMServer
+from meddata.builders.generators.rubric import CRITERIA
 from PIL import Image
-from publish_steps import CHATDOCTOR, MEDQUAD, SYNTHEA
+from publish_testkit import CHATDOCTOR, DEID, MEDQUAD, SYNTHEA, synthea_notes, synthea_phi
+from testutil import read_jsonl
 
 from meddata.report import write_report
 
@@ -40,20 +45,27 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def full_build(tmp_path_factory):
-    """Raw notes de-identified, mixed with up-sampling, duplicates removed, judged."""
+    """Raw notes de-identified, mixed with up-sampling, duplicates removed, judged by an LLM
+    (the local OpenAI-protocol server)."""
     from meddata import pipeline, recipe
 
-    rec = recipe.from_dict({
-        "name": "report-full",
-        "inputs": [SYNTHEA, MEDQUAD, CHATDOCTOR],
-        "steps": [
-            {"deid_regex_demo": {"gold_names": publish_steps.synthea_names()}},
-            {"mix": {"counts": {"synthea_notes": 12, "medquad": 30, "chatdoctor": 60}}},
-            "exact_dedup_demo",
-            "judge_demo",
-        ],
-    }, source="report.yaml")
-    return pipeline.run(rec, tmp_path_factory.mktemp("report") / "out")
+    tmp = tmp_path_factory.mktemp("report")
+    server = LLMServer().start()
+    try:
+        rec = recipe.from_dict({
+            "name": "report-full",
+            "llms": llms(server.url, tmp),
+            "inputs": [SYNTHEA, MEDQUAD, CHATDOCTOR],
+            "steps": [
+                DEID,
+                {"mix": {"counts": {"synthea_notes": 12, "medquad": 30, "chatdoctor": 60}}},
+                "exact_dedup",
+                {"judge": {"llm": "local", "mode": "annotate"}},
+            ],
+        }, source="report.yaml")
+        return pipeline.run(rec, tmp / "out")
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -71,23 +83,62 @@ def test_report_is_self_contained_with_every_chart(full_build, full_report):
     # nothing is fetched: no external scripts, styles, fonts or images
     assert not re.search(r'(src|href)="(https?:)?//', html) and "<script" not in html and "<link" not in html
     images = _images(html)
-    # funnel, sources, 2 x length, PHI, dedup clusters, 2 judge histograms
-    assert len(images) == 8
+    # funnel, sources, 2 x length, PHI, dedup clusters, one judge histogram per criterion + overall
+    assert len(images) == 6 + len(CRITERIA) + 1
     assert all(img.format == "PNG" and img.width > 300 for img in images)
     for heading in ("Funnel", "Source mix", "Length distributions", "PHI found by type", "Duplicate clusters",
                     "Judge scores", "Sample rows per source"):
         assert f"<h2>{heading}</h2>" in html
     mix = next(s for s in full_build.steps if s.name == "mix")
-    dedup = next(s for s in full_build.steps if s.name == "exact_dedup_demo")
-    assert f"{dedup.dropped['exact_duplicate']}" in html and "exact_duplicate" in html
-    assert f"clusters holding {sum(int(k) * v for k, v in dedup.report['cluster_sizes'].items())} rows" in html
-    assert re.search(r"<td>chatdoctor</td><td class=\"n\">40</td><td class=\"n\">60</td>", html)
+    dedup = next(s for s in full_build.steps if s.name == "exact_dedup")
     assert mix.created == 20
+    # every up-sampled copy repeats its original: 20 clusters of 2, one copy of each dropped
+    clusters = dedup.report["clusters"]
+    assert dedup.dropped == {"exact_duplicate": 20} and len(clusters) == 20
+    assert {len(c["members"]) for c in clusters} == {2}
+    assert f"{dedup.dropped['exact_duplicate']}" in html and "exact_duplicate" in html
+    assert f"Step {dedup.index} exact_dedup: 20 clusters holding {sum(len(c['members']) for c in clusters)} rows." in html
+    assert re.search(r"<td>chatdoctor</td><td class=\"n\">40</td><td class=\"n\">60</td>", html)
+    # PHI by type: the deid step's counts
+    deid = next(s for s in full_build.steps if s.name == "deid")
+    assert deid.counters["phi.NAME"] > 0 and deid.counters["phi.SSN"] == 12
+    # judge histograms: one per criterion and the overall score, over the judged rows
+    rows = read_jsonl(full_build.out_dir / "jsonl" / "train.jsonl")
+    judged = [json.loads(r["meta"]["annotations"])["judge"] for r in rows if '"judge"' in r["meta"]["annotations"]]
+    assert len(judged) == 70  # 30 MedQuAD + 40 distinct ChatDoctor conversations; the notes have no answer
+    for criterion in CRITERIA:
+        values = [j["scores"][criterion] for j in judged]
+        assert f"judge.{criterion}: 70 rows, mean {sum(values) / 70:.2f}" in html
+    assert f"judge.overall: 70 rows, mean {sum(j['overall'] for j in judged) / 70:.2f}" in html
     assert "judge.accuracy" in html and "judge.safety" in html
-    # de-identified rows may be shown; their original names never are
+    # de-identified rows may be shown; the patients' PHI never is
     assert "<h3>synthea_notes</h3>" in html and "[NAME]" in html
-    for name in publish_steps.synthea_names():
-        assert name not in html
+    for value in synthea_phi():
+        assert value not in html
+
+
+def test_card_of_the_build_shows_phi_clusters_and_judge_histograms(full_build):
+    """The same run's README.md: what deid replaced, the dedup clusters, the judge's scores."""
+    card = (full_build.out_dir / "README.md").read_text(encoding="utf-8")
+    deid = next(s for s in full_build.steps if s.name == "deid")
+    by_type = sorted(((k[4:], v) for k, v in deid.counters.items() if k.startswith("phi.")), key=lambda kv: -kv[1])
+    assert "PHI spans found and replaced, by type: " + ", ".join(f"{k} {v:,}" for k, v in by_type) + "." in card
+    dedup = next(s for s in full_build.steps if s.name == "exact_dedup")
+    assert (f"Step {dedup.index} `exact_dedup` found 20 clusters of duplicates holding 40 rows and kept one row of "
+            "each (`keep: first`); dropped exact_duplicate 20.") in card and "| 2 | 20 |" in card
+    judge = next(s for s in full_build.steps if s.name == "judge")
+    assert f"Step {judge.index} `judge` had an LLM grade 70 answers 1-5" in card
+    rows = read_jsonl(full_build.out_dir / "jsonl" / "train.jsonl")
+    judged = [json.loads(r["meta"]["annotations"])["judge"] for r in rows if '"judge"' in r["meta"]["annotations"]]
+    for criterion in CRITERIA:
+        counts = Counter(j["scores"][criterion] for j in judged)
+        mean = sum(k * v for k, v in counts.items()) / len(judged)
+        per_score = " · ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+        assert f"| judge.{criterion} | 70 | {mean:.2f} | {per_score} |" in card
+    overall = [j["overall"] for j in judged]
+    assert f"| judge.overall | 70 | {sum(overall) / 70:.2f} | {min(overall):g} to {max(overall):g} |" in card
+    for value in synthea_phi():
+        assert value not in card
 
 
 def test_raw_rows_are_never_sampled(build, tmp_path):
@@ -96,7 +147,7 @@ def test_raw_rows_are_never_sampled(build, tmp_path):
     assert (result.out_dir / "report.html").is_file()
     assert "12 rows are raw patient data" in html
     assert "synthea_notes: 12 sampled rows withheld" in html and "<h3>synthea_notes</h3>" not in html
-    for note in publish_steps.synthea_notes():
+    for note in synthea_notes():
         for line in note["text"].splitlines():
             if len(line.strip()) >= 25:
                 assert line.strip()[:25] not in html

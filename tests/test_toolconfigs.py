@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from datasets import load_from_disk
-from publish_steps import CHATDOCTOR, MEDQUAD, OPENSTAX, PUBLISH
+from publish_testkit import CHATDOCTOR, MEDQUAD, OPENSTAX, PUBLISH
 from testutil import ROOT, read_jsonl
 
 from meddata.output import write_outputs
