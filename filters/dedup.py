@@ -123,17 +123,21 @@ class DedupParams(StepParams):
     @model_validator(mode="after")
     def _quality_key(self):
         if self.keep == "quality" and not self.quality_key:
-            raise ValueError("keep: quality needs quality_key (a numeric key in meta.annotations)")
+            raise ValueError("keep: quality needs quality_key (a numeric key in meta.annotations, dotted for nested: judge.overall)")
         if self.quality_key and self.keep != "quality":
             raise ValueError("quality_key is only used with keep: quality")
         return self
 
 
 def quality_scores(dataset: Dataset, key: str) -> tuple[list[float], int]:
-    """``meta.annotations[key]`` per row as a float; -inf (and counted) when missing or not numeric."""
+    """``meta.annotations[key]`` per row as a float; -inf (and counted) when missing or not numeric.
+    A dotted key reaches into nested annotations: ``judge.overall``."""
     scores, missing = [], 0
+    path = key.split(".")
     for raw in meta_values(dataset, "annotations"):
-        value = json.loads(raw).get(key) if raw else None
+        value = json.loads(raw) if raw else None
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             scores.append(-math.inf)
             missing += 1

@@ -212,3 +212,13 @@ def test_minhash_dedup_reads_the_chosen_field():
     ctx = StepContext(step_dir=Path("."))
     assert len(MinHashDedup({"fields": ["messages.user"]}).apply(ds, ctx).kept) == 1
     assert len(MinHashDedup({"fields": ["messages.assistant"]}).apply(ds, ctx).kept) == 2
+
+
+def test_keep_quality_reads_a_nested_judge_score():
+    meta = new_meta(builder="test")
+    rows = [new_row(source="s", meta=dict(meta), id=str(i), text="same text for all rows") for i in range(3)]
+    for row, overall in zip(rows, [3.5, 4.75, 2.0]):
+        annotate(row, "judge", {"scores": {"accuracy": 4}, "overall": overall})
+    ds = Dataset.from_list(rows, features=BASE_FEATURES)
+    result = ExactDedup({"keep": "quality", "quality_key": "judge.overall"}).apply(ds, StepContext(step_dir=Path(".")))
+    assert result.kept["id"] == ["1"]

@@ -38,6 +38,9 @@ class DeidParams(StepParams):
     #: Replace meta.patient_id / encounter_id (often MRNs) with keyed pseudonyms; the same id
     #: always gets the same pseudonym under one key, so patient-level splits still work.
     pseudonymize_ids: bool = True
+    #: raw: only rows whose meta.phi_status is raw (public text such as textbooks is left
+    #: alone); all: every row, e.g. for a source whose phi_status was not set correctly.
+    rows: Literal["raw", "all"] = "raw"
 
     @field_validator("fields")
     @classmethod
@@ -108,8 +111,11 @@ class Deid(_DetectingStep):
         from meddata.filters.deid.surrogate import Surrogates
 
         p: DeidParams = self.params
-        out = []
-        for row, (texts, row_spans) in zip(rows, self._detect_rows(rows, p.fields)):
+        out: list = list(rows)
+        todo = [i for i, r in enumerate(rows) if p.rows == "all" or (r.get("meta") or {}).get("phi_status") == "raw"]
+        self.stat_update("deid.skipped_not_raw", len(rows) - len(todo))
+        for i, (texts, row_spans) in zip(todo, self._detect_rows([rows[i] for i in todo], p.fields)):
+            row = rows[i]
             scope = str((row.get("meta") or {}).get("patient_id") or row.get("id") or "")
             sur = Surrogates(self._model_key, scope, keep_weekday=p.keep_weekday) if p.strategy == "surrogate" else None
             if sur is not None:
@@ -129,7 +135,7 @@ class Deid(_DetectingStep):
             annotate(row, "deid", {"strategy": p.strategy, "policy": p.policy,
                                    "phi": dict(sorted(counts.items())), "total": sum(counts.values())})
             row["meta"]["phi_status"] = "deidentified"
-            out.append(row)
+            out[i] = row
         return out
 
 
