@@ -24,9 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from meddata.builders.generators.base import RAW_OUTPUT_CHARS, phi_status_of
+from meddata.builders.generators.base import RAW_OUTPUT_CHARS, check_template, phi_status_of
 from meddata.builders.generators.conversation import turns_of
-from meddata.builders.generators.prompting import PromptTemplate, TemplateError
+from meddata.builders.generators.prompting import PromptTemplate
 from meddata.builders.generators.rubric import (
     JUDGE_TEMPLATE,
     RubricScore,
@@ -54,15 +54,6 @@ class JudgeError(RuntimeError):
     """The judge LLM gave no usable verdict. The message names the reason, never the text."""
 
 
-def _compiles(v: str | None) -> str | None:
-    if v is not None:
-        try:
-            PromptTemplate.load(v)
-        except TemplateError as exc:
-            raise ValueError(str(exc)) from None
-    return v
-
-
 class JudgeParams(StepParams):
     llm: str = Field(description="name of an LLM in the recipe's 'llms' section")
     template: InputPath | None = Field(default=None, description="Jinja file replacing the shipped rubric prompt")
@@ -78,7 +69,7 @@ class JudgeParams(StepParams):
     @field_validator("template")
     @classmethod
     def _template_compiles(cls, v: str | None) -> str | None:
-        return _compiles(v)
+        return check_template(v)
 
 
 @register
