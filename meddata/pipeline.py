@@ -91,12 +91,11 @@ def _digest(*parts: Any) -> str:
 
 
 def _phi_counts(ds: Dataset) -> dict[str, int]:
+    """``meta.phi_status`` value counts, computed in Arrow (also on selected views)."""
     if len(ds) == 0:
         return {}
-    col = ds.data.column("meta")
-    if ds._indices is not None:  # selected/filtered view: count through the dataset API
-        return dict(Counter(m["phi_status"] for m in ds["meta"]))
-    counts = pc.value_counts(pc.struct_field(col, "phi_status")).to_pylist()
+    meta = ds.with_format("arrow")["meta"]
+    counts = pc.value_counts(pc.struct_field(meta, "phi_status")).to_pylist()
     return {c["values"]: c["counts"] for c in counts if c["values"] is not None}
 
 
@@ -152,6 +151,8 @@ class Runner:
         self.raw_work = Path(tempfile.mkdtemp(prefix="meddata-raw-"))
         self.features = schema_for(recipe)
         self.stats: list[StepStats] = []
+        #: The checkpoint folder of each step of this run (saved or reused), by step index.
+        self.checkpoints: dict[int, Path] = {}
 
     # -- checkpoints ----------------------------------------------------------------------
     def _ctx(self, step_dir: Path) -> StepContext:
@@ -173,10 +174,10 @@ class Runner:
     def _save_checkpoint(self, tag: str, ds: Dataset, st: StepStats, drops: Path, quar: Path) -> Dataset:
         raw = st.phi_status.get("raw", 0) > 0 and not self.recipe.output.keep_raw_checkpoints
         root = self.raw_work if raw else self.work
-        prefix = tag.split("-", 1)[0] + "-"
-        for old in root.glob(prefix + "*"):
-            if old.name != tag:
-                shutil.rmtree(old, ignore_errors=True)
+        for store in (self.work, self.raw_work):  # an older checkpoint of this step may be in either
+            for old in store.glob(f"{st.index:02d}-*"):
+                if old.name != tag:
+                    shutil.rmtree(old, ignore_errors=True)
         d = root / tag
         if d.exists():
             shutil.rmtree(d)
@@ -188,11 +189,13 @@ class Runner:
                 shutil.move(str(src), d / src.name)
         (d / "stats.json").write_text(json.dumps(asdict(st), default=str))
         (d / "DONE").write_text("ok")
+        self.checkpoints[st.index] = d
         return load_from_disk(str(d / "data"))
 
     def _load_checkpoint(self, d: Path, index: int) -> tuple[Dataset, StepStats]:
         st = StepStats(**json.loads((d / "stats.json").read_text()))
         st.index, st.reused = index, True
+        self.checkpoints[index] = d
         return load_from_disk(str(d / "data")), st
 
     # -- running ----------------------------------------------------------------------------
@@ -386,9 +389,7 @@ class Runner:
         dropped_lines = quarantined_lines = 0
         with quarantine.open("w", encoding="utf-8") as qfh:
             for st in self.stats:
-                d = self._find_checkpoint_for(st)
-                if d is None:
-                    continue
+                d = self.checkpoints[st.index]
                 if (d / "dropped.jsonl").exists():
                     drop_dir.mkdir(exist_ok=True)
                     target = drop_dir / f"{st.index:02d}-{st.name}.jsonl"
@@ -399,13 +400,6 @@ class Runner:
                         qfh.write(line)
                         quarantined_lines += 1
         return {"dropped_lines": dropped_lines, "quarantine_lines": quarantined_lines}
-
-    def _find_checkpoint_for(self, st: StepStats) -> Path | None:
-        for root in (self.work, self.raw_work):
-            for d in root.glob(f"{st.index:02d}-{st.name}-*"):
-                if (d / "DONE").exists():
-                    return d
-        return None
 
     def _check_conservation(self, final: Dataset, logs: dict[str, int]) -> dict[str, int]:
         n_inputs = len(self.recipe.inputs)

@@ -164,3 +164,19 @@ def test_raw_phi_checkpoints_do_not_persist(tmp_path, build):
     assert not any(work.rglob("*.arrow")) if work.exists() else True
     rerun = build(data)
     assert not any(s.reused for s in rerun.steps)
+
+
+def test_logs_come_from_this_runs_checkpoints_when_a_step_moves_to_the_raw_store(tmp_path, build):
+    """A step once checkpointed in .work and now holding raw rows (temp store) must not pick
+    up the old checkpoint's drop log."""
+    src = tmp_path / "qa.jsonl"
+    shutil.copy(MEDQUAD, src)
+    first = build(_qa_recipe(src, [{"length_filter": {"min_chars": 80}}]), out=tmp_path / "out")
+    raw = _qa_recipe(src, [{"length_filter": {"min_chars": 600}}])
+    raw["inputs"][0]["phi_status"] = "raw"
+    second = build(raw, out=tmp_path / "out")
+    assert second.steps[-1].n_dropped > first.steps[-1].n_dropped
+    log = read_jsonl(second.out_dir / "dropped" / "01-length_filter.jsonl")
+    assert len(log) == second.steps[-1].n_dropped
+    assert all(row["content"].startswith("withheld") for row in log)
+    assert not list((second.out_dir / ".work").glob("01-length_filter-*"))
