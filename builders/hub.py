@@ -22,11 +22,12 @@ from meddata.builders.table import ColumnMap, TableBuilder, TableParams
 from pydantic import field_validator
 
 from meddata import io
+from meddata.errors import UserError
 from meddata.registry import register
 from meddata.steps import Drop, Quarantine, StepContext, StepParams
 
 
-class HubUnavailableError(FileNotFoundError):
+class HubUnavailableError(UserError, FileNotFoundError):
     """The dataset could not be reached or found; the message says what to do."""
 
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import DatasetDict, load_from_disk
 
+from meddata.errors import UserError
 from meddata.output import SPLIT_ORDER
 
 #: Licence words that forbid commercial use, or redistribution, of a source.
@@ -36,7 +37,7 @@ _HUB_LICENCES = {
 _CC = re.compile(r"^cc-?by((?:-nc)?(?:-sa|-nd)?)-?(\d(?:\.\d)?)?")
 
 
-class BuildError(FileNotFoundError):
+class BuildError(UserError, FileNotFoundError):
     """The folder is not a finished meddata build (message names what is missing)."""
 
 

@@ -34,6 +34,7 @@ from meddata.card import (
     front_matter,
     render_body,
 )
+from meddata.errors import UserError
 
 logger = logging.getLogger("meddata")
 
@@ -42,7 +43,7 @@ SHARD_BYTES = 500 * 1024 * 1024
 _CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class PushError(ValueError):
+class PushError(UserError, ValueError):
     """Pushing is refused or failed; the message says why and what to do."""
 
 

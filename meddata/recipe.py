@@ -14,13 +14,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from meddata import registry
+from meddata.errors import UserError
 from meddata.params import format_validation
 from meddata.steps import Builder, Step
 
 FORMATS = ("arrow", "parquet", "jsonl")
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError, ValueError):
     """A recipe is invalid. The message is meant for the user, as is."""
 
 

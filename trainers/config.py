@@ -14,12 +14,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from meddata.errors import UserError
 from meddata.params import format_validation
 
 StageType = Literal["sft", "pretrain", "dpo"]
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(UserError, ValueError):
     """The config is invalid; the message names the file, the stage and the field."""
 
 

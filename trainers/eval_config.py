@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from meddata.errors import UserError
 from meddata.params import format_validation
 
 Mode = Literal["loglik", "generate"]
@@ -20,7 +21,7 @@ KNOWN_FORMATS = {"medqa": "medqa", "medqa-usmle": "medqa", "medmcqa": "medmcqa",
                  "mmlu": "mmlu", "mmlu-medical": "mmlu"}
 
 
-class EvalConfigError(ValueError):
+class EvalConfigError(UserError, ValueError):
     """The eval config is invalid; the message names the file and field."""
 
 

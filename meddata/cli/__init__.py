@@ -10,9 +10,10 @@ import pkgutil
 import sys
 
 from meddata import __version__
+from meddata.errors import UserError
 
 
-class CliError(Exception):
+class CliError(UserError):
     """An error for the user: printed as one line, exit code 2, no traceback."""
 
 
@@ -43,11 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from meddata.recipe import RecipeError
-
     try:
         return int(args.func(args) or 0)
-    except (CliError, RecipeError, FileNotFoundError) as exc:
+    except (UserError, FileNotFoundError) as exc:
         print(f"meddata {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -93,14 +93,9 @@ def build_config(args: argparse.Namespace) -> tuple[Any, Path]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from meddata.trainers import evaluate, report
-    from meddata.trainers.eval_config import EvalConfigError
-
-    try:
-        cfg, base_dir = build_config(args)
-        out = Path(args.out) if args.out else (base_dir / cfg.out if cfg.out else Path("out") / "eval")
-        run = evaluate.evaluate(cfg, base_dir, out)
-    except EvalConfigError as exc:
-        raise CliError(str(exc)) from None
+    cfg, base_dir = build_config(args)  # config errors are UserErrors: one line, exit 2
+    out = Path(args.out) if args.out else (base_dir / cfg.out if cfg.out else Path("out") / "eval")
+    run = evaluate.evaluate(cfg, base_dir, out)
     rep = report.build(run)
     js, md = report.write(rep, out)
     print(md.read_text(encoding="utf-8"))

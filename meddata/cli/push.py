@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from meddata.cli import CliError
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -33,25 +31,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from meddata.hub import PushError, plan_push, push, stage
+    from meddata.hub import plan_push, push, stage
 
-    try:
-        plan = plan_push(args.build_dir, args.repo, private=args.private, config_name=args.config_name,
-                         force=args.force)
-        print(f"push {plan.info.name} -> {plan.repo_id} (config {plan.config_name}"
-              f"{', revision ' + args.revision if args.revision else ''})")
-        print(f"  private: {'yes' if plan.private else 'no'} ({plan.private_reason})")
-        print("  rows: " + ", ".join(f"{s} {n:,}" for s, n in plan.info.split_rows.items()))
-        if plan.info.raw_rows:
-            print(f"  WARNING: forced push of {plan.info.raw_rows:,} rows with phi_status raw")
-        if args.dry_run:
-            files = stage(plan, args.dry_run)
-            print(f"dry run: wrote {len(files)} files to {args.dry_run} (nothing uploaded)")
-            for f in files:
-                print(f"  {f.relative_to(args.dry_run)}")
-            return 0
-        url = push(plan, revision=args.revision, commit_message=args.message)
-    except PushError as exc:
-        raise CliError(str(exc)) from None
+    # PushError is a UserError: the CLI prints it as one line
+    plan = plan_push(args.build_dir, args.repo, private=args.private, config_name=args.config_name,
+                     force=args.force)
+    print(f"push {plan.info.name} -> {plan.repo_id} (config {plan.config_name}"
+          f"{', revision ' + args.revision if args.revision else ''})")
+    print(f"  private: {'yes' if plan.private else 'no'} ({plan.private_reason})")
+    print("  rows: " + ", ".join(f"{s} {n:,}" for s, n in plan.info.split_rows.items()))
+    if plan.info.raw_rows:
+        print(f"  WARNING: forced push of {plan.info.raw_rows:,} rows with phi_status raw")
+    if args.dry_run:
+        files = stage(plan, args.dry_run)
+        print(f"dry run: wrote {len(files)} files to {args.dry_run} (nothing uploaded)")
+        for f in files:
+            print(f"  {f.relative_to(args.dry_run)}")
+        return 0
+    url = push(plan, revision=args.revision, commit_message=args.message)
     print(f"pushed: {url}")
     return 0

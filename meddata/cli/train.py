@@ -52,9 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(distributed.launch_command(path, args.config))
             return 0
         return _run(loaded, check_only=args.check)
-    except train_config.TrainConfigError as exc:
-        raise CliError(str(exc)) from None
-    except ValueError as exc:
+    except ValueError as exc:  # TrainConfigError is a UserError and passes through
         raise CliError(str(exc)) from None
 
 
