@@ -19,12 +19,13 @@ from builder_testkit import (
     write_pdf,
 )
 from meddata.builders.textbook import Chunker, classify_page, plain_heading
-from testutil import DATA, read_jsonl
+from testutil import DATA, EXAMPLES, read_jsonl
 
 from meddata import recipe as recipe_mod
 from meddata.records import annotations, validate_row
 
 TB = DATA / "textbook"
+EXAMPLE_BOOKS = EXAMPLES / "data" / "textbook"  # the recipe's books double as fixtures
 
 BOOK_PAGES = [
     ["Pocket Guide to Cardiology", "Second Edition"],
@@ -135,7 +136,7 @@ def test_openstax_sections_real_sample(build):
 
 
 def test_markdown_book(build):
-    result = build(one("textbook", TB / "cardiology_pocket_guide.md", chunk_size=300, chunk_overlap=60,
+    result = build(one("textbook", EXAMPLE_BOOKS / "cardiology_pocket_guide.md", chunk_size=300, chunk_overlap=60,
                        heading_prefix="path"))
     rows = rows_of(result)
     assert paths_of(rows)[0] == ["Chapter 1 Heart Failure"]
@@ -149,7 +150,7 @@ def test_markdown_book(build):
 
 
 def test_html_guideline(build):
-    result = build(one("textbook", TB / "hypertension_guideline.html"))
+    result = build(one("textbook", EXAMPLE_BOOKS / "hypertension_guideline.html"))
     rows = rows_of(result)
     assert paths_of(rows) == [["Hypertension in Adults"], ["Hypertension in Adults", "1 Diagnosis"],
                               ["Hypertension in Adults", "1 Diagnosis", "1.1 Measuring blood pressure"],
