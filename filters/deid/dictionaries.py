@@ -36,6 +36,10 @@ CENSUS_SURNAMES = 88799
 FREQUENT_SURNAMES = 20000
 
 
+_INFLECTIONS = (("s", ""), ("es", ""), ("ed", ""), ("ed", "e"), ("d", ""), ("ing", ""), ("ing", "e"), ("ies", "y"),
+                ("ied", "y"))
+
+
 def _lines(name: str) -> list[str]:
     path = DATA / name
     opener = gzip.open if name.endswith(".gz") else open
@@ -88,7 +92,15 @@ class Lexicon:
     def is_word(self, word: str) -> bool:
         """A known everyday, clinical or medical word (not a name): capitalized, it is a heading."""
         w = _fold(word)
-        return w in self.english or w in self.clinical or w in STOPWORDS or self.is_medical_proper(w)
+        if w in self.english or w in self.clinical or w in STOPWORDS or self.is_medical_proper(w):
+            return True
+        # inflected forms the word lists lack: "settles", "sedated", "maps", "suctioning"
+        for suffix, add in _INFLECTIONS:
+            if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+                stem = w[: len(w) - len(suffix)] + add
+                if stem in self.english or stem in self.clinical:
+                    return True
+        return False
 
     def is_medical_proper(self, word: str) -> bool:
         w = _fold(word)
@@ -129,7 +141,7 @@ def lexicon() -> Lexicon:
     states.update({"DC": "DC", "district of columbia": "DC", "PR": "PR", "puerto rico": "PR", "Mass": "MA",
                    "Calif": "CA", "Fla": "FL", "Penn": "PA", "Conn": "CT"})
     hw = sorted((tuple(w.lower().split()) for w in _lines("hospital_words.txt")), key=len, reverse=True)
-    clinical = frozenset(_lines("clinical_vocab.txt"))
+    clinical = frozenset(_lines("clinical_vocab.txt")) | frozenset(_lines("nursing_shorthand.txt"))
     proper = frozenset(_lines("clinical_proper.txt")) - first - frozenset(c.lower() for c in cities_us)
     # Surrogate pools: common, unambiguous names and real towns, so fakes read naturally.
     amb = frozenset(_lines("ambiguous_names.txt"))

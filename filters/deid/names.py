@@ -44,7 +44,7 @@ seen by|seen with|evaluated by|examined by|discussed with|discussed w|d/w|dw|spo
 |supervising physician|admitting physician|admitting|discharging physician|oncologist|cardiologist|neurologist
 |surgeon is|pcp is|md|dictating|transcriptionist|scribe|chaplain|pastor|priest|rabbi|imam|mrs\\.? and mr\\.?
 """
-CUE = re.compile(r"(?<![\w/])(?:" + _CUE_PHRASES.replace("\n", "") + r")\s*[:\-=,]?\s*(?:is\s+|was\s+|named\s+)?(?=\S)",
+CUE = re.compile(r"(?<![\w/])(?:" + _CUE_PHRASES.replace("\n", "") + r")(?!\w)\s*[:\-=,]?\s*(?:is\s+|was\s+|named\s+)?(?=\S)",
                  re.I)
 _LABEL_ONLY = frozenset("patient pt name by cc signed author contact physician provider resident fellow intern np pa rn "
                         "nurse assistant assistants anesthesia md referring named admitting per attending".split())
@@ -63,8 +63,34 @@ collar brace splint cast gauze sponge sponges pad pads test's effect effusion mu
 sheath wire wires filter valve shunt rod rods plate plates screw screws nail pin pins pouch ring coil stent
 tear sponge punch curette rongeur knife elevator dissector suction tip probe spreader saw drill burr clip clips
 """.split())
+# Dictation initials, "JS/mb" (dictator/typist), alone on a line (optionally followed by a date):
+# inside a sentence that shape is "CO/CI", "BUN/CR", "CP/pul".
 _DICTATION_INITIALS = re.compile(
     r"(?:^|(?<=\s))(?!(?:II|III|IV|VI)/)([A-Z]{2,3})/(?!(?:II|III|IV|VI)\b)([a-z]{2,3}|[A-Z]{2,3})(?=\s|$)", re.M)
+_ALONE_AFTER = re.compile(r"[ \t]*(?:$|[DT]:|\d{1,2}/\d{1,2}/\d{2,4})", re.M)
+# Words that follow "dr"/"doctor" without being a surname ("dr aware", "Dr. on call", "doctor's office").
+_NOT_AFTER_TITLE = frozenset("""
+aware notified informed called paged here there team teams office offices visit visits note notes order orders
+ordered orders rounds round said says states stated saw sees see seen came come comes will would wants want
+recommends recommended recommendation recommendations appointment appt appts consult consulted following follow
+followed covering coverage update updated updates made making knows told tells asked asks spoke speaks talked
+discussed feels felt thinks thought plans plan changed increased decreased started stopped held gave given
+into in at to on of for with by about re regarding concerned notes' prescribed wrote written signed
+""".split())
+_CONTRACTIONS = ("'t", "'ll", "'re", "'ve", "'d", "'m")  # "con't", "pt's", "doesn't": shorthand, not names
+_DRUG_ENDING = re.compile(r"(?:ol|ine|ide|cin|mycin|pril|sartan|statin|azole|vir|mab|nib|pam|lam|zide|done|cillin"
+                          r"|cycline|floxacin|tidine|prazole|itis|osis|ectomy|otomy|ostomy|plasty|scopy|emia|pathy)$")
+_VERBISH = frozenset("""
+will would can could should may might must shall did does do has have had is was are were be been being not also
+called calls visited visits visiting states stated said says reports reported aware updated present here there
+at bedside in into with to and or who which that
+""".split())
+_ROLE_FOLLOWERS = frozenset("""
+team teams service services surgeon surgeons surgery physician physicians doctors docs staff nurse nurses
+nursing consult consults consultants clinic clinics dept department fellow fellows resident residents
+attending attendings np pa rn md mds unit department's team's
+""".split())
+_NAME_DIGITS = re.compile(r"([A-Za-z]{3,})\d{2,4}")
 _ROMAN = frozenset("ii iii iv vi vii viii ix xi xii".split())
 _PARTICLES = frozenset("de del della der di da van von la le st st. bin ibn al el mac ben dos das du".split())
 
@@ -80,6 +106,10 @@ class NameFinder:
         """strong | weak | initial | unknown | word for one word token."""
         if tok.text == "I" or tok.text == "A" and tok.initial_pos:
             return "word"
+        if tok.text[-1].isdigit():
+            # "Fred155 Koss676" (synthetic records number their names); "x2", "O2", "L5" are not names
+            m = _NAME_DIGITS.fullmatch(tok.text)
+            return "strong" if m and self.lex.is_name(m[1].lower()) and not self.lex.is_word(m[1].lower()) else "word"
         if tok.is_initial and tok.mode == "mixed":
             return "initial"
         w = tok.fold
@@ -94,19 +124,22 @@ class NameFinder:
         if in_dict:
             if len(w) < 3 and not (tok.mode == "mixed" and tok.text[0].isupper() and tok.text[1:].islower()):
                 return "weak"
-            if self.lex.is_common(w) or self.lex.is_medical_proper(w) or not self.lex.is_frequent_name(w):
-                return "weak"
+            if self.lex.is_common(w) or self.lex.is_medical_proper(w) or not self.lex.is_frequent_name(w) or (
+                    w not in self.lex.first and self.lex.is_word(w)):
+                return "weak"  # everyday, clinical, rare, or a surname that is also an inflected word ("SETTLES")
             if tok.mode == "mixed" and tok.text.isupper() and len(w) <= 4:
                 return "weak"  # "ED", "ICU": abbreviations in a mixed line
             return "strong"
-        if self.lex.is_word(w):
-            return "word"
+        if self.lex.is_word(w) or _DRUG_ENDING.search(w) or w.endswith(_CONTRACTIONS):
+            return "word"  # "Droperidol", "Ceftazidime": drugs and procedures no list knows
         return "unknown"
 
     def _nameish(self, tok: Token, after_cue: bool) -> bool:
         """Could this token be part of a name here?"""
         if not tok.is_word:
             return False
+        if tok.text[-1].isdigit():
+            return self.strength(tok) == "strong"
         if tok.mode == "mixed":
             if not tok.text[0].isupper():
                 return tok.fold in _PARTICLES and after_cue
@@ -131,6 +164,10 @@ class NameFinder:
         spans += self._dictionary(toks)
         spans += self._last_first(text)
         for m in _DICTATION_INITIALS.finditer(text):
+            line_start = text.rfind("\n", 0, m.start()) + 1
+            alone = not text[line_start:m.start()].strip() and _ALONE_AFTER.match(text, m.end())
+            if not alone or m.group(1).lower() in self.lex.clinical and m.group(2).lower() in self.lex.clinical:
+                continue  # "CP/pul edema", "CO/CI 6.9": inside a sentence these are abbreviations
             spans.append(Span(m.start(1), m.end(1), "NAME", "rule"))
             spans.append(Span(m.start(2), m.end(2), "NAME", "rule"))
         return spans
@@ -143,7 +180,8 @@ class NameFinder:
             t = toks[j]
             if last_word is not None and t.start - toks[j - 1].end > 1:
                 break
-            if t.text == "." and last_word is not None and (toks[last_word].is_initial or len(toks[last_word].text) <= 2):
+            if t.text == "." and last_word is not None and (toks[last_word].is_initial or (
+                    toks[last_word].mode == "mixed" and len(toks[last_word].text) <= 2)):
                 j += 1
                 continue
             if t.text in ("-", "'", "\u2019") and last_word is not None and j + 1 < len(toks) and \
@@ -165,6 +203,9 @@ class NameFinder:
             j += 1
         if last_word is None:
             return None
+        first = toks[i].fold
+        if first in RELATIONS or first in TITLES or first.removesuffix("s") in CREDENTIALS:
+            return None  # "visited by husband", "spoke with MDs"
         # trailing particles are not names
         while last_word >= i and toks[last_word].fold in _PARTICLES:
             last_word -= 1
@@ -206,6 +247,11 @@ class NameFinder:
                 # not "PT: AMBULATING" or "CC: FALL AT HOME"
                 if not any(self.strength(toks[k]) in ("strong", "unknown") for k in range(got[0], got[1] + 1)):
                     got = None
+            if got and strict and toks[j].mode != "mixed" and not any(
+                    self.strength(toks[k]) == "strong" for k in range(got[0], got[1] + 1)):
+                got = None  # "PER PROTOCAL", "name is called, able to": no capitals, no dictionary name
+            if got and got[1] + 1 < len(toks) and toks[got[1] + 1].fold in _ROLE_FOLLOWERS:
+                got = None  # "seen by tranplant team", "by eu physicians": a service, not a person
             if got:
                 a, b = got
                 spans.append(Span(toks[a].start, toks[b].end, "NAME", "cue"))
@@ -215,20 +261,37 @@ class NameFinder:
             if w in TITLES or w in RELATIONS:
                 j = i + 1
                 is_title = w in TITLES and w not in RELATIONS
+                if is_title and j < len(toks) and toks[j].text in (":", "-"):
+                    continue  # "MS: alert", "MS- sedated": a section label, not a title
+                if w in ("sr", "fr") and not (t.mode == "mixed" and t.text[0].isupper() and j < len(toks)
+                                              and toks[j].text == "."):
+                    continue  # "hr 70 sr w/occ pvc", "20 fr foley": sinus rhythm, French gauge
                 if j < len(toks) and (toks[j].text in (",", ":", "-", "(") or is_title and toks[j].text == "."):
                     j += 1
-                if is_title and t.mode == "mixed" and not t.text[0].isupper():
-                    continue  # "the doctor said"
+                if is_title and t.mode == "mixed" and not t.text[0].isupper() and not (
+                        w in ("dr", "mr", "mrs") and j < len(toks) and toks[j].text[:1].isupper()):
+                    # "the doctor said"; but "dr green aware" in a note typed without capitals
+                    nxt = toks[j] if j < len(toks) else None
+                    if w in ("dr", "mr", "mrs") and nxt is not None and nxt.is_word and nxt.text.islower() and \
+                            self._plain_word_after_title(nxt, caseless=True):
+                        spans.append(Span(nxt.start, nxt.end, "NAME", "cue"))
+                    continue
                 while j < len(toks) and toks[j].lower in ("is", "was", "named", "name", "called", "'s"):
                     j += 1
                 if j >= len(toks):
                     continue
                 nxt = toks[j]
-                if w in RELATIONS and nxt.mode == "mixed" and not nxt.text[0].isupper():
-                    continue
+                if nxt.mode != t.mode and "\n" in text[t.end:nxt.start]:
+                    continue  # "COLACE/MOM\nGU--": the next line is another section
+                if w in RELATIONS and (nxt.mode == "mixed" and not nxt.text[0].isupper() or nxt.fold in _VERBISH):
+                    continue  # "mother will be able", "wife Called"
                 if w in ("father", "sister", "fr", "sr") and nxt.mode == "mixed" and self.strength(nxt) == "word":
                     continue
+                if is_title and nxt.fold in _NOT_AFTER_TITLE:
+                    continue
                 got = self._take_name(toks, j, after_cue=True, limit=4 if w in TITLES else 3)
+                if got is None and is_title and self._plain_word_after_title(toks[j]):
+                    got = (j, j)  # "dr green aware", "Dr. Green": a title makes an everyday word a surname
                 if got:
                     a, b = got
                     if w in RELATIONS and toks[a].mode != "mixed" and not any(
@@ -250,6 +313,13 @@ class NameFinder:
                             any(self.strength(toks[x]) in ("strong", "weak", "unknown") for x in range(k, end + 1)):
                         spans.append(Span(toks[k].start, toks[end].end, "NAME", "cue"))
         return spans
+
+    def _plain_word_after_title(self, tok: Token, caseless: bool = False) -> bool:
+        if not tok.is_word or len(tok.text) < 2 or tok.fold in STOPWORDS or tok.fold in _NOT_AFTER_TITLE:
+            return False
+        if tok.mode == "mixed" and not caseless and not tok.text[0].isupper():
+            return False
+        return not (tok.fold in MONTHS or tok.fold in WEEKDAYS or tok.fold in TITLES or tok.fold in CREDENTIALS)
 
     def _credentials(self, toks: list[Token]) -> list[Span]:
         """``John Smith, MD``, ``J. SMITH RN``, ``-- Jane Doe, NP``."""
@@ -331,7 +401,13 @@ class NameFinder:
         if first.mode != "mixed":
             if "strong" in classes:
                 keep = [k for k, c in zip(words, classes) if c in ("strong", "weak")]
-                return Span(toks[keep[0]].start, toks[keep[-1]].end, "NAME", "dict")
+                end = keep[-1]
+                # "LEONA LABOWICH": an unknown word right after a first name is its surname
+                if toks[end].fold in self.lex.first and end + 1 < len(toks) and \
+                        toks[end + 1].start - toks[end].end == 1 and toks[end + 1].text.isalpha() and \
+                        len(toks[end + 1].text) >= 3 and self.strength(toks[end + 1]) == "unknown":
+                    end += 1
+                return Span(toks[keep[0]].start, toks[end].end, "NAME", "dict")
             return None
         real = [c for c in classes if c != "initial"]
         if not real:
@@ -355,6 +431,9 @@ class NameFinder:
                 unknown or first.fold in self.lex.first):
             pass  # "Grace Brown", "Szabina Brown"; not "Plan Number"
         elif (weak or unknown) and initials:
+            if sentence_start and classes[-1] == "initial" and not last.text.endswith(".") and (
+                    toks[words[-1] + 1].text != "." if words[-1] + 1 < len(toks) else True):
+                return None  # "Repleating K+", "Check K": a sentence's first word and a lab letter
             pass  # "J. Brown", "Brown J."
         elif weak == 1 and len(words) == 1:
             w = first.fold

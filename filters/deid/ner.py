@@ -36,7 +36,7 @@ def load_model(name: str = MODEL):
     try:
         import spacy
 
-        nlp = spacy.load(name, exclude=["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
+        nlp = spacy.load(name, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
     except (ImportError, OSError) as exc:
         if name not in _warned:
             _warned.add(name)
@@ -76,10 +76,10 @@ def model_windows(segment: str, offset: int, covered: list[Span], lex: Lexicon) 
     """Windows (absolute offsets) around capitalized words in a mixed-case segment that the
     rules neither flagged nor know: the only places where a model's opinion adds recall.
     Empty for ALL-CAPS and lower-case segments, where the small model is unreliable."""
-    letters = sum(c.isalpha() for c in segment)
+    letters = sum(map(str.isalpha, segment))
     if letters < 8:
         return []
-    upper = sum(c.isupper() for c in segment)
+    upper = sum(map(str.isupper, segment))
     if upper / letters > 0.6 or upper == 0:
         return []
     windows: list[tuple[int, int]] = []

@@ -26,9 +26,10 @@ _HOLIDAY = (r"(?:christmas(?:\s+(?:eve|day))?|thanksgiving|easter|halloween|new\
 
 _NUMERIC_BRANCHES = r"""
     (?P<iso>\b(?:19|20|21)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])(?:T[\d:.]+(?:Z|[+-]\d\d:?\d\d)?)?\b)
-  | (?P<num3>(?<![\d/.])(?:0?[1-9]|1[0-2]|[12]\d|3[01])[-/.](?:0?[1-9]|1[0-2]|[12]\d|3[01])[-/.](?:\d{4}|\d{2})(?![\d/]))
-  | (?P<num2>(?<![\d/.:-])(?:0?[1-9]|1[0-2])[/-](?:0?[1-9]|[12]\d|3[01])(?![\d/]|\.\d|-\d))
+  | (?P<num3>(?<![\d/.])(?:0?[1-9]|1[0-2]|[12]\d|3[01])(?P<sep>[-/.])(?:0?[1-9]|1[0-2]|[12]\d|3[01])(?P=sep)(?:\d{4}|\d{2})(?![\d/]))
+  | (?P<num2>(?<![\d/.-])(?<!\d:)(?:0?[1-9]|1[0-2])[/-](?:0?[1-9]|[12]\d|3[01])(?![\d/]|\.\d|-\d))
   | (?P<monyr>(?<![\d/])(?:0?[1-9]|1[0-2])/(?:19|20)\d\d(?!\d))
+  | (?P<monyy>(?<![\d/.:-])(?:0?[1-9]|1[0-2])/(?:[4-9]\d)(?![\d/%]|\.\d))
   | (?P<dmy>\b""" + _DAY + r"""(?:\s+of)?[\s\-/.]*""" + _MONTH + r"""\b(?:[\s\-/.,]*""" + _YEAR + r""")?\b)
   | (?P<shortyr>(?<![\w'])['\u2019]\d\d\b)
   | (?P<year>(?<![\d$.,#/:-])(?:19[0-9]\d|20\d\d|21\d\d)(?![\d%]|\.\d|,\d|\s*(?:mg|mcg|g|kg|ml|mL|cc|units?|u|iu|IU|cal|kcal|calories|cells|copies|x|/|-\d|m|cm|mm|ft|feet|steps|meters|miles|patients|cases|lb|lbs|ng|pg)\b))
@@ -54,12 +55,24 @@ DATE = re.compile(_NUMERIC_BRANCHES + "|" + _WORD_BRANCHES, re.I | re.X)  # the 
 _NOT_DATE_BEFORE = re.compile(
     r"(?<![a-z])(?:strength|motor|power|reflex(?:es)?|dtrs?|grade|murmur|pain|scale|score|bp|blood pressure|vision|acuity|"
     r"ratio|rated|level|gcs|apgars?|g\d*p\d*|x|times|out of|sbp|dbp|tab|tabs|take|sig|pulses?|rom|sensation|"
+    r"psv|ps|cpap|bipap|peep|simv|vent|c/o|rated|d5|d5w|"
     r"[\d.]+\s*(?:cm|mm))\W{0,3}$", re.I)
 _NOT_DATE_AFTER = re.compile(
     r"^\s*(?:strength|murmur|pain|in strength|bilat|tab|tabs|tablets?|inch|inches|in\.|cm|mm|mile|blocks?|cups?|scale|"
     r"score|of\s+\d|pulses?|reflexes|mmhg|systolic|holosystolic|diastolic|hpf|lpf|cells|ratio|dilut|units?|"
     r"wks?|weeks?|days?|d\b|months?|mos?|hours?|hrs?|h\b|times|x\b|yrs?|years?|min|minutes|beats|drinks|packs?|"
-    r"ppd|cigarettes|episodes|per\b|/)", re.I)
+    r"ppd|cigarettes|episodes|per\b|ns\b|nss\b|str\b|peep|/)", re.I)
+# Ranges and fractions of nursing notes ("rr 12-18", "rales 1/3 up", "4-6p") are not dates.
+_RANGE_BEFORE = re.compile(
+    r"(?<![a-z])(?:rr|hr|cvp|pad|pas|pap|map|wedge|pcwp|temp|tmax|t|sats?|spo2|o2|peep|ps|fio2|rate|approx|about|"
+    r"around|x|q|every|up|goal|of|peak|plat|plateau|tv|vt|rsbi|ci|co|svr|pvr|bs|fs|fsbs|glucose|hct|k|na|mg|ph|icp|cpp|"
+    r"uop|u/o|i/o)\W{0,3}$", re.I)
+_RANGE_AFTER = re.compile(
+    r"^\s*(?:mg|mcg|ug|gtts?|g\b|l\b|s\b|liters?|lpm|assist|am\b|pm\b|a\b|p\b|%|cc|ml|hrs?\b|hours?|units?|u\b|mm|cm|"
+    r"times|tabs?|beats|breaths|bpm|mmhg|l/|mg/|mcg/|liters?/|people|persons|staff|nurses)", re.I)
+_DATE_CUE_BEFORE = re.compile(
+    r"(?<![a-z])(?:on|since|from|until|till|dated?|dos|admitted|discharged|d/c'?d|seen|started|began|done|"
+    r"performed|surgery|echo|cath|visit|appt|appointment|due|last|next)\W{0,3}$", re.I)
 _MONTHNAME_ALONE = re.compile(r"^(?:may|mar|march|jan|feb|apr|jun|jul|aug|sep|sept|oct|nov|dec|june|july)$", re.I)
 _MONTH_CONTEXT = re.compile(r"(?:\b(?:in|on|since|until|till|of|by|early|late|mid|during|through|last|next|"
                             r"this|from|before|after|between|to|and)[\s-]*)$", re.I)
@@ -70,11 +83,20 @@ def _date_ok(m: re.Match, text: str) -> bool:
     s = m.group()
     before = text[max(0, m.start() - 25):m.start()]
     after = text[m.end():m.end() + 20]
-    if kind in ("num2", "num3"):
+    if kind in ("num2", "num3", "monyy"):
         if _NOT_DATE_BEFORE.search(before) or _NOT_DATE_AFTER.match(after):
             return False
-        if kind == "num2" and re.match(r"^\s*(?:\+|/|x\b|[-]\s*\d)", after):
+        if kind != "num3" and re.match(r"^\s*(?:\+|/|x\b|[-]\s*\d)", after):
             return False
+        if kind == "monyy":
+            return not _RANGE_BEFORE.search(before)  # "BP 80/40" is caught above; "PEEP 5/50" here
+        if kind == "num2":
+            a, b = (int(x) for x in re.split(r"[/-]", s))
+            cued = _MONTH_CONTEXT.search(before) or _DATE_CUE_BEFORE.search(before)
+            if "/" in s and a < b <= 4 and not cued:
+                return False  # "rales 1/3 up", "1/2 NS": fractions
+            if "-" in s and (_RANGE_AFTER.match(after) or not cued and _RANGE_BEFORE.search(before)):
+                return False  # "rr 12-18", "x 3-4", "1-2 assist", "4-6p": ranges
         return True
     if kind == "mdy":
         words = re.split(r"[\s\-/.,]+", s.strip())
@@ -91,9 +113,11 @@ def _date_ok(m: re.Match, text: str) -> bool:
         return True
     if kind == "wday":
         w = s.lower()
+        if w in ("sats", "suns", "mons"):
+            return False
         if len(w) <= 4 and w not in ("tues", "thur", "thurs"):
             # "Sat" (saturation), "Sun", "Wed", "Mon" alone need "on", or a date right after.
-            return bool(re.search(r"\bon\s*$", before, re.I) or re.match(r"^[\s,.]*\d{1,2}[/-]\d", after)) \
+            return bool(re.search(r"\bon\s*$", before, re.I) or re.match(r"^[\s,.]*\d{1,2}/\d", after)) \
                 and s[0].isupper()
         return True
     if kind == "year":
@@ -190,7 +214,8 @@ def find_ages(text: str, min_age: int = 0) -> Iterator[Span]:
 
 PHONE = re.compile(
     r"""
-    (?P<nanp>(?<![\w/.-])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s*|\d{3}[\s.-]|\d{3}(?=\d{7}(?!\d)))\d{3}[\s.-]?\d{4}(?![\d-]|\.\d)
+    (?P<nanp>(?<![\w/.-])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s*|\d{3}[\s.-]|\d{3}/(?=\d{3}/\d{4})|\d{3}(?=\d{7}(?!\d)))
+        \d{3}(?:[\s.-]?|(?<=\d{3}/\d{3})/)\d{4}(?![\d-]|\.\d)
         (?:\s*(?:x|ext\.?|extension|\#)\s*\d{1,6}\b)?)
   | (?P<intl>(?<![\w])\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}(?!\d))
   | (?P<eu>(?<![\w.:/-])0\d{2,3}[\s]\d{2,4}(?:[\s]\d{2,4}){1,3}(?![\w.]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from meddata.filters.deid.dictionaries import MONTHS, STOPWORDS, WEEKDAYS, Lexicon
+from meddata.filters.deid.names import MEDICAL_FOLLOWERS
 from meddata.filters.deid.spans import Span
 from meddata.filters.deid.tokens import Token
 
@@ -30,6 +31,32 @@ _STRONG_LOCATION_CUE = re.compile(r"(?:lives|living|resides|residing|moved|born|
                                   r"relocated|raised|originally)", re.I)
 _STREET_STRONG = ("street st avenue ave road rd boulevard blvd lane ln drive dr court ct way place pl terrace ter "
                   "circle cir parkway pkwy highway hwy route rte rt square sq trail trl path pike burg").split()
+
+
+_FACILITY_ACRONYM = re.compile(r"[a-z]{1,4}(?:h|mc|hc|mh)|va|vamc|vah")
+# Clinical acronyms of the same shape: bleeds, hypertrophies, hormones, places in a unit.
+_NOT_FACILITY_ACRONYM = frozenset(
+    "ich sah sdh edh ivh iph bph lvh rvh pph dh ch nh mh oh ah eh uh ph th sh hh rh lh ugh bah nah yeah pth acth "
+    "tsh fsh gh lh adh hgh crh trh gnrh ldh mch mchc bh ah wh rn mcmh nsh ssh".split()) - {"gh"}
+_NOT_STREET_WORD = frozenset(
+    "minutes minute mins min hours hour hrs hr days day weeks week months month years year yrs yr times time way "
+    "mg mcg units unit tabs tab liters liter cc ml beats assist person people pack packs cigarettes drinks steps "
+    "feet ft blocks stairs flights episodes".split())
+_STREET_PARTICLES = frozenset("de la le del du van von st mt n s e w the".split())
+
+
+def _street_words_ok(match: str) -> bool:
+    """The words between the house number and the street suffix read like a street name:
+    no function words ("3 WAY FOLEY IN PLACE"), no units ("45 MINUTES ... PT"), no numbers
+    ("2L O2 via"), no sentence break ("40 AFTER CAPTOPRIL. PT")."""
+    parts = match.split()
+    middle = [p.strip(".,").lower() for p in parts[1:-1]]
+    if not middle or middle[0] in _NOT_STREET_WORD:
+        return False
+    if re.search(r"[A-Za-z]{3,}\.\s", match):
+        return False
+    return not any((w in STOPWORDS and w not in _STREET_PARTICLES) or any(c.isdigit() for c in w) for w in middle
+                   if not re.fullmatch(r"\d+(?:st|nd|rd|th)", w))
 
 
 def _caseless_address(match: str) -> bool:
@@ -82,7 +109,23 @@ class PlaceFinder:
         spans += self._hospitals(toks)
         spans += self._cities(toks)
         spans += self._cues(text, toks)
+        spans += self._facility_acronyms(toks)
         return spans
+
+    def _facility_acronyms(self, toks: list[Token]) -> list[Span]:
+        """``transferred to GH``, ``followed at gh``, ``seen by GBMC nurse``: a hospital acronym (ending
+        in H, MC, HC or MH) after to/at/from/by, in any case. Clinical acronyms (ICH, SDH) are known words."""
+        out = []
+        for i in range(1, len(toks)):
+            t = toks[i]
+            if not (2 <= len(t.text) <= 5) or not t.is_word or toks[i - 1].lower not in ("to", "at", "from", "@", "by"):
+                continue
+            if t.mode == "mixed" and not t.text.isupper() or not _FACILITY_ACRONYM.fullmatch(t.lower):
+                continue
+            if t.lower in _NOT_FACILITY_ACRONYM or self.lex.is_word(t.lower) or self.lex.is_name(t.lower):
+                continue
+            out.append(Span(t.start, t.end, "HOSPITAL", "rule"))
+        return out
 
     # -- addresses ---------------------------------------------------------------------
     def _addresses(self, text: str) -> list[Span]:
@@ -90,6 +133,8 @@ class PlaceFinder:
         for rx in (self.street_mixed, self.street_any, self.pobox):
             for m in rx.finditer(text):
                 if rx is self.street_any and not _caseless_address(m.group()):
+                    continue
+                if rx is not self.pobox and not _street_words_ok(m.group()):
                     continue
                 if re.search(r"\bdr\.?$", m.group(), re.I) and re.match(r"\.?[ \t]+[A-Z]", text[m.end():m.end() + 3]):
                     continue  # "... by Dr. Brown": a title, not "Drive"
@@ -106,6 +151,9 @@ class PlaceFinder:
             abbr = m.group(2)
             if abbr and not m.group(4):
                 town = " ".join(words[k:]).lower().strip(".")
+                if not any(c.islower() for c in m.group()) and (
+                        town not in self._city_names or "," not in text[m.end(1):m.start(2)]):
+                    continue  # ALL CAPS: "FOLEY IN PLACE", "RE-ZEROED, CO": a known town and a comma, or a ZIP
                 if "," not in text[m.end(1):m.start(2)] and town not in self._city_names:
                     continue  # "Medicare ID", "Boston OR": no comma, no known town
                 if abbr in ("MD", "PA", "MA", "MS", "DO", "NP", "RN", "OT", "PT", "SC") and (
@@ -233,7 +281,12 @@ class PlaceFinder:
         "University of Chicago") and forwards over "of X"."""
         head = toks[i]
         if head.mode == "mixed" and not head.text[0].isupper():
-            return None
+            # "at reisterstown hospital": written without capitals, the name is a word no list knows
+            prev = toks[i - 1] if i else None
+            if prev is None or not prev.text.isalpha() or prev.start == 0 or prev.end + 1 != head.start or \
+                    len(prev.text) < 4 or self.lex.is_word(prev.fold) or self.lex.is_name(prev.fold):
+                return None
+            return Span(prev.start, toks[i + k - 1].end, "HOSPITAL", "rule")
         a = i
         j = i - 1
         while j >= 0 and i - j <= 6:
@@ -276,7 +329,7 @@ class PlaceFinder:
             return None  # "Cardiology Clinic", "Emergency Medical"
         if words in _GENERIC_FACILITY and len(distinctive) < 1:
             return None
-        if words in ("health", "medical", "labs", "laboratory", "pharmacy", "radiology", "associates") and (
+        if words in ("health", "medical", "med", "labs", "laboratory", "pharmacy", "radiology", "associates") and (
                 head.mode != "mixed"):
             return None  # too generic without capitals to lean on
         return Span(toks[a].start if name_words else head.start, toks[b].end, "HOSPITAL", "rule")
@@ -307,6 +360,9 @@ class PlaceFinder:
             state_after = nxt is not None and nxt.text == "," and i + k + 1 < n and (
                 toks[i + k + 1].text in self.lex.states or toks[i + k + 1].lower in self.lex.states)
             ambiguous = all(w.fold in self.lex.ambiguous_places or self.lex.is_common(w.fold) for w in words)
+            if nxt is not None and nxt.fold in MEDICAL_FOLLOWERS:
+                i += k
+                continue  # "pouch of Douglas" is anatomy: "DOUGLAS POUCH"
             if t.mode == "mixed":
                 caps = all(w.text[0].isupper() for w in words if w.lower not in _CONNECTORS)
                 ok = caps and (not ambiguous and (len(words) > 1 or not t.initial_pos or not self.lex.is_common(t.fold))
@@ -316,8 +372,8 @@ class PlaceFinder:
                 if ok and len(words) == 1 and self.lex.is_name(t.fold) and not (prep or state_after):
                     ok = False  # "Alice", "Smith": judged as names
             else:
-                known = phrase in self.lex.big_cities or len(words) > 1 and not any(
-                    self.lex.is_word(w.fold) for w in words)
+                known = (phrase in self.lex.big_cities and not (len(words) == 1 and self.lex.is_word(t.fold))
+                         or len(words) > 1 and not any(self.lex.is_word(w.fold) for w in words))
                 ok = (not ambiguous and known) or state_after or (prep and not ambiguous)
                 if ok and len(words) == 1 and self.lex.is_name(t.fold) and not (prep or state_after):
                     ok = False  # a bare surname in caps text is judged as a name, not a town
@@ -354,7 +410,8 @@ class PlaceFinder:
                             continue
                         break
                     acronym = t.text.isupper() and len(t.text) <= 4
-                    if acronym and not words and t.text.isalpha() and len(t.text) >= 2 and \
+                    if acronym and not words and t.text.isalpha() and len(t.text) >= 2 and (
+                            strong or m.group().split()[-1].lower() in ("at", "from", "to")) and \
                             t.fold not in self.lex.clinical and not self.lex.is_medical_proper(t.fold):
                         words.append(j)  # "at UWMC", "from NYC"
                         j += 1

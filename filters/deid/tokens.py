@@ -24,22 +24,9 @@ class Token:
     lower: str
     mode: str  # mixed | caps | lower (of its line)
     initial_pos: bool  # first word of a sentence, line or list item
-    fold: str = ""  # lower case, curly apostrophe straightened, possessive "'s" removed
-
-    @property
-    def is_word(self) -> bool:
-        return self.text[0].isalpha()
-
-    @property
-    def is_cap(self) -> bool:
-        """Capitalized like a proper noun: ``Smith``, ``McDonald``, ``O'Brien``, or ``SMITH`` in a mixed line."""
-        t = self.text
-        return t[0].isupper() and (len(t) == 1 or not t[1:].islower() or t[1:].islower())
-
-    @property
-    def is_initial(self) -> bool:
-        return len(self.text) == 1 and self.text.isupper()
-
+    fold: str  # lower case, curly apostrophe straightened, possessive "'s" removed
+    is_word: bool  # starts with a letter (not a number or punctuation)
+    is_initial: bool  # a single capital letter
 
 
 _UPPER = re.compile(r"[A-Z]")
@@ -66,9 +53,12 @@ def document_mode(text: str) -> str:
 
 def tokenize(text: str) -> list[Token]:
     """Tokens with per-line case mode; short lines (headers) inherit the document's mode
-    unless they are clearly ALL CAPS inside a mixed document."""
+    unless they are clearly ALL CAPS inside a mixed document.
+
+    Hot path (every note, every token): attributes are computed once here, not as properties."""
     doc_mode = document_mode(text)
     out: list[Token] = []
+    append = out.append
     pos = 0
     for line in text.split("\n"):
         mode = line_mode(line)
@@ -78,22 +68,30 @@ def tokenize(text: str) -> list[Token]:
                 mode = "caps"
             else:
                 mode = doc_mode
+        line_start = pos + (len(line) - len(line.lstrip()))
         prev: Token | None = None
+        prev2: Token | None = None
+        prev3: Token | None = None
         for m in _TOKEN.finditer(line):
             t = m.group()
-            initial = prev is None or prev.text in _SENT_END or (
-                _LIST_MARK.match(prev.text) is not None and prev.start == pos + (len(line) - len(line.lstrip())))
-            if prev is not None and prev.text == "." and len(out) >= 2 and out[-2].text.lower() in _ABBREV_DOT:
-                initial = False
-            if prev is not None and prev.text == ")" and len(out) >= 3 and out[-3].text == "(":
-                initial = True  # "(1) Follow up"
+            a, b = m.span()
+            if prev is None:
+                initial = True
+            else:
+                p = prev.text
+                initial = p in _SENT_END or (prev.start == line_start and _LIST_MARK.match(p) is not None)
+                if p == "." and prev2 is not None and prev2.lower in _ABBREV_DOT:
+                    initial = False
+                elif p == ")" and prev3 is not None and prev3.text == "(":
+                    initial = True  # "(1) Follow up"
             low = t.lower()
             fold = low.replace("\u2019", "'") if "\u2019" in low else low
             if fold.endswith("'s"):
                 fold = fold[:-2]
-            tok = Token(t, pos + m.start(), pos + m.end(), low, mode, initial, fold)
-            out.append(tok)
-            prev = tok
+            tok = Token(t, pos + a, pos + b, low, mode, initial, fold, t[0].isalpha(),
+                        len(t) == 1 and t.isupper())
+            append(tok)
+            prev3, prev2, prev = prev2, prev, tok
         pos += len(line) + 1
     return out
 
