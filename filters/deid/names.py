@@ -250,8 +250,9 @@ class NameFinder:
             if got and strict and toks[j].mode != "mixed" and not any(
                     self.strength(toks[k]) == "strong" for k in range(got[0], got[1] + 1)):
                 got = None  # "PER PROTOCAL", "name is called, able to": no capitals, no dictionary name
-            if got and got[1] + 1 < len(toks) and toks[got[1] + 1].fold in _ROLE_FOLLOWERS:
-                got = None  # "seen by tranplant team", "by eu physicians": a service, not a person
+            if got and any(toks[k].fold in _ROLE_FOLLOWERS for k in range(got[1] + 1, min(got[1] + 3, len(toks)))
+                           if toks[k].is_word):
+                got = None  # "seen by tranplant team", "by Cardic Transplant surgeon": a service, not a person
             if got:
                 a, b = got
                 spans.append(Span(toks[a].start, toks[b].end, "NAME", "cue"))
@@ -396,6 +397,9 @@ class NameFinder:
         nxt = self._next_word(toks, words[-1])
         if nxt is not None and (nxt.fold in MEDICAL_FOLLOWERS or nxt.lower in ("'s",)):
             return None
+        if "strong" not in classes and any(
+                toks[k].fold in _ROLE_FOLLOWERS for k in range(words[-1] + 1, min(words[-1] + 3, len(toks)))):
+            return None  # "Cardic Transplant surgeon", "Kendall team": a service
         if last.text.endswith(("'s", "\u2019s")) and nxt is not None and nxt.fold in MEDICAL_FOLLOWERS:
             return None
         if first.mode != "mixed":

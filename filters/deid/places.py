@@ -23,7 +23,7 @@ LOCATION_CUES = re.compile(
     r"(?<!\w)(?:lives|living|resides|residing|resident|moved|born|grew\s+up|native|visiting|vacation(?:ing)?|trip|"
     r"travel(?:l)?ed|returned|transferred|transfer|admitted|presented|seen|followed|works|worked|employed|retired|"
     r"home|house|town|city|village|county|located|relocated|came|comes|originally|raised|stationed|deployed|"
-    r"flew|drove|hometown)\s*(?:\w+\s+){0,2}?(?:in|to|from|at|of|near|by|for|outside(?:\s+of)?)\s+(?:the\s+)?(?=\S)"
+    r"flew|drove|hometown)\s*(?:\w+\s+){0,2}?(?:in|to|from|at|of|near|for|outside(?:\s+of)?)\s+(?:the\s+)?(?=\S)"
     r"|(?<!\w)(?:in|from|near|outside|outside\s+of|at)\s+(?=[A-Z])",
     re.I,
 )
