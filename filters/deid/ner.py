@@ -69,7 +69,7 @@ _MEDICAL_SUFFIX = re.compile(
     r"(?:ine|ol|ide|one|ex|cin|mycin|pril|sartan|statin|olol|azole|vir|mab|nib|ase|itis|osis|ectomy|otomy|ostomy"
     r"|plasty|scopy|graphy|logy|emia|pathy|algia|ism|ity|ness|tion|sion|ment|ics|ium|ous|al|ary|ate|ia|trips"
     r"|strips|dine|pam|lam|zide|fen|done|phen|cort|sone|lone|xacin|cillin|cycline|floxacin|tidine|prazole)$")
-WINDOW = 70
+WINDOW = 40
 
 
 def model_windows(segment: str, offset: int, covered: list[Span], lex: Lexicon) -> list[tuple[int, int]]:

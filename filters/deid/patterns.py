@@ -44,11 +44,11 @@ _WORD_BRANCHES = r"""
 # Numbers are scanned with one regex; word-led dates are tried only where a word starts
 # with a month, weekday, holiday or season prefix (scanning a long word alternation at every
 # position costs more than the rest of detection).
-DATE_NUMERIC = re.compile(_NUMERIC_BRANCHES, re.I | re.X)
+DATE_NUMERIC = re.compile(r"(?=[\d'\u2019])(?:" + _NUMERIC_BRANCHES + ")", re.I | re.X)
 DATE_WORD = re.compile(_WORD_BRANCHES, re.I | re.X)
 _WORD_START = re.compile(r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|sun|chr|tha|"
                          r"eas|hal|new|mem|lab|ind|fou|4th|val|mot|fat|vet|col|yom|ros|han|pas|ram|diw|sup|spr|sum|"
-                         r"fal|aut|win|the|on)", re.I)
+                         r"fal|aut|win|the(?=\s+\d)|on(?=\s+the\s+\d))", re.I)
 DATE = re.compile(_NUMERIC_BRANCHES + "|" + _WORD_BRANCHES, re.I | re.X)  # the whole family, for reference
 
 # Context that turns ``5/5`` or ``2/6`` into a score, not a date.
@@ -171,8 +171,10 @@ AGE = re.compile(
 # Spelled-out ages are rare: the (slow) number-word regex runs only when a hint is present.
 _AGE_WORDS = re.compile(r"(?:ty|teen|hundred|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
                         r"[\s-]+(?:years?|yrs?|y/o)\b|nonagenarian|centenarian|in\s+(?:his|her|their)\s", re.I)
-AGE_DIGITS = re.compile(AGE.pattern.replace("|" + _NUMWORD, "", 1), re.I | re.X)
-assert AGE_DIGITS.pattern != AGE.pattern
+_AGE_LEADS = (r"\d|age|in\s|non|cen|sup|he|she|pat|pt|mot|fat|mom|dad|wif|hus|sis|bro|son|dau|gra|die|pas|ali"
+              r"|dec|dia|dx|exp|dea")
+AGE_DIGITS = re.compile("(?=" + _AGE_LEADS + ")(?:" + AGE.pattern.replace("|" + _NUMWORD, "", 1) + ")", re.I | re.X)
+assert _NUMWORD not in AGE_DIGITS.pattern
 _WORDNUM = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen".split())}
@@ -213,7 +215,7 @@ def find_ages(text: str, min_age: int = 0) -> Iterator[Span]:
 
 
 PHONE = re.compile(
-    r"""
+    r"""(?=[\d(+]|(?i:ext|pag|pgr|bee|bpr|fax|tel|pho|ph|cel|mob|cal|x))(?:
     (?P<nanp>(?<![\w/.-])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s*|\d{3}[\s.-]|\d{3}/(?=\d{3}/\d{4})|\d{3}(?=\d{7}(?!\d)))
         \d{3}(?:[\s.-]?|(?<=\d{3}/\d{3})/)\d{4}(?![\d-]|\.\d)
         (?:\s*(?:x|ext\.?|extension|\#)\s*\d{1,6}\b)?)
@@ -221,7 +223,7 @@ PHONE = re.compile(
   | (?P<eu>(?<![\w.:/-])0\d{2,3}[\s]\d{2,4}(?:[\s]\d{2,4}){1,3}(?![\w.]))
   | (?P<ext>(?:\b(?:ext\.?|extension|pager|pgr|beeper|bpr|fax|tel|phone|ph|cell|mobile|call|page|x)[\s:#.]*)
         (?P<extnum>\d[\d-]{3,9}\d?)\b(?!\.\d|%|\s*(?:mg|ml|cm|mm|kg|units?|%)))
-  | (?P<local>(?<![\w/.-])\d{3}-\d{4}(?![\d-]))
+  | (?P<local>(?<![\w/.-])\d{3}-\d{4}(?![\d-])))
     """,
     re.I | re.X,
 )
@@ -255,12 +257,13 @@ URL = re.compile(
     r"|\b(?:[a-z0-9-]+\.)+(?:com|org|net|edu|gov|mil|info|biz|io|us|uk|ca|de|fr|co|health|me)\b(?:/[^\s<>\"')]*)?",
     re.I,
 )
-IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.]|\.\d)")
+_URL_HINT = re.compile(r"://|www\.|\.(?:com|org|net|edu|gov|mil|info|biz|io|us|uk|ca|de|fr|co|health|me)\b", re.I)
+IPV4 = re.compile(r"(?=\d)(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.]|\.\d)")
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-f]{1,4}:){2,7}(?::|[0-9a-f]{1,4})(?![\w:])", re.I)
 SSN = re.compile(
-    r"(?<![\d-])(?!000|666|9\d\d-00)\d{3}-\d{2}-\d{4}(?![\d-])"
+    r"(?=[\d\s:#.i])(?:(?<![\d-])(?!000|666|9\d\d-00)\d{3}-\d{2}-\d{4}(?![\d-])"
     r"|(?<=ssn)[\s:#.]*(?:[\dx*]{3}[- ]?[\dx*]{2}[- ]?\d{4}|\d{9})\b"
-    r"|(?<=social security number)[\s:#.is]*\d{3}[- ]?\d{2}[- ]?\d{4}\b",
+    r"|(?<=social security number)[\s:#.is]*\d{3}[- ]?\d{2}[- ]?\d{4}\b)",
     re.I,
 )
 
@@ -282,20 +285,44 @@ _ID_LABELS = {
           r"|csn|fin|har|ref(?:erence)?\s*(?:number|no\.?|#)|confirmation\s+(?:number|#)|ticket\s+(?:number|#)"
           r"|id(?:\s+(?:number|no\.?|#))?|identifier|no\.|number",
 }
+def _leads(alternation: str) -> str:
+    """A lookahead body matching the first two literal characters of each top-level branch,
+    so a long keyword alternation fails fast at the many positions where no keyword starts."""
+    branches, depth, cur = [], 0, ""
+    for ch in alternation:
+        if ch == "(" and not cur.endswith("\\"):
+            depth += 1
+        elif ch == ")" and not cur.endswith("\\"):
+            depth -= 1
+        if ch == "|" and depth == 0:
+            branches.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    branches.append(cur)
+    leads = set()
+    for b in branches:
+        lit = re.match(r"[a-z/']{1,2}", b)
+        if lit is None:
+            raise ValueError(f"branch {b!r} does not start with a literal")
+        leads.add(re.escape(lit.group()))
+    return "|".join(sorted(leads, key=len, reverse=True))
+
+
 LABELLED_ID = re.compile(
-    r"\b(?:(?P<MRN>" + _ID_LABELS["MRN"] + r")|(?P<ID>" + _ID_LABELS["ID"] + r"))"
+    r"\b(?=" + _leads(_ID_LABELS["MRN"] + "|" + _ID_LABELS["ID"]) + r")(?:(?P<MRN>" + _ID_LABELS["MRN"] + r")|(?P<ID>" + _ID_LABELS["ID"] + r"))"
     r"(?:\s*(?:is|was|:|#|=|-|no\.?)\s*)*\s*(?P<value>[A-Z0-9#][A-Z0-9\-/.#]*\d[A-Z0-9\-/]*)(?<![.-])",
     re.I,
 )
 # Unlabelled: "#12345678", long digit runs, letter-prefixed ids like "P12345678" or "CSH-123456",
 # vehicle identification numbers, dashed serials.
 BARE_ID = re.compile(
-    r"(?P<uuid>\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b)"
+    r"(?=[\w#])(?:(?P<uuid>\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b)"
     r"|(?P<hash>(?<![\w#])#\s?\d{4,}\b)"
     r"|(?P<vin>\b[A-HJ-NPR-Z0-9]{17}\b)"
     r"|(?P<alnum>\b(?=[A-Z0-9-]*\d{4})(?=[A-Z0-9-]*[A-Z])[A-Z]{1,4}-?\d{4,}(?:-[A-Z0-9]+)*\b)"
     r"|(?P<dashed>(?<![\w.-])\d{2,6}(?:-\d{2,8}){2,4}(?![\w.-]))"
-    r"|(?P<long>(?<![\w.,/:-])\d{7,}(?![\w,]|\.\d|/\d))",
+    r"|(?P<long>(?<![\w.,/:-])\d{7,}(?![\w,]|\.\d|/\d)))",
 )
 BIOMETRIC = re.compile(
     r"\b(?:finger\s*prints?|thumb\s*prints?|voice\s*prints?|retina(?:l)?\s+scans?|iris\s+scans?|palm\s*prints?"
@@ -351,6 +378,8 @@ def find_ips(text: str) -> Iterator[Span]:
 
 
 def find_urls(text: str) -> Iterator[Span]:
+    if not _URL_HINT.search(text):
+        return
     for m in URL.finditer(text):
         before = text[max(0, m.start() - 1):m.start()]
         if before == "@":

@@ -20,7 +20,7 @@ _GENERIC_FACILITY = frozenset(
     ["general", "regional", "med", "health", "medical", "labs", "laboratory", "pharmacy", "radiology", "associates", "institute", "memorial",
      "children's", "manor", "pavilion", "va", "rehab", "clinic", "clinics", "hospice", "center"])
 LOCATION_CUES = re.compile(
-    r"(?<!\w)(?:lives|living|resides|residing|resident|moved|born|grew\s+up|native|visiting|vacation(?:ing)?|trip|"
+    r"(?=[a-z])(?<!\w)(?:lives|living|resides|residing|resident|moved|born|grew\s+up|native|visiting|vacation(?:ing)?|trip|"
     r"travel(?:l)?ed|returned|transferred|transfer|admitted|presented|seen|followed|works|worked|employed|retired|"
     r"home|house|town|city|village|county|located|relocated|came|comes|originally|raised|stationed|deployed|"
     r"flew|drove|hometown)\s*(?:\w+\s+){0,2}?(?:in|to|from|at|of|near|for|outside(?:\s+of)?)\s+(?:the\s+)?(?=\S)"
@@ -73,9 +73,9 @@ class PlaceFinder:
         strong = "|".join(re.escape(s) for s in sorted(_STREET_STRONG, key=len, reverse=True))
         unit = r"(?:[,\s]+(?:apt|apartment|suite|ste|unit|#|room|rm|bldg|building|floor|fl)\.?\s*#?\s*[\w-]+)?"
         self.street_mixed = re.compile(
-            r"\b\d{1,6}[A-Z]?[ \t]+(?:[NSEW]\.?[ \t]+)?(?:[A-Z][\w'\u2019-]*\.?[ \t]+){1,4}(?i:" + alt + r")\b\.?(?i:" + unit + ")")
+            r"(?=\d)\b\d{1,6}[A-Z]?[ \t]+(?:[NSEW]\.?[ \t]+)?(?:[A-Z][\w'\u2019-]*\.?[ \t]+){1,4}(?i:" + alt + r")\b\.?(?i:" + unit + ")")
         self.street_any = re.compile(
-            r"\b\d{1,6}[a-z]?[ \t]+(?:[nsew]\.?[ \t]+)?(?:[a-z][\w'\u2019-]*\.?[ \t]+){1,3}(?:" + strong + r")\b\.?" + unit,
+            r"(?=\d)\b\d{1,6}[a-z]?[ \t]+(?:[nsew]\.?[ \t]+)?(?:[a-z][\w'\u2019-]*\.?[ \t]+){1,3}(?:" + strong + r")\b\.?" + unit,
             re.I)
         self.pobox = re.compile(r"\bP\.?\s?O\.?\s+Box\s+\d+\b", re.I)
         self.address_label = re.compile(
@@ -85,7 +85,7 @@ class PlaceFinder:
         abbr = "|".join(s for s in states if s.isupper())
         names = "|".join(re.escape(s) for s in states if not s.isupper())
         self.city_state = re.compile(
-            r"\b((?:[A-Z][A-Za-z'\u2019.-]+\s){0,2}[A-Z][A-Za-z'\u2019.-]+),?\s+(?:(" + abbr + r")\b\.?|(?i:(" + names +
+            r"(?=[A-Z])\b((?:[A-Z][A-Za-z'\u2019.-]+\s){0,2}[A-Z][A-Za-z'\u2019.-]+),?\s+(?:(" + abbr + r")\b\.?|(?i:(" + names +
             r"))\b)(?:\s+(\d{5}(?:-\d{4})?))?")
         self._city_names = {" ".join(p).replace(" . ", ". ").replace(" - ", "-") for ps in lex.cities.values() for p in ps}
         self.zip_label = re.compile(r"\b(?:zip|zip\s*code|postal\s*code)(?:\s*:|\s+is)?\s*(\d{4,5}(?:-\d{4})?)\b", re.I)
