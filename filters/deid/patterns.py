@@ -215,12 +215,14 @@ def find_ages(text: str, min_age: int = 0) -> Iterator[Span]:
 
 
 PHONE = re.compile(
-    r"""(?=[\d(+]|(?i:ext|pag|pgr|bee|bpr|fax|tel|pho|ph|cel|mob|cal|x))(?:
+    r"""(?=[\d(+]|(?i:ext|pag|pgr|bee|bpr|fax|tel|pho|ph|cel|mob|cal|x|des|wor|hom|con))(?:
     (?P<nanp>(?<![\w/.-])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s*|\d{3}[\s.-]|\d{3}/(?=\d{3}/\d{4})|\d{3}(?=\d{7}(?!\d)))
         \d{3}(?:[\s.-]?|(?<=\d{3}/\d{3})/)\d{4}(?![\d-]|\.\d)
         (?:\s*(?:x|ext\.?|extension|\#)\s*\d{1,6}\b)?)
   | (?P<intl>(?<![\w])\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}(?!\d))
   | (?P<eu>(?<![\w.:/-])0\d{2,3}[\s]\d{2,4}(?:[\s]\d{2,4}){1,3}(?![\w.]))
+  | (?P<labelled>(?:\b(?:tel|phone|ph|cell|mobile|mob|fax|desk|work|home|contact)(?:\s+(?:number|no\.?|\#))?[ \t]*:[\s]*)
+        (?P<labnum>\(?\d[\d().-]*(?:[ ][\d().-]+){1,3}\d?)(?![\w.]|\.\d))
   | (?P<ext>(?:\b(?:ext\.?|extension|pager|pgr|beeper|bpr|fax|tel|phone|ph|cell|mobile|call|page|x)[\s:#.]*)
         (?P<extnum>\d[\d-]{3,9}\d?)\b(?!\.\d|%|\s*(?:mg|ml|cm|mm|kg|units?|%)))
   | (?P<local>(?<![\w/.-])\d{3}-\d{4}(?![\d-])))
@@ -231,6 +233,11 @@ PHONE = re.compile(
 
 def find_phones(text: str) -> Iterator[Span]:
     for m in PHONE.finditer(text):
+        if m.lastgroup == "labelled":
+            # "Phone:\n467 3395", "Mobile: 432 03 163": spaced groups after a phone label
+            if sum(c.isdigit() for c in m.group("labnum")) >= 7:
+                yield Span(m.start("labnum"), m.end("labnum"), "PHONE")
+            continue
         if m.lastgroup == "ext" or m.group("extnum"):
             # "x4321", "pager 12345": the number alone; "x" must touch the digits.
             lead = m.group()[: m.start("extnum") - m.start()]

@@ -24,7 +24,7 @@ LOCATION_CUES = re.compile(
     r"travel(?:l)?ed|returned|transferred|transfer|admitted|presented|seen|followed|works|worked|employed|retired|"
     r"home|house|town|city|village|county|located|relocated|came|comes|originally|raised|stationed|deployed|"
     r"flew|drove|hometown)\s*(?:\w+\s+){0,2}?(?:in|to|from|at|of|near|for|outside(?:\s+of)?)\s+(?:the\s+)?(?=\S)"
-    r"|(?<!\w)(?:in|from|near|outside|outside\s+of|at)\s+(?=[A-Z])",
+    r"|(?<!\w)(?:in|from|near|outside|outside\s+of|at)\s+(?=[^\W\d_])",
     re.I,
 )
 _STRONG_LOCATION_CUE = re.compile(r"(?:lives|living|resides|residing|moved|born|grew\s+up|native|hometown|"
@@ -38,6 +38,12 @@ _FACILITY_ACRONYM = re.compile(r"[a-z]{1,4}(?:h|mc|hc|mh)|va|vamc|vah")
 _NOT_FACILITY_ACRONYM = frozenset(
     "ich sah sdh edh ivh iph bph lvh rvh pph dh ch nh mh oh ah eh uh ph th sh hh rh lh ugh bah nah yeah pth acth "
     "tsh fsh gh lh adh hgh crh trh gnrh ldh mch mchc bh ah wh rn mcmh nsh ssh".split()) - {"gh"}
+# Address-block lines: "Denmark 35018", "Apt. 656", "4596 Tylova 285", "Ostrov nad Ohrí".
+_POSTAL_LINE = re.compile(r"((?:[^\W\d_][^\W\d_.'-]*\.?[ \t]+){1,3})\d{3,6}(?:[ -]\d{2,4})?$")
+_UNIT_LINE = re.compile(r"(?i:apt|apartment|suite|ste|unit|floor|fl|bldg|building)\.?\s*#?\s*[\w-]+$")
+_STREET_LINE = re.compile(r"(?:\d{1,6}[ \t]+)?(?:[^\W\d_][\w.'\u2019-]*[ \t]+){1,4}\d{1,5}[A-Za-z]?$"
+                          r"|\d{1,6}[ \t]+(?:[^\W\d_][\w.'\u2019-]*[ \t]*){1,5}$")
+_TOWN_LINE = re.compile(r"(?:[^\W\d_][^\W\d_.'\u2019-]*[ \t]?){1,4}$")
 _NOT_STREET_WORD = frozenset(
     "minutes minute mins min hours hour hrs hr days day weeks week months month years year yrs yr times time way "
     "mg mcg units unit tabs tab liters liter cc ml beats assist person people pack packs cigarettes drinks steps "
@@ -110,7 +116,42 @@ class PlaceFinder:
         spans += self._cities(toks)
         spans += self._cues(text, toks)
         spans += self._facility_acronyms(toks)
+        if "\n" in text:
+            spans += self._address_block(text)
         return spans
+
+    def _address_block(self, text: str) -> list[Span]:
+        """Postal address blocks, whatever the country: the lines above a ``Country 12345`` or
+        ``State 12345`` line (street, unit, town) are all address parts."""
+        lines, pos = [], 0
+        for line in text.split("\n"):
+            lead = len(line) - len(line.lstrip(" \t>?*-"))
+            lines.append((pos + lead, line[lead:].rstrip()))
+            pos += len(line) + 1
+        out = []
+        for n, (start, line) in enumerate(lines):
+            m = _POSTAL_LINE.match(line)
+            if not m or not self._is_region(m.group(1)):
+                continue
+            out.append(Span(start, start + len(line), "LOCATION", "rule"))
+            seen = 0
+            for k in range(n - 1, max(-1, n - 7), -1):
+                s2, prev = lines[k]
+                if not prev:
+                    continue
+                seen += 1
+                if seen > 3:
+                    break
+                if not (_UNIT_LINE.match(prev) or _STREET_LINE.match(prev) or _TOWN_LINE.match(prev)):
+                    break
+                if _TOWN_LINE.match(prev) and all(self.lex.is_word(w) for w in prev.split()):
+                    break  # "Personal Info": a heading, not a town
+                out.append(Span(s2, s2 + len(prev), "LOCATION", "rule"))
+        return out
+
+    def _is_region(self, words: str) -> bool:
+        w = " ".join(words.lower().split())
+        return w in self.lex.countries or w in self.lex.states or words.strip() in self.lex.states
 
     def _facility_acronyms(self, toks: list[Token]) -> list[Span]:
         """``transferred to GH``, ``followed at gh``, ``seen by GBMC nurse``: a hospital acronym (ending
