@@ -231,6 +231,11 @@ PHONE = re.compile(
 )
 
 
+_LOCAL_NOT_PHONE_BEFORE = re.compile(r"(?:from|between|range[sd]?|of|to|x|about|approx\.?|~|[\d./-])\s*$")
+_LOCAL_NOT_PHONE_AFTER = re.compile(
+    r"(?:[a-z%/]|-\d|\s*(?:%|/|(?:mg|mcg|ml|cc|units?|u|g|kg|l|mmhg|cells|copies|times|hours|hrs|days)\b))", re.I)
+
+
 def find_phones(text: str) -> Iterator[Span]:
     for m in PHONE.finditer(text):
         if m.lastgroup == "labelled":
@@ -250,8 +255,10 @@ def find_phones(text: str) -> Iterator[Span]:
             # 555-1234 is a phone; 120-1234 inside a lab range is not; require a phone-ish cue
             # or a line of its own.
             before = text[max(0, m.start() - 30):m.start()].lower()
-            if not re.search(r"(?:phone|tel|call|cell|fax|pager|page|#|contact|number|ph|reach|home|work|:)\W*$",
-                             before):
+            cued = re.search(r"(?:phone|tel|call|cell|fax|pager|page|#|contact|number|ph|reach|home|work|:)\W*$", before)
+            # uncued: an exchange (2-9xx) that is not a range or a quantity ("140-1500 cc")
+            if not cued and (m.group()[0] in "01" or _LOCAL_NOT_PHONE_BEFORE.search(before)
+                             or _LOCAL_NOT_PHONE_AFTER.match(text, m.end())):
                 continue
             yield Span(m.start(), m.end(), "PHONE")
         else:

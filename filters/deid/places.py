@@ -116,6 +116,7 @@ class PlaceFinder:
         spans += self._cities(toks)
         spans += self._cues(text, toks)
         spans += self._facility_acronyms(toks)
+        spans += self._wards(toks)
         if "\n" in text:
             spans += self._address_block(text)
         return spans
@@ -166,6 +167,24 @@ class PlaceFinder:
             if t.lower in _NOT_FACILITY_ACRONYM or self.lex.is_word(t.lower) or self.lex.is_name(t.lower):
                 continue
             out.append(Span(t.start, t.end, "HOSPITAL", "rule"))
+        return out
+
+    def _wards(self, toks: list[Token]) -> list[Span]:
+        """``transfer to quartermain 2``, ``back to Ellison 10``: a ward, a name no word list
+        knows followed by a floor number, after to/from/on/at."""
+        out = []
+        for i in range(1, len(toks) - 1):
+            t, num = toks[i], toks[i + 1]
+            if toks[i - 1].lower not in ("to", "from", "on", "at") or not t.text.isalpha() or len(t.text) < 4:
+                continue
+            if not (num.text.isdigit() and len(num.text) <= 2 and num.start - t.end == 1):
+                continue
+            if i + 2 < len(toks) and toks[i + 2].is_word and toks[i + 2].text.isalpha() and \
+                    toks[i + 2].start - num.end <= 1 and self.lex.is_word(toks[i + 2].fold):
+                continue  # "to Lasix 40 mg": a dose
+            if self.lex.is_word(t.fold) or t.fold in STOPWORDS or t.fold in MONTHS or t.fold in WEEKDAYS:
+                continue
+            out.append(Span(t.start, num.end, "HOSPITAL", "rule"))
         return out
 
     # -- addresses ---------------------------------------------------------------------
