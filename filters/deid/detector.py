@@ -118,7 +118,7 @@ class Detector:
                     break
                 if t.start >= s.start and t.is_word and len(t.text) >= 3:
                     w = t.fold
-                    if w in STOPWORDS or w in TITLES or w in MONTHS or w in WEEKDAYS or w in self._hospital_words:
+                    if "'" in w or w in STOPWORDS or w in TITLES or w in MONTHS or w in WEEKDAYS or w in self._hospital_words:
                         continue
                     if s.type != "NAME" and (w in self.lex.clinical or self.lex.is_common(w)):
                         continue

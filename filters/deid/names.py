@@ -147,7 +147,7 @@ class NameFinder:
             s = self.strength(tok)
             if s == "word":
                 return after_cue and tok.fold not in STOPWORDS and tok.fold not in MONTHS and tok.fold not in TITLES \
-                    and tok.fold not in self.lex.clinical
+                    and tok.fold not in self.lex.clinical and not tok.fold.endswith(_CONTRACTIONS)
             return True
         s = self.strength(tok)
         if after_cue:

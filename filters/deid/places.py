@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from meddata.filters.deid.dictionaries import MONTHS, STOPWORDS, WEEKDAYS, Lexicon
-from meddata.filters.deid.names import MEDICAL_FOLLOWERS
+from meddata.filters.deid.names import _DRUG_ENDING, MEDICAL_FOLLOWERS
 from meddata.filters.deid.spans import Span
 from meddata.filters.deid.tokens import Token
 
@@ -177,12 +177,17 @@ class PlaceFinder:
             t, num = toks[i], toks[i + 1]
             if toks[i - 1].lower not in ("to", "from", "on", "at") or not t.text.isalpha() or len(t.text) < 4:
                 continue
-            if not (num.text.isdigit() and len(num.text) <= 2 and num.start - t.end == 1):
-                continue
+            if not (num.text.isdigit() and len(num.text) <= 2 and num.start - t.end == 1) or t.text.isupper():
+                continue  # "SIMV 4": an acronym and a setting
+            after = toks[i + 2] if i + 2 < len(toks) else None
+            if after is not None and after.start == num.end and (after.text == "-" or after.text == "." and (
+                    i + 3 < len(toks) and toks[i + 3].start == after.end and toks[i + 3].text.isdigit())):
+                continue  # "BEDPAN 6-8 TIMES", "droperidol 0.625"; not "quartermain 6."
             if i + 2 < len(toks) and toks[i + 2].is_word and toks[i + 2].text.isalpha() and \
                     toks[i + 2].start - num.end <= 1 and self.lex.is_word(toks[i + 2].fold):
                 continue  # "to Lasix 40 mg": a dose
-            if self.lex.is_word(t.fold) or t.fold in STOPWORDS or t.fold in MONTHS or t.fold in WEEKDAYS:
+            if self.lex.is_word(t.fold) or t.fold in STOPWORDS or t.fold in MONTHS or t.fold in WEEKDAYS or \
+                    _DRUG_ENDING.search(t.fold):
                 continue
             out.append(Span(t.start, num.end, "HOSPITAL", "rule"))
         return out
@@ -196,6 +201,8 @@ class PlaceFinder:
                     continue
                 if rx is not self.pobox and not _street_words_ok(m.group()):
                     continue
+                if sum(w.strip(".,").lower() in self.lex.clinical for w in m.group().split()[1:-1]) >= 2:
+                    continue  # "4 LARGE THICK LIQ GREEN STOOLS"
                 if re.search(r"\bdr\.?$", m.group(), re.I) and re.match(r"\.?[ \t]+[A-Z]", text[m.end():m.end() + 3]):
                     continue  # "... by Dr. Brown": a title, not "Drive"
                 out.append(Span(m.start(), m.end(), "LOCATION"))
@@ -343,7 +350,7 @@ class PlaceFinder:
         if head.mode == "mixed" and not head.text[0].isupper():
             # "at reisterstown hospital": written without capitals, the name is a word no list knows
             prev = toks[i - 1] if i else None
-            if prev is None or not prev.text.isalpha() or prev.start == 0 or prev.end + 1 != head.start or \
+            if head.lower not in ("hospital", "hosp", "clinic", "infirmary", "hospice") or prev is None or not prev.text.isalpha() or prev.start == 0 or prev.end + 1 != head.start or \
                     len(prev.text) < 4 or self.lex.is_word(prev.fold) or self.lex.is_name(prev.fold):
                 return None
             return Span(prev.start, toks[i + k - 1].end, "HOSPITAL", "rule")
@@ -359,7 +366,8 @@ class PlaceFinder:
             if tj.lower in _CONNECTORS and j - 1 >= 0 and self._name_word(toks[j - 1]) and tj.lower != "the":
                 j -= 1
                 continue
-            if self._name_word(tj) and not (tj.mode != "mixed" and tj.fold in self.lex.clinical and
+            if self._name_word(tj) and not (tj.mode != "mixed" and len(tj.text) == 1) and not (
+                    tj.mode != "mixed" and tj.fold in self.lex.clinical and
                                             tj.fold not in self.lex.first and tj.fold not in self.lex.last):
                 a = j
                 j -= 1
