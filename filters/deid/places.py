@@ -162,7 +162,8 @@ class PlaceFinder:
             t = toks[i]
             if not (2 <= len(t.text) <= 5) or not t.is_word or toks[i - 1].lower not in ("to", "at", "from", "@", "by"):
                 continue
-            if t.mode == "mixed" and not t.text.isupper() or not _FACILITY_ACRONYM.fullmatch(t.lower):
+            if t.mode == "mixed" and not (t.text.isupper() or t.text.islower()) or \
+                    not _FACILITY_ACRONYM.fullmatch(t.lower):
                 continue
             if t.lower in _NOT_FACILITY_ACRONYM or self.lex.is_word(t.lower) or self.lex.is_name(t.lower):
                 continue
