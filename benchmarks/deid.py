@@ -1,6 +1,6 @@
 """PHI detection speed and recall: meddata vs Presidio's AnalyzerEngine, same notes, one run.
 
-    python benchmarks/deid.py [--notes 300] [--jobs 2] [--skip-presidio]
+    python benchmarks/deid.py [--notes 300] [--jobs 2] [--repeats 2] [--skip-presidio]
 
 Speed is measured on real MTSamples transcriptions from ``../shared/data/mtsamples`` (the
 benchmark says so and stops when they are absent). Both tools use the same spaCy model,
@@ -81,6 +81,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--notes", type=int, default=300, help="MTSamples notes to time (default 300)")
     ap.add_argument("--jobs", type=int, default=2, help="meddata worker processes (default 2)")
+    ap.add_argument("--repeats", type=int, default=2, help="turns per tool; each keeps its best time (default 2)")
     ap.add_argument("--skip-presidio", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -94,29 +95,35 @@ def main() -> None:
 
     from meddata.cli.deid import _chunks, _detect_chunk, _init_worker
 
+    # Shared, noisy machines: the two tools take turns, --repeats times, and each keeps its best
+    # (shortest) time, so a burst of load on one turn does not decide the ratio.
+    analyzer = None if args.skip_presidio else presidio_analyzer()
+    if analyzer is not None:
+        presidio_spans(analyzer, notes[0])  # warm up
+    t_ours = t_theirs = float("inf")
     with ProcessPoolExecutor(args.jobs, initializer=_init_worker, initargs=("recall", "auto")) as pool:
         list(pool.map(_detect_chunk, [notes[i:i + 1] for i in range(args.jobs * 2)]))
-        t0 = time.perf_counter()
-        ours = [s for res in pool.map(_detect_chunk, _chunks(notes, 16)) for s in res]
-        t_ours = time.perf_counter() - t0
-    print(f"meddata  ({args.jobs} processes): {chars / t_ours:>10,.0f} chars/s  ({t_ours:.1f} s, "
-          f"{sum(map(len, ours)):,} spans)")
-
-    if not args.skip_presidio:
-        analyzer = presidio_analyzer()
-        presidio_spans(analyzer, notes[0])  # warm up
-        t0 = time.perf_counter()
-        theirs = [presidio_spans(analyzer, t) for t in notes]
-        t_theirs = time.perf_counter() - t0
-        print(f"presidio (1 process):    {chars / t_theirs:>10,.0f} chars/s  ({t_theirs:.1f} s, "
-              f"{sum(map(len, theirs)):,} spans)")
+        for turn in range(args.repeats):
+            t0 = time.perf_counter()
+            ours = [s for res in pool.map(_detect_chunk, _chunks(notes, 16)) for s in res]
+            t_ours = min(t_ours, time.perf_counter() - t0)
+            if analyzer is not None:
+                t0 = time.perf_counter()
+                theirs = [presidio_spans(analyzer, t) for t in notes]
+                t_theirs = min(t_theirs, time.perf_counter() - t0)
+            print(f"  turn {turn + 1}/{args.repeats} done", file=sys.stderr)
+    print(f"meddata  ({args.jobs} processes): {chars / t_ours:>10,.0f} chars/s  (best {t_ours:.1f} s of "
+          f"{args.repeats}, {sum(map(len, ours)):,} spans)")
+    if analyzer is not None:
+        print(f"presidio (1 process):    {chars / t_theirs:>10,.0f} chars/s  (best {t_theirs:.1f} s of "
+              f"{args.repeats}, {sum(map(len, theirs)):,} spans)")
         print(f"throughput ratio meddata / presidio: {t_theirs / t_ours:.1f}x")
 
     print("\nrecall / precision on gold sets (lenient, binary):")
     ours_scores = gold_scores(lambda texts, name: meddata_detect(
         texts, args.jobs, "safe_harbor" if name != "clinical_gold" else "recall"))
     rows = [("meddata", ours_scores)]
-    if not args.skip_presidio:
+    if analyzer is not None:
         rows.append(("presidio", gold_scores(lambda texts, name: [presidio_spans(analyzer, t) for t in texts])))
     for tool, scores in rows:
         for name, m in scores.items():
