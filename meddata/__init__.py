@@ -1,8 +1,28 @@
 """meddata: build medical instruction sets for open LLMs, and fine-tune on them."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-from meddata.pipeline import BuildResult, run  # noqa: E402
-from meddata.recipe import Recipe, RecipeError, from_dict, load  # noqa: E402
-
 __all__ = ["BuildResult", "Recipe", "RecipeError", "__version__", "from_dict", "load", "run"]
+
+# The public API is imported on first use (PEP 562), so `meddata --help` and the light verbs
+# do not pay for `datasets`/`pandas` at start-up.
+_LAZY = {"BuildResult": "meddata.pipeline", "run": "meddata.pipeline", "Recipe": "meddata.recipe",
+         "RecipeError": "meddata.recipe", "from_dict": "meddata.recipe", "load": "meddata.recipe"}
+
+if TYPE_CHECKING:
+    from meddata.pipeline import BuildResult, run
+    from meddata.recipe import Recipe, RecipeError, from_dict, load
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'meddata' has no attribute {name!r}")

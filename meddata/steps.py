@@ -22,10 +22,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from datasets import Dataset
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # `datasets` costs a second to import; the CLI's light verbs never need it
+    from datasets import Dataset
 
 logger = logging.getLogger("meddata")
 
@@ -225,6 +227,7 @@ class GlobalStep(Step):
 def split_by_reasons(dataset: Dataset, reasons: Iterable[str | None]) -> GlobalResult:
     """Split ``dataset`` by a per-row list of drop reasons (None = keep)."""
     import pyarrow as pa
+    from datasets import Dataset
 
     from meddata.records import REASON_COLUMN
 

@@ -148,7 +148,10 @@ def test_persistent_faults_end_in_an_error_not_a_crash(server, tmp_path, kind, r
     for r in out:
         assert r.text is None and r.parsed is None and not r.cached
         assert reason in r.error and "gave up after 3 attempts" in r.error
-    assert len(server.chat_log()) == 6
+        assert r.retries == 2
+    # Every attempt was sent; on a loaded machine an attempt can time out client-side before the
+    # server's loop reads it, so the server may log fewer, never more.
+    assert 2 <= len(server.chat_log()) <= 6
     assert client.stats["errors"] == 2
     # transport failures are not cached: the next run tries again
     server.clear_faults()

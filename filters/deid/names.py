@@ -50,7 +50,7 @@ CUE = re.compile(r"(?<![\w/])(?=" + _leads(_CUE_PHRASES.replace("\n", "")) + r")
 _LABEL_ONLY = frozenset("patient pt name by cc signed author contact physician provider resident fellow intern np pa rn "
                         "nurse assistant assistants anesthesia md referring named admitting per attending".split())
 CREDENTIALS = frozenset("""
-md m.d do d.o rn np pa pa-c cnm crna phd lpn licsw msw lcsw pharmd rph dds dmd dpm od facp facc facs fnp anp apn
+md m.d do d.o rn np pa pa-c cnm crna phd lpn rrt crt ccrn acnp rd cdn licsw msw lcsw pharmd rph dds dmd dpm od facp facc facs fnp anp apn
 aprn mbbs mph bsn msn cns ccc-slp pt ot dpt otr mba ms ma facog faap fache frcs frcp cna emt lmft psyd lsw
 """.split())
 MEDICAL_FOLLOWERS = frozenset("""
@@ -167,7 +167,8 @@ class NameFinder:
         for m in _DICTATION_INITIALS.finditer(text):
             line_start = text.rfind("\n", 0, m.start()) + 1
             alone = not text[line_start:m.start()].strip() and _ALONE_AFTER.match(text, m.end())
-            if not alone or m.group(1).lower() in self.lex.clinical and m.group(2).lower() in self.lex.clinical:
+            if not alone or m.group(2).isupper() and (
+                    m.group(1).lower() in self.lex.clinical or m.group(2).lower() in self.lex.clinical):
                 continue  # "CP/pul edema", "CO/CI 6.9": inside a sentence these are abbreviations
             spans.append(Span(m.start(1), m.end(1), "NAME", "rule"))
             spans.append(Span(m.start(2), m.end(2), "NAME", "rule"))
@@ -270,6 +271,10 @@ class NameFinder:
                     continue  # "hr 70 sr w/occ pvc", "20 fr foley": sinus rhythm, French gauge
                 if j < len(toks) and (toks[j].text in (",", ":", "-", "(") or is_title and toks[j].text == "."):
                     j += 1
+                if is_title and t.mode == "mixed" and t.text[0].isupper() and w in ("dr", "mr", "mrs", "ms") and \
+                        j < len(toks) and toks[j].text.islower() and self._plain_word_after_title(toks[j], caseless=True):
+                    spans.append(Span(toks[j].start, toks[j].end, "NAME", "cue"))  # "Dr. griffin made aware"
+                    continue
                 if is_title and t.mode == "mixed" and not t.text[0].isupper() and not (
                         w in ("dr", "mr", "mrs") and j < len(toks) and toks[j].text[:1].isupper()):
                     # "the doctor said"; but "dr green aware" in a note typed without capitals
@@ -294,6 +299,9 @@ class NameFinder:
                 got = self._take_name(toks, j, after_cue=True, limit=4 if w in TITLES else 3)
                 if got is None and is_title and self._plain_word_after_title(toks[j]):
                     got = (j, j)  # "dr green aware", "Dr. Green": a title makes an everyday word a surname
+                if got is None and j + 1 < len(toks) and toks[j].text.isalpha() and toks[j].fold not in STOPWORDS \
+                        and toks[j + 1].start - toks[j].end == 1 and self.strength(toks[j + 1]) == "strong":
+                    got = (j, j + 1)  # "DAUGHTER ANIL FAIRWEATHER": a surname vouches for an everyday first name
                 if got:
                     a, b = got
                     if w in RELATIONS and toks[a].mode != "mixed" and not any(

@@ -215,7 +215,7 @@ def find_ages(text: str, min_age: int = 0) -> Iterator[Span]:
 
 
 PHONE = re.compile(
-    r"""(?=[\d(+]|(?i:ext|pag|pgr|bee|bpr|fax|tel|pho|ph|cel|mob|cal|x|des|wor|hom|con))(?:
+    r"""(?=[\d(+]|(?i:ext|pag|pg|bee|bpr|fax|tel|pho|ph|cel|mob|cal|x|des|wor|hom|con))(?:
     (?P<nanp>(?<![\w/.-])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s*|\d{3}[\s.-]|\d{3}/(?=\d{3}/\d{4})|\d{3}(?=\d{7}(?!\d)))
         \d{3}(?:[\s.-]?|(?<=\d{3}/\d{3})/)\d{4}(?![\d-]|\.\d)
         (?:\s*(?:x|ext\.?|extension|\#)\s*\d{1,6}\b)?)
@@ -223,7 +223,7 @@ PHONE = re.compile(
   | (?P<eu>(?<![\w.:/-])0\d{2,3}[\s]\d{2,4}(?:[\s]\d{2,4}){1,3}(?![\w.]))
   | (?P<labelled>(?:\b(?:tel|phone|ph|cell|mobile|mob|fax|desk|work|home|contact)(?:\s+(?:number|no\.?|\#))?[ \t]*:[\s]*)
         (?P<labnum>\(?\d[\d().-]*(?:[ ][\d().-]+){1,3}\d?)(?![\w.]|\.\d))
-  | (?P<ext>(?:\b(?:ext\.?|extension|pager|pgr|beeper|bpr|fax|tel|phone|ph|cell|mobile|call|page|x)[\s:#.]*)
+  | (?P<ext>(?:\b(?:ext\.?|extension|pager|pgr|pg|beeper|bpr|fax|tel|phone|ph|cell|mobile|call|page|x)[\s:#.]*)
         (?P<extnum>\d[\d-]{3,9}\d?)\b(?!\.\d|%|\s*(?:mg|ml|cm|mm|kg|units?|%)))
   | (?P<local>(?<![\w/.-])\d{3}-\d{4}(?![\d-])))
     """,
@@ -334,6 +334,7 @@ BARE_ID = re.compile(
     r"(?=[\w#])(?:(?P<uuid>\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b)"
     r"|(?P<hash>(?<![\w#])#\s?\d{4,}\b)"
     r"|(?P<vin>\b[A-HJ-NPR-Z0-9]{17}\b)"
+    r"|(?P<iban>\b[A-Z]{2}\d{2}[A-Z0-9]{11,30}\b)"
     r"|(?P<alnum>\b(?=[A-Z0-9-]*\d{4})(?=[A-Z0-9-]*[A-Z])[A-Z]{1,4}-?\d{4,}(?:-[A-Z0-9]+)*\b)"
     r"|(?P<dashed>(?<![\w.-])\d{2,6}(?:-\d{2,8}){2,4}(?![\w.-]))"
     r"|(?P<long>(?<![\w.,/:-])\d{7,}(?![\w,]|\.\d|/\d)))",

@@ -160,7 +160,8 @@ class PlaceFinder:
         out = []
         for i in range(1, len(toks)):
             t = toks[i]
-            if not (2 <= len(t.text) <= 5) or not t.is_word or toks[i - 1].lower not in ("to", "at", "from", "@", "by"):
+            if not (2 <= len(t.text) <= 5) or not t.is_word or \
+                    toks[i - 1].lower not in ("to", "at", "from", "@", "by", "into"):
                 continue
             if t.mode == "mixed" and not (t.text.isupper() or t.text.islower()) or \
                     not _FACILITY_ACRONYM.fullmatch(t.lower):
@@ -178,7 +179,8 @@ class PlaceFinder:
             t, num = toks[i], toks[i + 1]
             if toks[i - 1].lower not in ("to", "from", "on", "at") or not t.text.isalpha() or len(t.text) < 4:
                 continue
-            if not (num.text.isdigit() and len(num.text) <= 2 and num.start - t.end == 1) or t.text.isupper():
+            if not (num.text.isdigit() and len(num.text) <= 2 and num.start - t.end == 1) or (
+                    t.text.isupper() and len(t.text) < 6):
                 continue  # "SIMV 4": an acronym and a setting
             after = toks[i + 2] if i + 2 < len(toks) else None
             if after is not None and after.start == num.end and (after.text == "-" or after.text == "." and (
@@ -470,8 +472,9 @@ class PlaceFinder:
                 if t.text in ("-", ".", "'") and words:
                     j += 1
                     continue
-                if not t.is_word:
-                    break
+                if not t.is_word or not t.text.replace("'", "").replace("\u2019", "").isalpha() or \
+                        len(t.text) == 1 and not words:
+                    break  # "in FiO2", "in B/P"
                 if t.mode == "mixed":
                     if not t.text[0].isupper():
                         if t.lower in ("of",) and words:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from meddata import pipeline, recipe
-from meddata.funnel import format_funnel
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="run a recipe and write the dataset",
@@ -24,8 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("recipe", help="recipe YAML file")
     v.set_defaults(func=cmd_validate)
 
-
 def cmd_build(args: argparse.Namespace) -> int:
+    from meddata import pipeline, recipe  # heavy (datasets): imported when the verb runs
+    from meddata.funnel import format_funnel
+
     rec = recipe.load(args.recipe)
     logging.getLogger("meddata").info("building %s (%d inputs, %d steps)", rec.name, len(rec.inputs), len(rec.steps))
     result = pipeline.run(rec, args.out, num_proc=args.num_proc, limit=args.limit, engine=args.engine)
@@ -42,8 +41,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             print(f"{label + ':':<11} {path}")
     return 0
 
-
 def cmd_validate(args: argparse.Namespace) -> int:
+    from meddata import recipe
+
     rec = recipe.load(args.recipe)
     print(f"{args.recipe}: ok — {len(rec.inputs)} inputs, {len(rec.steps)} steps")
     for i, b in enumerate(rec.inputs):
