@@ -130,6 +130,8 @@ class Detector:
         out = []
         for i, t in enumerate(toks):
             typ = seeds.get(t.fold) if t.is_word else None
+            if typ is None and t.is_word and t.text[-1].isdigit():
+                typ = seeds.get(t.fold.rstrip("0123456789"))  # "QUARTERMAIN 3" ... "QUARTERMAIN3"
             if typ is None:
                 continue
             common = self.lex.is_common(t.fold) or t.fold in self.lex.clinical or self.lex.is_medical_proper(t.fold)

@@ -66,10 +66,14 @@ _NOT_DATE_AFTER = re.compile(
 _RANGE_BEFORE = re.compile(
     r"(?<![a-z])(?:rr|hr|cvp|pad|pas|pap|map|wedge|pcwp|temp|tmax|t|sats?|spo2|o2|peep|ps|fio2|rate|approx|about|"
     r"around|x|q|every|up|goal|of|peak|plat|plateau|tv|vt|rsbi|ci|co|svr|pvr|bs|fs|fsbs|glucose|hct|k|na|mg|ph|icp|cpp|"
+    r"pcw|pcwp|noc|stage|through|grade|"
     r"uop|u/o|i/o)\W{0,3}$", re.I)
 _RANGE_AFTER = re.compile(
     r"^\s*(?:mg|mcg|ug|gtts?|g\b|l\b|s\b|liters?|lpm|assist|am\b|pm\b|a\b|p\b|%|cc|ml|hrs?\b|hours?|units?|u\b|mm|cm|"
     r"times|tabs?|beats|breaths|bpm|mmhg|l/|mg/|mcg/|liters?/|people|persons|staff|nurses)", re.I)
+_VERB_AFTER = re.compile(r"\s+(?:be|have|not|need|require|also|go|want|benefit|take|try|get|do|help|cause|use|"
+                         r"consider|return|call|come|improve|develop|resume|continue|see|stay|remain)\b", re.I)
+_VENT_BEFORE = re.compile(r"\b(?:psv|cpap|bipap|peep|simv|imv|ps|vent(?:ilator)?|settings?|ac)\b[^\n]{0,12}$", re.I)
 _DATE_CUE_BEFORE = re.compile(
     r"(?<![a-z])(?:on|since|from|until|till|dated?|dos|admitted|discharged|d/c'?d|seen|started|began|done|"
     r"performed|surgery|echo|cath|visit|appt|appointment|due|last|next)\W{0,3}$", re.I)
@@ -86,8 +90,10 @@ def _date_ok(m: re.Match, text: str) -> bool:
     if kind in ("num2", "num3", "monyy"):
         if _NOT_DATE_BEFORE.search(before) or _NOT_DATE_AFTER.match(after):
             return False
-        if kind != "num3" and re.match(r"^\s*(?:\+|/|x\b|[-]\s*\d)", after):
+        if kind != "num3" and re.match(r"^\s*(?:\+|/|x\b|[-]\s*\d)", after) or after.startswith("%"):
             return False
+        if _VENT_BEFORE.search(before):
+            return False  # "PSV 10/5", "CPAP .5% 5/8", "change to 5/5": ventilator settings
         if kind == "monyy":
             return not _RANGE_BEFORE.search(before)  # "BP 80/40" is caught above; "PEEP 5/50" here
         if kind == "num2":
@@ -110,6 +116,8 @@ def _date_ok(m: re.Match, text: str) -> bool:
                 return False
             if month.lower() in ("may", "march") and s[0].islower() and not _MONTH_CONTEXT.search(before):
                 return False
+            if month.lower() in ("may", "march") and _VERB_AFTER.match(after):
+                return False  # "AND MAY BE UP", "may need", "will march"
         return True
     if kind == "wday":
         w = s.lower()
@@ -123,7 +131,7 @@ def _date_ok(m: re.Match, text: str) -> bool:
     if kind == "year":
         if re.match(r"^\s*(?:-\s*\d{3,4}\b|hrs?\b|hours\b|h\b)", after, re.I):
             return False  # "1900-0700", "at 1930 hrs": clock times
-        if re.search(r"(?:\b(?:at|@|around|approx(?:imately)?|until|till)|\d[/-]\d{1,2}|-)\s*$", before, re.I):
+        if re.search(r"(?:\b(?:at|around|approx(?:imately)?|until|till)|@|\d[/-]\d{1,2}|-)\s*$", before, re.I):
             return False
         return not re.search(r"(?:#|no\.?|number|mrn|id|code|room|rm|bed|ext\.?|x)\s*$", before, re.I)
     return True
@@ -368,6 +376,8 @@ def find_ids(text: str) -> Iterator[Span]:
         value = m.group()
         if kind == "vin" and not (any(c.isdigit() for c in value) and any(c.isalpha() for c in value)):
             continue
+        if kind == "dashed" and text[m.end():m.end() + 1] == "%":
+            continue  # "rate 10-600-50%": ventilator settings
         yield Span(m.start(), m.end(), "MRN" if kind == "hash" else "ID")
 
 

@@ -33,6 +33,8 @@ _STREET_STRONG = ("street st avenue ave road rd boulevard blvd lane ln drive dr 
                   "circle cir parkway pkwy highway hwy route rte rt square sq trail trl path pike burg").split()
 
 
+_DOSE_UNITS = frozenset("mg mcg g gm kg ml cc l units unit u iu meq mmol tabs tab puffs drops gtt gtts mg/kg "
+                        "mcg/kg hrs hours h min minutes days times x %".split())
 _FACILITY_ACRONYM = re.compile(r"[a-z]{1,4}(?:h|mc|hc|mh)|va|vamc|vah")
 # Clinical acronyms of the same shape: bleeds, hypertrophies, hormones, places in a unit.
 _NOT_FACILITY_ACRONYM = frozenset(
@@ -186,8 +188,7 @@ class PlaceFinder:
             if after is not None and after.start == num.end and (after.text == "-" or after.text == "." and (
                     i + 3 < len(toks) and toks[i + 3].start == after.end and toks[i + 3].text.isdigit())):
                 continue  # "BEDPAN 6-8 TIMES", "droperidol 0.625"; not "quartermain 6."
-            if i + 2 < len(toks) and toks[i + 2].is_word and toks[i + 2].text.isalpha() and \
-                    toks[i + 2].start - num.end <= 1 and self.lex.is_word(toks[i + 2].fold):
+            if i + 2 < len(toks) and toks[i + 2].start - num.end <= 1 and toks[i + 2].fold in _DOSE_UNITS:
                 continue  # "to Lasix 40 mg": a dose
             if self.lex.is_word(t.fold) or t.fold in STOPWORDS or t.fold in MONTHS or t.fold in WEEKDAYS or \
                     _DRUG_ENDING.search(t.fold):
