@@ -86,6 +86,8 @@ will would can could should may might must shall did does do has have had is was
 called calls visited visits visiting states stated said says reports reported aware updated present here there
 at bedside in into with to and or who which that
 """.split())
+_ROLES_IN_PARENS = frozenset("resident intern attending fellow nurse physician surgeon pcp md np pa rn "
+                              "cardiologist oncologist neurologist hospitalist therapist".split())
 _ROLE_FOLLOWERS = frozenset("""
 team teams service services surgeon surgeons surgery physician physicians doctors docs staff nurse nurses
 nursing consult consults consultants clinic clinics dept department fellow fellows resident residents
@@ -308,8 +310,8 @@ class NameFinder:
                             self.strength(toks[k]) in ("strong", "weak", "unknown") for k in range(a, b + 1)):
                         continue
                     spans.append(Span(toks[a].start, toks[b].end, "NAME", "cue"))
-            # "Mary (wife)", "Mary, his wife"
-            if w in RELATIONS and i >= 2:
+            # "Mary (wife)", "Mary, his wife", "DICK CUCCHIARA (RESIDENT)"
+            if (w in RELATIONS or w in _ROLES_IN_PARENS and toks[i - 1].text == "(") and i >= 2:
                 k = i - 1
                 while k >= 0 and toks[k].lower in ("(", ",", "his", "her", "their", "the", "patient's", "pt's", "-"):
                     k -= 1

@@ -31,7 +31,7 @@ _NUMERIC_BRANCHES = r"""
   | (?P<monyr>(?<![\d/])(?:0?[1-9]|1[0-2])/(?:19|20)\d\d(?!\d))
   | (?P<monyy>(?<![\d/.:-])(?:0?[1-9]|1[0-2])/(?:[4-9]\d)(?![\d/%]|\.\d))
   | (?P<dmy>\b""" + _DAY + r"""(?:\s+of)?[\s\-/.]*""" + _MONTH + r"""\b(?:[\s\-/.,]*""" + _YEAR + r""")?\b)
-  | (?P<shortyr>(?<![\w'])['\u2019]\d\d\b)
+  | (?P<shortyr>(?<![\d'\u2019])['\u2019]\d\d\b(?!['\u2019"]))
   | (?P<year>(?<![\d$.,#/:-])(?:19[0-9]\d|20\d\d|21\d\d)(?![\d%]|\.\d|,\d|\s*(?:mg|mcg|g|kg|ml|mL|cc|units?|u|iu|IU|cal|kcal|calories|cells|copies|x|/|-\d|m|cm|mm|ft|feet|steps|meters|miles|patients|cases|lb|lbs|ng|pg)\b))
 """
 _WORD_BRANCHES = r"""

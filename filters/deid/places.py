@@ -162,8 +162,11 @@ class PlaceFinder:
         out = []
         for i in range(1, len(toks)):
             t = toks[i]
+            prev = toks[i - 1].lower
+            if prev == "the" and i >= 2:
+                prev = toks[i - 2].lower  # "from the GBMC"
             if not (2 <= len(t.text) <= 5) or not t.is_word or \
-                    toks[i - 1].lower not in ("to", "at", "from", "@", "by", "into"):
+                    prev not in ("to", "at", "from", "@", "by", "into", "in", "leave", "left", "leaving"):
                 continue
             if t.mode == "mixed" and not (t.text.isupper() or t.text.islower()) or \
                     not _FACILITY_ACRONYM.fullmatch(t.lower):
@@ -328,7 +331,9 @@ class PlaceFinder:
                 continue
             k = self._match_phrase(toks, i, self.lex.hospitals)
             if k:
-                phrase_ok = t.mode != "mixed" or t.text[0].isupper()
+                phrase_ok = t.mode != "mixed" or t.text[0].isupper() or k >= 2 and (
+                    i + k < n and self._facility_word_at(toks, i + k)
+                    or i and toks[i - 1].lower in ("at", "to", "from", "(", "@"))  # "rehab(sacred heart Memorial)"
                 if k == 1 and phrase_ok:
                     prev = toks[i - 1].lower if i else ""
                     phrase_ok = prev in ("at", "to", "from", "in", "of", "@") or (
@@ -341,8 +346,8 @@ class PlaceFinder:
         return out
 
     def _name_word(self, tok: Token) -> bool:
-        if not tok.is_word:
-            return False
+        if not tok.is_word or tok.text[-1].isdigit():
+            return False  # "S1S2. PPx4. Labs" is not a facility name
         if tok.mode == "mixed":
             return tok.text[0].isupper() or tok.text[0].isdigit()
         return tok.fold not in STOPWORDS and tok.fold not in MONTHS and tok.fold not in WEEKDAYS
