@@ -45,7 +45,7 @@ seen by|seen with|evaluated by|examined by|discussed with|discussed w|d/w|dw|spo
 |supervising physician|admitting physician|admitting|discharging physician|oncologist|cardiologist|neurologist
 |surgeon is|pcp is|md|dictating|transcriptionist|scribe|chaplain|pastor|priest|rabbi|imam|mrs\\.? and mr\\.?
 """
-CUE = re.compile(r"(?<![\w/])(?=" + _leads(_CUE_PHRASES.replace("\n", "")) + r")(?:" + _CUE_PHRASES.replace("\n", "") + r")(?!\w)\s*[:\-=,]?\s*(?:is\s+|was\s+|named\s+)?(?=\S)",
+CUE = re.compile(r"(?=[A-Za-z])(?<![\w/])(?=" + _leads(_CUE_PHRASES.replace("\n", "")) + r")(?:" + _CUE_PHRASES.replace("\n", "") + r")(?!\w)\s*[:\-=,]?\s*(?:is\s+|was\s+|named\s+)?(?=\S)",
                  re.I)
 _LABEL_ONLY = frozenset("patient pt name by cc signed author contact physician provider resident fellow intern np pa rn "
                         "nurse assistant assistants anesthesia md referring named admitting per attending".split())

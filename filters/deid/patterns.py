@@ -176,12 +176,21 @@ AGE = re.compile(
     """,
     re.I | re.X,
 )
-# Spelled-out ages are rare: the (slow) number-word regex runs only when a hint is present.
-_AGE_WORDS = re.compile(r"(?:ty|teen|hundred|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
-                        r"[\s-]+(?:years?|yrs?|y/o)\b|nonagenarian|centenarian|in\s+(?:his|her|their)\s", re.I)
-_AGE_LEADS = (r"\d|age|in\s|non|cen|sup|he|she|pat|pt|mot|fat|mom|dad|wif|hus|sis|bro|son|dau|gra|die|pas|ali"
+# Spelled-out ages are rare: the (slow) number-word regex runs only when a number word stands
+# before "years"/"yrs"/"y/o" (found by scanning for the short literal, then looking back).
+_YEARS_WORD = re.compile(r"(?:years?|yrs?|y/o)\b", re.I)
+_NUMBER_WORD_BEFORE = re.compile(
+    r"(?:ty|teen|hundred|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)[\s-]+$", re.I)
+
+
+def _spelled_age(text: str) -> bool:
+    return any(_NUMBER_WORD_BEFORE.search(text, max(0, m.start() - 20), m.start())
+               for m in _YEARS_WORD.finditer(text))
+
+
+_AGE_LEADS = (r"age|in\s|non|cen|sup|he|she|pat|pt|mot|fat|mom|dad|wif|hus|sis|bro|son|dau|gra|die|pas|ali"
               r"|dec|dia|dx|exp|dea")
-AGE_DIGITS = re.compile("(?=" + _AGE_LEADS + ")(?:" + AGE.pattern.replace("|" + _NUMWORD, "", 1) + ")", re.I | re.X)
+AGE_DIGITS = re.compile(r"(?=[\dA-Za-z])(?=\d|\b(?:" + _AGE_LEADS + "))(?:" + AGE.pattern.replace("|" + _NUMWORD, "", 1) + ")", re.I | re.X)
 assert _NUMWORD not in AGE_DIGITS.pattern
 _WORDNUM = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -208,7 +217,7 @@ def age_value(token: str) -> int | None:
 
 
 def find_ages(text: str, min_age: int = 0) -> Iterator[Span]:
-    for m in (AGE if _AGE_WORDS.search(text) else AGE_DIGITS).finditer(text):
+    for m in (AGE if _spelled_age(text) else AGE_DIGITS).finditer(text):
         for g in ("n1", "n2", "n3", "n5", "n6", "n7", "n8"):
             if m.group(g):
                 value = age_value(m.group(g))
@@ -332,7 +341,7 @@ def _leads(alternation: str) -> str:
 
 
 LABELLED_ID = re.compile(
-    r"\b(?=" + _leads(_ID_LABELS["MRN"] + "|" + _ID_LABELS["ID"]) + r")(?:(?P<MRN>" + _ID_LABELS["MRN"] + r")|(?P<ID>" + _ID_LABELS["ID"] + r"))"
+    r"(?=[A-Za-z])\b(?=" + _leads(_ID_LABELS["MRN"] + "|" + _ID_LABELS["ID"]) + r")(?:(?P<MRN>" + _ID_LABELS["MRN"] + r")|(?P<ID>" + _ID_LABELS["ID"] + r"))"
     r"(?:\s*(?:is|was|:|#|=|-|no\.?)\s*)*\s*(?P<value>[A-Z0-9#][A-Z0-9\-/.#]*\d[A-Z0-9\-/]*)(?<![.-])",
     re.I,
 )

@@ -276,11 +276,16 @@ class PlaceFinder:
         cands = index.get(toks[i].lower)
         if not cands:
             return 0
-        for phrase in cands:
+        last = len(toks)
+        for phrase in cands:  # longest first; the first word already matched
             n = len(phrase)
-            if i + n <= len(toks) and all(toks[i + k].lower == phrase[k] for k in range(n)):
-                if all(toks[i + k].start - toks[i + k - 1].end <= 1 for k in range(1, n)):
-                    return n
+            if i + n > last:
+                continue
+            k = 1
+            while k < n and toks[i + k].lower == phrase[k] and toks[i + k].start - toks[i + k - 1].end <= 1:
+                k += 1
+            if k == n:
+                return n
         return 0
 
     def _facility_word_at(self, toks: list[Token], i: int) -> int:
@@ -322,14 +327,14 @@ class PlaceFinder:
                     out.append(Span(t.start, toks[last].end, typ, "rule"))
                     i = last + 1
                     continue
-            k = self._facility_word_at(toks, i)
+            k = self._facility_word_at(toks, i) if t.fold in self._facility_index else 0
             if k:
                 span = self._facility_name(toks, i, k)
                 if span:
                     out.append(span)
                 i += k
                 continue
-            k = self._match_phrase(toks, i, self.lex.hospitals)
+            k = self._match_phrase(toks, i, self.lex.hospitals) if t.lower in self.lex.hospitals else 0
             if k:
                 phrase_ok = t.mode != "mixed" or t.text[0].isupper() or k >= 2 and (
                     i + k < n and self._facility_word_at(toks, i + k)
@@ -421,7 +426,7 @@ class PlaceFinder:
             if not t.is_word or (t.mode == "mixed" and not t.text[0].isupper()):
                 i += 1
                 continue
-            k = self._match_phrase(toks, i, self.lex.cities)
+            k = self._match_phrase(toks, i, self.lex.cities) if t.lower in self.lex.cities else 0
             if not k:
                 i += 1
                 continue
