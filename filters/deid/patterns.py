@@ -52,31 +52,34 @@ _WORD_START = re.compile(r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|
 DATE = re.compile(_NUMERIC_BRANCHES + "|" + _WORD_BRANCHES, re.I | re.X)  # the whole family, for reference
 
 # Context that turns ``5/5`` or ``2/6`` into a score, not a date.
-_NOT_DATE_BEFORE = re.compile(
-    r"(?<![a-z])(?:strength|motor|power|reflex(?:es)?|dtrs?|grade|murmur|pain|scale|score|bp|blood pressure|vision|acuity|"
+def _ending_with(alternation: str) -> re.Pattern[str]:
+    """Context that ends with one of these words (then at most three non-word characters)."""
+    return re.compile(r"(?<![a-z])(?:" + alternation + r")\W{0,3}$", re.I)
+
+
+_NOT_DATE_BEFORE = _ending_with(
+    r"strength|motor|power|reflex(?:es)?|dtrs?|grade|murmur|pain|scale|score|bp|blood pressure|vision|acuity|"
     r"ratio|rated|level|gcs|apgars?|g\d*p\d*|x|times|out of|sbp|dbp|tab|tabs|take|sig|pulses?|rom|sensation|"
-    r"psv|ps|cpap|bipap|peep|simv|vent|c/o|rated|d5|d5w|"
-    r"[\d.]+\s*(?:cm|mm))\W{0,3}$", re.I)
+    r"psv|ps|cpap|bipap|peep|simv|vent|c/o|d5|d5w|[\d.]+\s*(?:cm|mm)")
 _NOT_DATE_AFTER = re.compile(
     r"^\s*(?:strength|murmur|pain|in strength|bilat|tab|tabs|tablets?|inch|inches|in\.|cm|mm|mile|blocks?|cups?|scale|"
     r"score|of\s+\d|pulses?|reflexes|mmhg|systolic|holosystolic|diastolic|hpf|lpf|cells|ratio|dilut|units?|"
     r"wks?|weeks?|days?|d\b|months?|mos?|hours?|hrs?|h\b|times|x\b|yrs?|years?|min|minutes|beats|drinks|packs?|"
     r"ppd|cigarettes|episodes|per\b|ns\b|nss\b|str\b|peep|/)", re.I)
 # Ranges and fractions of nursing notes ("rr 12-18", "rales 1/3 up", "4-6p") are not dates.
-_RANGE_BEFORE = re.compile(
-    r"(?<![a-z])(?:rr|hr|cvp|pad|pas|pap|map|wedge|pcwp|temp|tmax|t|sats?|spo2|o2|peep|ps|fio2|rate|approx|about|"
-    r"around|x|q|every|up|goal|of|peak|plat|plateau|tv|vt|rsbi|ci|co|svr|pvr|bs|fs|fsbs|glucose|hct|k|na|mg|ph|icp|cpp|"
-    r"pcw|pcwp|noc|stage|through|grade|"
-    r"uop|u/o|i/o)\W{0,3}$", re.I)
+_RANGE_BEFORE = _ending_with(
+    r"rr|hr|cvp|pad|pas|pap|map|wedge|pcwp|temp|tmax|t|sats?|spo2|o2|peep|ps|fio2|rate|approx|about|around|x|q|"
+    r"every|up|goal|of|peak|plat|plateau|tv|vt|rsbi|ci|co|svr|pvr|bs|fs|fsbs|glucose|hct|k|na|mg|ph|icp|cpp|pcw|noc|"
+    r"stage|through|grade|uop|u/o|i/o")
 _RANGE_AFTER = re.compile(
     r"^\s*(?:mg|mcg|ug|gtts?|g\b|l\b|s\b|liters?|lpm|assist|am\b|pm\b|a\b|p\b|%|cc|ml|hrs?\b|hours?|units?|u\b|mm|cm|"
     r"times|tabs?|beats|breaths|bpm|mmhg|l/|mg/|mcg/|liters?/|people|persons|staff|nurses)", re.I)
 _VERB_AFTER = re.compile(r"\s+(?:be|have|not|need|require|also|go|want|benefit|take|try|get|do|help|cause|use|"
                          r"consider|return|call|come|improve|develop|resume|continue|see|stay|remain)\b", re.I)
 _VENT_BEFORE = re.compile(r"\b(?:psv|cpap|bipap|peep|simv|imv|ps|vent(?:ilator)?|settings?|ac)\b[^\n]{0,12}$", re.I)
-_DATE_CUE_BEFORE = re.compile(
-    r"(?<![a-z])(?:on|since|from|until|till|dated?|dos|admitted|discharged|d/c'?d|seen|started|began|done|"
-    r"performed|surgery|echo|cath|visit|appt|appointment|due|last|next)\W{0,3}$", re.I)
+_DATE_CUE_BEFORE = _ending_with(
+    r"on|since|from|until|till|dated?|dos|admitted|discharged|d/c'?d|seen|started|began|done|performed|surgery|"
+    r"echo|cath|visit|appt|appointment|due|last|next")
 _MONTHNAME_ALONE = re.compile(r"^(?:may|mar|march|jan|feb|apr|jun|jul|aug|sep|sept|oct|nov|dec|june|july)$", re.I)
 _MONTH_CONTEXT = re.compile(r"(?:\b(?:in|on|since|until|till|of|by|early|late|mid|during|through|last|next|"
                             r"this|from|before|after|between|to|and)[\s-]*)$", re.I)
