@@ -446,10 +446,10 @@ class NameFinder:
                 unknown or first.fold in self.lex.first):
             pass  # "Grace Brown", "Szabina Brown"; not "Plan Number"
         elif (weak or unknown) and initials:
-            if sentence_start and classes[-1] == "initial" and not last.text.endswith(".") and (
-                    toks[words[-1] + 1].text != "." if words[-1] + 1 < len(toks) else True):
-                return None  # "Repleating K+", "Check K": a sentence's first word and a lab letter
-            pass  # "J. Brown", "Brown J."
+            # "J. Brown", "Brown J."; not "Repleating K+" (a sentence's first word and a lab letter)
+            dotted = words[-1] + 1 < len(toks) and toks[words[-1] + 1].text == "."
+            if sentence_start and classes[-1] == "initial" and not dotted:
+                return None
         elif weak == 1 and len(words) == 1:
             w = first.fold
             if sentence_start or self.lex.is_medical_proper(w) or w in self.lex.clinical:
