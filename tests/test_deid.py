@@ -128,6 +128,10 @@ def test_offsets_point_into_the_text(det):
 def test_name_found_once_is_flagged_everywhere(det):
     text = "Mrs. Abernathy was admitted. Later Abernathy ambulated. ABERNATHY DENIES PAIN."
     assert sum(text[s.start:s.end].lower() == "abernathy" for s in det.detect(text)) == 3
+    # apostrophes in names propagate too; contractions ("con't") never become names
+    text = "Mr. O'Brien was seen. Later O'Brien reported pain. mrs. Burns con't to be sedated. con't on amio."
+    spans = [text[s.start:s.end] for s in det.detect(text)]
+    assert spans.count("O'Brien") == 2 and "con't" not in " ".join(spans)
 
 
 def test_policies_differ_on_ages_years_and_states():
