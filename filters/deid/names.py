@@ -72,11 +72,11 @@ _ALONE_AFTER = re.compile(r"[ \t]*(?:$|[DT]:|\d{1,2}/\d{1,2}/\d{2,4})", re.M)
 # Words that follow "dr"/"doctor" without being a surname ("dr aware", "Dr. on call", "doctor's office").
 _NOT_AFTER_TITLE = frozenset("""
 aware notified informed called paged here there team teams office offices visit visits note notes order orders
-ordered orders rounds round said says states stated saw sees see seen came come comes will would wants want
+ordered rounds round said says states stated saw sees see seen came come comes will would wants want
 recommends recommended recommendation recommendations appointment appt appts consult consulted following follow
 followed covering coverage update updated updates made making knows told tells asked asks spoke speaks talked
 discussed feels felt thinks thought plans plan changed increased decreased started stopped held gave given
-into in at to on of for with by about re regarding concerned notes' prescribed wrote written signed
+into in at to on of for with by about re regarding concerned prescribed wrote written signed
 """.split())
 _CONTRACTIONS = ("'t", "'ll", "'re", "'ve", "'d", "'m")  # "con't", "pt's", "doesn't": shorthand, not names
 _DRUG_ENDING = re.compile(r"(?:ol|ine|ide|cin|mycin|pril|sartan|statin|azole|vir|mab|nib|pam|lam|zide|done|cillin"
