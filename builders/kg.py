@@ -28,7 +28,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from meddata import io
@@ -36,6 +35,7 @@ from meddata.params import InputPath
 from meddata.records import make_id, messages, new_meta, new_row
 from meddata.registry import register
 from meddata.steps import Builder, Drop, Quarantine, StepContext, StepParams
+from meddata.yamlfile import read_yaml
 
 TEMPLATES_FILE = Path(__file__).parent / "data" / "kg_templates.yaml"
 MAX_LIST_CHARS = 100_000
@@ -61,10 +61,7 @@ class RelationTemplates(BaseModel):
 @lru_cache(maxsize=8)
 def load_templates(path: str | Path = TEMPLATES_FILE) -> dict[str, RelationTemplates]:
     """relation alias (normalised) -> templates. Errors name the file and relation."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    raw = read_yaml(path, ValueError, "template")
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping of relation -> {{aliases, questions, answers}}")
     by_alias: dict[str, RelationTemplates] = {}

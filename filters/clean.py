@@ -25,13 +25,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, field_validator, model_validator
 
 from meddata.params import InputPath
 from meddata.records import MESSAGE_COLUMNS, map_text
 from meddata.registry import register
 from meddata.steps import Drop, Mapper, Outcome, StepContext, StepParams
+from meddata.yamlfile import read_yaml
 
 DATA = Path(__file__).parent / "data"
 DEFAULT_BOILERPLATE = DATA / "boilerplate_qa_sites.yaml"
@@ -357,10 +357,7 @@ def file_stamps(paths) -> str:
 
 def read_pattern_file(path: Path) -> dict[str, list[str]]:
     """Read and check a boilerplate pattern file; errors name the file, section and entry."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml(path, ValueError, "pattern") or {}
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)}, site_names, site_domains)")
     allowed = {*SECTIONS, "site_names", "site_domains"}

@@ -10,13 +10,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from meddata import registry
 from meddata.errors import UserError
 from meddata.params import format_validation
 from meddata.steps import Builder, Step
+from meddata.yamlfile import read_yaml
 
 FORMATS = ("arrow", "parquet", "jsonl")
 
@@ -184,16 +184,7 @@ def _check_llm_refs(steps: list[Step], llms: Mapping[str, Any], source: str) -> 
 def load(path: str | Path) -> Recipe:
     """Load and validate a recipe file."""
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"recipe file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise RecipeError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except UnicodeDecodeError:
-        raise RecipeError(f"{path}: not UTF-8 text") from None
+    data = read_yaml(path, RecipeError, "recipe")
     if not isinstance(data, Mapping):
         raise RecipeError(f"{path}: a recipe must be a YAML mapping with name, inputs, steps, output")
     return from_dict(data, base_dir=path.parent.resolve(), source=str(path))

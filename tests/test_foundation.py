@@ -14,6 +14,7 @@ from testutil import EXAMPLES, read_jsonl
 from meddata import pipeline, recipe, registry
 from meddata.recipe import RecipeError
 from meddata.records import RecordError, validate_row
+from meddata.yamlfile import read_yaml
 
 QUICKSTART = EXAMPLES / "recipes" / "quickstart.yaml"
 MEDQUAD = EXAMPLES / "data" / "medquad_sample.jsonl"
@@ -68,7 +69,7 @@ def test_rerun_reuses_finished_steps(tmp_path, capsys, caplog):
     assert second.totals == first.totals
     assert "reused step 3 length_filter" in caplog.text
     # a changed parameter re-runs that step and the ones after it, not the ones before
-    data = recipe.yaml.safe_load(QUICKSTART.read_text())
+    data = read_yaml(QUICKSTART)
     data["steps"][1] = {"length_filter": {"min_chars": 200}}
     third = pipeline.run(recipe.from_dict(data, base_dir=QUICKSTART.parent), tmp_path / "qs")
     assert [s.reused for s in third.steps] == [True, True, True, False]

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from meddata.errors import UserError
 from meddata.params import format_validation
+from meddata.yamlfile import read_yaml
 
 StageType = Literal["sft", "pretrain", "dpo"]
 
@@ -237,12 +237,5 @@ def from_dict(data: Any, *, source: str = "<config>", base_dir: Path | None = No
 
 def load(path: str | Path) -> LoadedConfig:
     path = Path(path)
-    if not path.is_file():
-        raise TrainConfigError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise TrainConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml(path, TrainConfigError, "config")
     return from_dict(data, source=str(path), base_dir=path.parent.resolve())

@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from meddata.errors import UserError
 from meddata.params import format_validation
+from meddata.yamlfile import read_yaml
 
 Mode = Literal["loglik", "generate"]
 #: Benchmark names that imply an exam format.
@@ -99,12 +99,7 @@ def from_dict(data: Any, *, source: str = "<eval config>", base_dir: Path | None
 
 def load(path: str | Path) -> tuple[EvalConfig, Path]:
     path = Path(path)
-    if not path.is_file():
-        raise EvalConfigError(f"{path}: no such eval config file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise EvalConfigError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml(path, EvalConfigError, "eval config")
     if isinstance(data, dict) and "eval" in data and "models" not in data:
         data = data["eval"]
     return from_dict(data, source=str(path), base_dir=path.parent.resolve())
