@@ -291,6 +291,11 @@ class BuildInfo:
         return {lic for s in self.sources.values() for lic in s.licences}
 
     @property
+    def non_commercial_licences(self) -> list[str]:
+        """The licences that forbid commercial use (card, report and push all warn about them)."""
+        return sorted(lic for lic in self.licences if is_non_commercial(lic))
+
+    @property
     def had_raw_input(self) -> bool:
         """True when any source was raw patient data (raw EHR), even if de-identified since."""
         for step in self.steps:

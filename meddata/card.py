@@ -146,7 +146,7 @@ def _warnings(info: BuildInfo) -> list[str]:
     if info.raw_rows:
         out.append(f"**{info.raw_rows:,} rows are raw patient data (`phi_status: raw`) and were never "
                    "de-identified. Do not share or publish this build.**")
-    nc = sorted({lic for lic in info.licences if is_non_commercial(lic)})
+    nc = info.non_commercial_licences
     if nc:
         srcs = sorted(s.name for s in info.sources.values() if any(is_non_commercial(lic) for lic in s.licences))
         out.append(f"**Non-commercial licence:** {', '.join(srcs)} ({'; '.join(nc)}). The dataset as a whole "

@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from meddata.buildinfo import BuildInfo, is_non_commercial, judge_scores
+from meddata.buildinfo import BuildInfo, judge_scores
 from meddata.records import MESSAGE_COLUMNS, detect_type, text_of
 
 SAMPLE_ROWS = 20_000  # rows per split read for lengths and judge scores
@@ -224,7 +224,7 @@ class ReportData:
         if info.raw_rows:
             warnings.append(f"{info.raw_rows:,} rows are raw patient data (phi_status raw); their content is "
                             "not shown here and the build must not be shared.")
-        nc = sorted({lic for lic in info.licences if is_non_commercial(lic)})
+        nc = info.non_commercial_licences
         if nc:
             warnings.append("Non-commercial licence in the mix: " + "; ".join(nc) + ".")
         return {
