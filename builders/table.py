@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import field_validator
 
 from meddata import io
-from meddata.params import InputPath
+from meddata.params import InputPath, require_known
 from meddata.records import PHI_STATUSES, messages, new_meta, new_row
 from meddata.registry import register
 from meddata.steps import Builder, Drop, Quarantine, StepContext, StepParams
@@ -75,9 +75,7 @@ class TableParams(StepParams):
     @field_validator("columns")
     @classmethod
     def _targets(cls, v: dict[str, str]) -> dict[str, str]:
-        unknown = set(v) - set(TARGETS)
-        if unknown:
-            raise ValueError(f"unknown target(s) {sorted(unknown)}; allowed: {', '.join(TARGETS)}")
+        require_known(v, TARGETS, "target")
         has = set(v)
         if not ({"text"} <= has or {"user", "assistant"} <= has or {"prompt", "completion"} <= has
                 or {"prompt", "chosen", "rejected"} <= has or {"question"} <= has):

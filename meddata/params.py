@@ -3,7 +3,7 @@ Paths in a recipe are relative to the recipe's folder."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -32,6 +32,14 @@ def _resolve(value: str | Path, info: ValidationInfo) -> str:
 InputPath = Annotated[str, AfterValidator(_resolve_existing)]
 #: A path resolved against the recipe folder that may not exist yet (outputs, caches).
 OutputPath = Annotated[str, AfterValidator(_resolve)]
+
+
+def require_known(values: Iterable[str], allowed: Iterable[str], what: str) -> None:
+    """Reject names outside ``allowed`` in a parameter validator, listing what is allowed."""
+    allowed = list(allowed)
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; allowed: {', '.join(allowed)}")
 
 
 def dotted_loc(loc: tuple) -> str:

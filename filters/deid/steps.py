@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import field_validator
 
+from meddata.params import require_known
 from meddata.records import annotate, map_text
 from meddata.registry import register
 from meddata.steps import Drop, Mapper, StepContext, StepParams
@@ -45,9 +46,7 @@ class DeidParams(StepParams):
     @field_validator("fields")
     @classmethod
     def _fields(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = set(v) - set(CONTENT_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown field(s) {sorted(unknown)}; allowed: {', '.join(CONTENT_FIELDS)}")
+        require_known(v, CONTENT_FIELDS, "field")
         return v
 
 
@@ -160,9 +159,7 @@ class PhiScanParams(StepParams):
     def _types(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         from meddata.filters.deid.spans import PHI_TYPES
 
-        unknown = set(v) - set(PHI_TYPES)
-        if unknown:
-            raise ValueError(f"unknown PHI type(s) {sorted(unknown)}; known: {', '.join(PHI_TYPES)}")
+        require_known(v, PHI_TYPES, "PHI type")
         return v
 
 
