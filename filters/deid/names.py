@@ -16,10 +16,11 @@ catheter``, ``Kelly clamp``) are not names unless a cue says so.
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from meddata.filters.deid.dictionaries import MONTHS, STOPWORDS, WEEKDAYS, Lexicon
-from meddata.filters.deid.patterns import _leads
+from meddata.filters.deid.patterns import keyword_leads
 from meddata.filters.deid.spans import Span
 from meddata.filters.deid.tokens import Token
 
@@ -45,7 +46,8 @@ seen by|seen with|evaluated by|examined by|discussed with|discussed w|d/w|dw|spo
 |supervising physician|admitting physician|admitting|discharging physician|oncologist|cardiologist|neurologist
 |surgeon is|pcp is|md|dictating|transcriptionist|scribe|chaplain|pastor|priest|rabbi|imam|mrs\\.? and mr\\.?
 """
-CUE = re.compile(r"(?=[A-Za-z])(?<![\w/])(?=" + _leads(_CUE_PHRASES.replace("\n", "")) + r")(?:" + _CUE_PHRASES.replace("\n", "") + r")(?!\w)\s*[:\-=,]?\s*(?:is\s+|was\s+|named\s+)?(?=\S)",
+_CUE_ALTERNATION = _CUE_PHRASES.replace("\n", "")
+CUE = re.compile(r"(?=[A-Za-z])(?<![\w/])(?=" + keyword_leads(_CUE_ALTERNATION) + r")(?:" + _CUE_ALTERNATION + r")(?!\w)\s*[:\-=,]?\s*(?:is\s+|was\s+|named\s+)?(?=\S)",
                  re.I)
 _LABEL_ONLY = frozenset("patient pt name by cc signed author contact physician provider resident fellow intern np pa rn "
                         "nurse assistant assistants anesthesia md referring named admitting per attending".split())
@@ -160,9 +162,7 @@ class NameFinder:
     # -- main --------------------------------------------------------------------------
     def find(self, text: str, toks: list[Token]) -> list[Span]:
         spans: list[Span] = []
-        by_start = {t.start: i for i, t in enumerate(toks)}
-        starts = [t.start for t in toks]
-        spans += self._after_cues(text, toks, by_start, starts)
+        spans += self._after_cues(text, toks)
         spans += self._credentials(toks)
         spans += self._dictionary(toks)
         spans += self._last_first(text)
@@ -217,9 +217,8 @@ class NameFinder:
             return None
         return i, last_word
 
-    def _after_cues(self, text: str, toks: list[Token], by_start: dict[int, int], starts: list[int]) -> list[Span]:
-        import bisect
-
+    def _after_cues(self, text: str, toks: list[Token]) -> list[Span]:
+        starts = [t.start for t in toks]
         spans: list[Span] = []
         for m in CUE.finditer(text):
             cue = m.group().strip(" :-=,").lower()
@@ -273,18 +272,21 @@ class NameFinder:
                     continue  # "hr 70 sr w/occ pvc", "20 fr foley": sinus rhythm, French gauge
                 if j < len(toks) and (toks[j].text in (",", ":", "-", "(") or is_title and toks[j].text == "."):
                     j += 1
-                if is_title and t.mode == "mixed" and t.text[0].isupper() and w in ("dr", "mr", "mrs", "ms") and \
-                        j < len(toks) and toks[j].text.islower() and self._plain_word_after_title(toks[j], caseless=True):
-                    spans.append(Span(toks[j].start, toks[j].end, "NAME", "cue"))  # "Dr. griffin made aware"
-                    continue
-                if is_title and t.mode == "mixed" and not t.text[0].isupper() and not (
-                        w in ("dr", "mr", "mrs") and j < len(toks) and toks[j].text[:1].isupper()):
-                    # "the doctor said"; but "dr green aware" in a note typed without capitals
+                if is_title and t.mode == "mixed":
+                    # A title abbreviation makes a lower-case word a surname ("Dr. griffin made aware",
+                    # "dr green aware"); a lower-case title word before a lower-case word is a noun
+                    # ("the doctor said").
                     nxt = toks[j] if j < len(toks) else None
-                    if w in ("dr", "mr", "mrs") and nxt is not None and nxt.is_word and nxt.text.islower() and \
-                            self._plain_word_after_title(nxt, caseless=True):
-                        spans.append(Span(nxt.start, nxt.end, "NAME", "cue"))
-                    continue
+                    lower_name = nxt is not None and nxt.text.islower() and \
+                        self._plain_word_after_title(nxt, caseless=True)
+                    if t.text[0].isupper():
+                        if lower_name and w in ("dr", "mr", "mrs", "ms"):
+                            spans.append(Span(nxt.start, nxt.end, "NAME", "cue"))
+                            continue
+                    elif not (w in ("dr", "mr", "mrs") and nxt is not None and nxt.text[:1].isupper()):
+                        if lower_name and w in ("dr", "mr", "mrs"):
+                            spans.append(Span(nxt.start, nxt.end, "NAME", "cue"))
+                        continue
                 while j < len(toks) and toks[j].lower in ("is", "was", "named", "name", "called", "'s"):
                     j += 1
                 if j >= len(toks):

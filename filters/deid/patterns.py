@@ -319,7 +319,7 @@ _ID_LABELS = {
           r"|csn|fin|har|ref(?:erence)?\s*(?:number|no\.?|#)|confirmation\s+(?:number|#)|ticket\s+(?:number|#)"
           r"|id(?:\s+(?:number|no\.?|#))?|identifier|no\.|number",
 }
-def _leads(alternation: str) -> str:
+def keyword_leads(alternation: str) -> str:
     """A lookahead body matching the first two literal characters of each top-level branch,
     so a long keyword alternation fails fast at the many positions where no keyword starts."""
     branches, depth, cur = [], 0, ""
@@ -344,7 +344,7 @@ def _leads(alternation: str) -> str:
 
 
 LABELLED_ID = re.compile(
-    r"(?=[A-Za-z])\b(?=" + _leads(_ID_LABELS["MRN"] + "|" + _ID_LABELS["ID"]) + r")(?:(?P<MRN>" + _ID_LABELS["MRN"] + r")|(?P<ID>" + _ID_LABELS["ID"] + r"))"
+    r"(?=[A-Za-z])\b(?=" + keyword_leads(_ID_LABELS["MRN"] + "|" + _ID_LABELS["ID"]) + r")(?:(?P<MRN>" + _ID_LABELS["MRN"] + r")|(?P<ID>" + _ID_LABELS["ID"] + r"))"
     r"(?:\s*(?:is|was|:|#|=|-|no\.?)\s*)*\s*(?P<value>[A-Z0-9#][A-Z0-9\-/.#]*\d[A-Z0-9\-/]*)(?<![.-])",
     re.I,
 )

@@ -8,6 +8,7 @@ countries alone are not PHI under Safe Harbor; after a town they join its span.
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from meddata.filters.deid.dictionaries import MONTHS, STOPWORDS, WEEKDAYS, Lexicon
@@ -465,8 +466,6 @@ class PlaceFinder:
         return out
 
     def _cues(self, text: str, toks: list[Token]) -> list[Span]:
-        import bisect
-
         out = []
         starts = [t.start for t in toks]
         for m in LOCATION_CUES.finditer(text):
