@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from meddata.filters.deid import patterns
 from meddata.filters.deid.dictionaries import MONTHS, STOPWORDS, WEEKDAYS, lexicon
-from meddata.filters.deid.names import _CONTRACTIONS, MEDICAL_FOLLOWERS, TITLES, NameFinder
+from meddata.filters.deid.names import CONTRACTIONS, MEDICAL_FOLLOWERS, TITLES, NameFinder
 from meddata.filters.deid.ner import MODEL, _segments, load_model, model_spans, model_windows
 from meddata.filters.deid.places import PlaceFinder
 from meddata.filters.deid.spans import Span, merge_spans
@@ -118,7 +118,7 @@ class Detector:
                     break
                 if t.start >= s.start and t.is_word and len(t.text) >= 3:
                     w = t.fold
-                    if w.endswith(_CONTRACTIONS) or w in STOPWORDS or w in TITLES or w in MONTHS or w in WEEKDAYS or w in self._hospital_words:
+                    if w.endswith(CONTRACTIONS) or w in STOPWORDS or w in TITLES or w in MONTHS or w in WEEKDAYS or w in self._hospital_words:
                         continue
                     if s.type != "NAME" and (w in self.lex.clinical or self.lex.is_common(w)):
                         continue

@@ -80,8 +80,8 @@ followed covering coverage update updated updates made making knows told tells a
 discussed feels felt thinks thought plans plan changed increased decreased started stopped held gave given
 into in at to on of for with by about re regarding concerned prescribed wrote written signed
 """.split())
-_CONTRACTIONS = ("'t", "'ll", "'re", "'ve", "'d", "'m")  # "con't", "pt's", "doesn't": shorthand, not names
-_DRUG_ENDING = re.compile(r"(?:ol|ine|ide|cin|mycin|pril|sartan|statin|azole|vir|mab|nib|pam|lam|zide|done|cillin"
+CONTRACTIONS = ("'t", "'ll", "'re", "'ve", "'d", "'m")  # "con't", "pt's", "doesn't": shorthand, not names
+DRUG_ENDING = re.compile(r"(?:ol|ine|ide|cin|mycin|pril|sartan|statin|azole|vir|mab|nib|pam|lam|zide|done|cillin"
                           r"|cycline|floxacin|tidine|prazole|itis|osis|ectomy|otomy|ostomy|plasty|scopy|emia|pathy)$")
 _VERBISH = frozenset("""
 will would can could should may might must shall did does do has have had is was are were be been being not also
@@ -135,7 +135,7 @@ class NameFinder:
             if tok.mode == "mixed" and tok.text.isupper() and len(w) <= 4:
                 return "weak"  # "ED", "ICU": abbreviations in a mixed line
             return "strong"
-        if self.lex.is_word(w) or _DRUG_ENDING.search(w) or w.endswith(_CONTRACTIONS):
+        if self.lex.is_word(w) or DRUG_ENDING.search(w) or w.endswith(CONTRACTIONS):
             return "word"  # "Droperidol", "Ceftazidime": drugs and procedures no list knows
         return "unknown"
 
@@ -151,7 +151,7 @@ class NameFinder:
             s = self.strength(tok)
             if s == "word":
                 return after_cue and tok.fold not in STOPWORDS and tok.fold not in MONTHS and tok.fold not in TITLES \
-                    and tok.fold not in self.lex.clinical and not tok.fold.endswith(_CONTRACTIONS)
+                    and tok.fold not in self.lex.clinical and not tok.fold.endswith(CONTRACTIONS)
             return True
         s = self.strength(tok)
         if after_cue:

@@ -12,7 +12,7 @@ import bisect
 import re
 
 from meddata.filters.deid.dictionaries import MONTHS, STOPWORDS, WEEKDAYS, Lexicon
-from meddata.filters.deid.names import _DRUG_ENDING, MEDICAL_FOLLOWERS
+from meddata.filters.deid.names import DRUG_ENDING, MEDICAL_FOLLOWERS
 from meddata.filters.deid.spans import Span
 from meddata.filters.deid.tokens import Token
 
@@ -54,13 +54,14 @@ _NOT_STREET_WORD = frozenset(
 _STREET_PARTICLES = frozenset("de la le del du van von st mt n s e w the".split())
 
 
-def _street_words_ok(match: str) -> bool:
+def _street_words_ok(match: str, clinical: frozenset[str]) -> bool:
     """The words between the house number and the street suffix read like a street name:
     no function words ("3 WAY FOLEY IN PLACE"), no units ("45 MINUTES ... PT"), no numbers
-    ("2L O2 via"), no sentence break ("40 AFTER CAPTOPRIL. PT")."""
+    ("2L O2 via"), no sentence break ("40 AFTER CAPTOPRIL. PT"), not a run of clinical words
+    ("4 LARGE THICK LIQ GREEN STOOLS")."""
     parts = match.split()
     middle = [p.strip(".,").lower() for p in parts[1:-1]]
-    if not middle or middle[0] in _NOT_STREET_WORD:
+    if not middle or middle[0] in _NOT_STREET_WORD or sum(w in clinical for w in middle) >= 2:
         return False
     if re.search(r"[A-Za-z]{3,}\.\s", match):
         return False
@@ -195,7 +196,7 @@ class PlaceFinder:
             if i + 2 < len(toks) and toks[i + 2].start - num.end <= 1 and toks[i + 2].fold in _DOSE_UNITS:
                 continue  # "to Lasix 40 mg": a dose
             if self.lex.is_word(t.fold) or t.fold in STOPWORDS or t.fold in MONTHS or t.fold in WEEKDAYS or \
-                    _DRUG_ENDING.search(t.fold):
+                    DRUG_ENDING.search(t.fold):
                 continue
             out.append(Span(t.start, num.end, "HOSPITAL", "rule"))
         return out
@@ -207,10 +208,8 @@ class PlaceFinder:
             for m in rx.finditer(text):
                 if rx is self.street_any and not _caseless_address(m.group()):
                     continue
-                if rx is not self.pobox and not _street_words_ok(m.group()):
+                if rx is not self.pobox and not _street_words_ok(m.group(), self.lex.clinical):
                     continue
-                if sum(w.strip(".,").lower() in self.lex.clinical for w in m.group().split()[1:-1]) >= 2:
-                    continue  # "4 LARGE THICK LIQ GREEN STOOLS"
                 if re.search(r"\bdr\.?$", m.group(), re.I) and re.match(r"\.?[ \t]+[A-Z]", text[m.end():m.end() + 3]):
                     continue  # "... by Dr. Brown": a title, not "Drive"
                 out.append(Span(m.start(), m.end(), "LOCATION"))
