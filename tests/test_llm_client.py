@@ -39,6 +39,8 @@ def make_client(server: LLMServer, tmp_path, name: str = "local", **overrides) -
 
 
 def ask(text: str, **kw) -> ChatRequest:
+    """A request built from public text unless ``phi_status`` says otherwise (the default is raw)."""
+    kw.setdefault("phi_status", "not_applicable")
     return ChatRequest(messages=[{"role": "user", "content": text}], **kw)
 
 

@@ -6,16 +6,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 import yaml
+from llm_server import LLMServer
 from testutil import DATA, ROOT, read_jsonl
 
 from meddata.llm import ChatRequest, LLMClient, PHIGuardError, is_local_endpoint
 from meddata.llm.config import parse_config
-from meddata.llm.guard import PHIGuard
+from meddata.llm.guard import PHIGuard, route_for
 
 REMOTE = "http://llm.example.invalid/v1"
 NOTES = DATA / "llm" / "synthea_notes_sample.jsonl"
@@ -24,13 +27,116 @@ NOTES = DATA / "llm" / "synthea_notes_sample.jsonl"
 @pytest.mark.parametrize("url,local", [
     ("http://127.0.0.1:8000/v1", True), ("http://127.8.9.10/v1", True), ("http://[::1]:8000/v1", True),
     ("http://[::ffff:127.0.0.1]/v1", True), ("http://localhost:11434/v1", True), ("http://LOCALHOST./v1", True),
-    ("http://vllm.localhost/v1", True),
     (REMOTE, False), ("https://api.openai.com/v1", False), ("http://10.0.0.5:8000/v1", False),
     ("http://localhost.example.invalid/v1", False), ("http://127.0.0.1.example.invalid/v1", False),
     ("http://[::2]/v1", False), ("not a url", False), ("", False),
 ])
 def test_is_local_endpoint(url, local):
     assert is_local_endpoint(url) is local
+
+
+@pytest.mark.parametrize("addresses,local", [
+    (["127.0.0.1"], True), (["::1", "127.0.0.1"], True),
+    (["10.1.2.3"], False), (["127.0.0.1", "93.184.216.34"], False), ([], False), (OSError("no such name"), False),
+])
+def test_a_localhost_name_is_local_only_when_it_resolves_to_loopback(addresses, local):
+    # RFC 6761 asks resolvers to keep *.localhost on the machine; not every resolver does.
+    def resolve(host):
+        assert host == "vllm.localhost"
+        if isinstance(addresses, Exception):
+            raise addresses
+        return addresses
+
+    assert is_local_endpoint("http://vllm.localhost:8000/v1", resolve=resolve) is local
+
+
+def test_other_names_are_remote_without_a_lookup():
+    def resolve(host):
+        raise AssertionError(f"looked up {host}")
+
+    assert is_local_endpoint("http://gpu-box.internal/v1", resolve=resolve) is False
+
+
+def test_a_request_that_does_not_say_its_phi_status_counts_as_raw(tmp_path):
+    assert ChatRequest(messages=[]).phi_status == "raw"
+    client = _remote_client(tmp_path)
+    with pytest.raises(PHIGuardError, match="phi_status='raw'"):
+        client.generate([ChatRequest(messages=[{"role": "user", "content": "Jane Roe"}])])
+    client.close()
+
+
+class RecordingProxy:
+    """A real TCP listener standing in for an HTTP proxy: it records every connection and the
+    first bytes received, and answers 502 (a proxy that cannot reach upstream)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.received: list[bytes] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.received.append(conn.recv(65536))
+                    conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                except OSError:
+                    self.received.append(b"")
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def proxy_env(monkeypatch):
+    proxy = RecordingProxy()
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(var, proxy.url)
+    yield proxy
+    proxy.close()
+
+
+def test_requests_to_a_local_endpoint_never_go_through_an_environment_proxy(tmp_path, proxy_env):
+    # The issue: the guard passed raw PHI because base_url was local, and httpx then sent every
+    # request to HTTP_PROXY. A local endpoint is reached directly, whatever the environment says.
+    server = LLMServer().start()
+    try:
+        cfg = parse_config("local", {"model": "m", "base_url": server.url, "max_retries": 1, "timeout": 5})
+        client = LLMClient("local", cfg, cache_path=tmp_path / "cache.sqlite")
+        out = client.generate([ChatRequest(messages=[{"role": "user", "content": f"Jane Roe, MRN 12345{i}"}],
+                                           phi_status="raw") for i in range(5)])
+        client.close()
+    finally:
+        server.stop()
+    assert [r.error for r in out] == [None] * 5
+    assert len(server.chat_log()) == 5
+    assert proxy_env.received == []
+
+
+def test_a_remote_endpoint_behind_a_proxy_is_refused_naming_both_hops(tmp_path, proxy_env):
+    route = route_for(REMOTE)
+    assert (route.local, route.proxy) == (False, proxy_env.url)
+    client = _remote_client(tmp_path)
+    with pytest.raises(PHIGuardError, match=r"llm\.example\.invalid \(through the proxy 127\.0\.0\.1\)"):
+        client.generate([ChatRequest(messages=[{"role": "user", "content": "x"}], phi_status="raw")])
+    client.close()
+    assert proxy_env.received == []
+
+
+def test_no_proxy_exempts_a_host_from_the_environment_proxy(monkeypatch, proxy_env):
+    monkeypatch.setenv("NO_PROXY", "example.invalid")
+    assert route_for(REMOTE).proxy is None
 
 
 def _remote_client(tmp_path, **extra) -> LLMClient:

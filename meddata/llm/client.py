@@ -57,7 +57,8 @@ class LLMClient:
         self.backend = backend or make_backend(name, config)
         self.model = self.backend.model
         self.guard = PHIGuard(name, self.backend.endpoint, local=self.backend.is_local,
-                              allow_phi_to_remote=config.allow_phi_to_remote)
+                              allow_phi_to_remote=config.allow_phi_to_remote,
+                              proxy=getattr(self.backend, "proxy", None))  # only HTTP backends have one
         self.cache_path = cache_path
         self.stats: dict[str, float] = {
             "requests": 0, "cached": 0, "sent": 0, "retries": 0, "errors": 0, "invalid_output": 0,

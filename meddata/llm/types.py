@@ -18,7 +18,8 @@ class ChatRequest:
     """One chat completion to make.
 
     ``phi_status`` is the status of the rows the prompt was built from; the PHI guard refuses
-    anything but ``deidentified``/``not_applicable`` for endpoints off this machine.
+    anything but ``deidentified``/``not_applicable`` for endpoints off this machine. It
+    defaults to ``raw``, so a request that does not say is never sent off the machine.
     ``key`` is the caller's id for log lines (a row id); it is not part of the cache key.
     Requests that must give different answers (k samples of one prompt) must differ in
     ``seed``: identical requests share one cache entry and one call.
@@ -32,7 +33,8 @@ class ChatRequest:
     json_schema: dict | None = None
     #: The answer must be a JSON value (any shape); implied by ``json_schema``.
     json_mode: bool = False
-    phi_status: str = "not_applicable"
+    #: Unknown means unsafe: a caller that forgets to say is treated as sending raw PHI.
+    phi_status: str = "raw"
     key: str | None = None
 
     @property

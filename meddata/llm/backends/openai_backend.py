@@ -30,7 +30,7 @@ from typing import Any
 from meddata.llm.backends.base import Backend, Completion, PermanentError, TransientError
 from meddata.llm.config import LLMConfig
 from meddata.llm.errors import LLMConfigError
-from meddata.llm.guard import is_local_endpoint
+from meddata.llm.guard import route_for
 from meddata.llm.types import ChatRequest
 
 #: Status codes worth retrying besides 5xx.
@@ -66,7 +66,7 @@ class OpenAIBackend(Backend):
         super().__init__(config.effective_model)
         self.config = config
         self.base_url = config.effective_base_url
-        self._local = is_local_endpoint(self.base_url)
+        self.route = route_for(self.base_url)
         self._clients: list = []
         self._next = 0
         if config.api_key_env:
@@ -81,7 +81,12 @@ class OpenAIBackend(Backend):
 
     @property
     def is_local(self) -> bool:
-        return self._local
+        return self.route.local
+
+    @property
+    def proxy(self) -> str | None:
+        """The environment proxy requests pass through (never one for a local endpoint)."""
+        return self.route.proxy
 
     @property
     def endpoint(self) -> str:
@@ -106,11 +111,18 @@ class OpenAIBackend(Backend):
             shards = max(1, math.ceil(self.config.max_concurrency / POOL_SIZE))
             self._clients = [
                 openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0,
-                                   timeout=self.config.timeout)
+                                   timeout=self.config.timeout, http_client=self._http_client(openai))
                 for _ in range(shards)
             ]
         self._next = (self._next + 1) % len(self._clients)
         return self._clients[self._next]
+
+    def _http_client(self, openai: Any) -> Any:
+        """The SDK's default httpx client, with environment settings (proxies above all) off for
+        a local endpoint: HTTP_PROXY must never carry raw PHI off the machine (the PHI guard
+        let those requests through because the endpoint is local). A remote endpoint keeps the
+        environment's proxies and CA settings; the guard already treats it as off the machine."""
+        return openai.DefaultAsyncHttpxClient(trust_env=not self.route.local)
 
     def _kwargs(self, request: ChatRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
