@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from meddata.builders import source_io
+from meddata.builders.ids import unique_ids
 from meddata.builders.sections import split_sections
 
 from meddata import io
@@ -183,6 +184,7 @@ class _DialogueBuilder(Builder):
     default_patterns: ClassVar[tuple[str, ...]] = ()
     default_source: ClassVar[str | None] = None
 
+    @unique_ids
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: DialogueParams = self.params
         speakers = p.speaker_map()

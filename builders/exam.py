@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from datasets import Value
+from meddata.builders.ids import unique_ids
 from pydantic import ConfigDict, Field
 
 from meddata import exams
@@ -52,6 +53,7 @@ class ExamBuilder(Builder):
     extra_features = EXAM_FEATURES
     output_columns = ("question", "options", "answer", "context", "subject", "explanation", "messages")
 
+    @unique_ids
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: ExamParams = self.params
         root = Path(p.path)

@@ -28,6 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from meddata.builders.ids import unique_ids
 from pydantic import BaseModel, ConfigDict, Field
 
 from meddata import io
@@ -139,6 +140,7 @@ class KgBuilder(Builder):
     Params = KgParams
     output_columns = ("messages",)
 
+    @unique_ids
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: KgParams = self.params
         templates = load_templates(p.templates or TEMPLATES_FILE)

@@ -31,6 +31,8 @@ from typing import Any, Literal
 from xml.etree import ElementTree as ET
 from xml.parsers import expat
 
+from meddata.builders.ids import unique_ids
+
 from meddata import io
 from meddata.params import InputPath
 from meddata.records import messages, new_meta, new_row
@@ -232,6 +234,7 @@ class MedquadXml(Builder):
     Params = MedquadParams
     output_columns = ("messages",)
 
+    @unique_ids
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: MedquadParams = self.params
         root = Path(p.path)
@@ -305,6 +308,7 @@ class StackExchangePosts(Builder):
     Params = StackExchangeParams
     output_columns = ("messages",)
 
+    @unique_ids
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         root = Path(self.params.path)
         for path in io.files_under(root, ("Posts.xml", "Posts.xml.gz", "*.xml")):
@@ -554,6 +558,7 @@ class AlpacaQa(Builder):
     Params = AlpacaQaParams
     output_columns = ("messages",)
 
+    @unique_ids
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: AlpacaQaParams = self.params
         root = Path(p.path)

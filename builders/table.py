@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from meddata.builders.ids import unique_ids
 from pydantic import field_validator
 
 from meddata import io
@@ -99,6 +100,7 @@ class TableBuilder(Builder):
     Params = TableParams
     output_columns = ("text", "messages", "prompt", "completion", "chosen", "rejected", "question", "answer")
 
+    @unique_ids
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: TableParams = self.params
         cmap = ColumnMap(p.columns)

@@ -179,12 +179,22 @@ class DialogueNote(TemplateTask):
         transcript = "\n".join(f"{p.speaker_names.get(m['role'], m['role'].capitalize())}: {m['content'].strip()}"
                                for m in turns)
         out = []
-        for s in sections:
-            title = readable_title(s["title"] or "note")
+        for title, text in self.by_title(sections).items():
             user = f"{p.instruction.format(section=title)}\n\n{transcript}"
-            out.append(self.produce(row, user, s["text"].strip(), variant=_slug(title),
-                                    row_id=f"{row['id']}:{_slug(title)}"))
+            out.append(self.produce(row, user, text, variant=_slug(title), row_id=f"{row['id']}:{_slug(title)}"))
         return out
+
+    def by_title(self, sections: list[dict]) -> dict[str, str]:
+        """Section text per readable title, in note order. Sections that share a title (a
+        "Labs:" line inside RESULTS is a second "pertinent results") are merged: one prompt
+        asks for that section, so it gets one answer, and the row id stays unique."""
+        merged: dict[str, list[str]] = {}
+        for s in sections:
+            merged.setdefault(readable_title(s["title"] or "note"), []).append(s["text"].strip())
+        for parts in merged.values():
+            if len(parts) > 1:
+                self.stat_update("merged_same_title_sections", len(parts) - 1)
+        return {title: "\n\n".join(parts) for title, parts in merged.items()}
 
 
 # --------------------------------------------------------------------------- QA pair -> messages
