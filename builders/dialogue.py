@@ -14,7 +14,9 @@ Speakers map to TRL roles with ``speakers`` (defaults: the doctor -> assistant; 
 family, a guest clinician or nurse talking to the doctor -> user; human -> user, gpt -> assistant), merged over the defaults; a speaker
 may also map to ``drop``. Labels are matched case-insensitively, with numbering stripped
 (``Doctor_2``, ``Guest_family_1``) and, with ``fuzzy_speakers``, typos forgiven
-(``Docotr``). Consecutive turns with the same role merge; empty turns drop. A dialogue with an
+(``Docotr``). A turn written on the line of the one before ("... fine - Guest_family_1: He
+...") is split off: each file's label set is learned from its line starts first
+(:class:`LabelSplitter`; counted as ``speaker_labels_mid_line``). Consecutive turns with the same role merge; empty turns drop. A dialogue with an
 unknown speaker is quarantined by default (``unknown_speakers``), because guessing a role
 would teach the model to speak for the wrong side. Error messages never quote a speaker
 label or any text: labels can be names.
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -93,13 +95,71 @@ def _looks_like_speaker(label: str) -> bool:
     return " " not in label.strip() and len(label.strip()) <= 24
 
 
+_WORD = re.compile(r"\w")
+
+
+class LabelSplitter:
+    """Splits a line where a speaker label of this file occurs mid-line.
+
+    Transcripts, back-translated ones above all, put a second turn on the same line, after a
+    full stop, a dash or a comma: "... two weeks - Guest_family_1: He also ...". The labels
+    looked for are those the file itself writes at line starts, as spelt there and with any
+    numbering (``Doctor_2``), plus near misses of them (``Gest_family``, ``Docotr``) that start
+    with the same letter in the same case, so "the doctor: it hurts" in a sentence is not a
+    label. A label must be followed by text; the dash or space before it is dropped, other
+    punctuation stays with its turn.
+    """
+
+    _CANDIDATE = re.compile(r"(?<![\w])([A-Za-z][A-Za-z]*(?:_[A-Za-z]+)*)(?:_?\d+)*[ \t]*:(?=[ \t]+\S)")
+
+    def __init__(self, labels: Iterable[str]):
+        self.labels = frozenset(_NUMBERING.sub("", lb) for lb in labels if lb)
+        self._verdicts: dict[str, bool] = {}
+        self.splits = 0
+
+    @classmethod
+    def learn(cls, texts: Iterable[str], speakers: SpeakerMap) -> LabelSplitter:
+        """The labels written at line starts in ``texts`` that ``speakers`` knows a role for."""
+        labels: set[str] = set()
+        fuzzy_hits = speakers.fuzzy_hits  # learning is not reading: only turns count as fuzzy matches
+        for text in texts:
+            for line in text.splitlines():
+                m = _COLON_TURN.match(line)
+                if m and _looks_like_speaker(m.group(1)) and speakers.resolve(m.group(1)) is not None:
+                    labels.add(m.group(1).strip())
+        speakers.fuzzy_hits = fuzzy_hits
+        return cls(labels)
+
+    def is_label(self, base: str) -> bool:
+        """``base`` (numbering stripped) is one of the file's labels or a near miss of one."""
+        verdict = self._verdicts.get(base)
+        if verdict is None:
+            same_start = [lb for lb in self.labels if lb[:1] == base[:1]]
+            verdict = base in self.labels or (
+                len(base) >= 4 and bool(difflib.get_close_matches(base, same_start, n=1, cutoff=0.8)))
+            self._verdicts[base] = verdict
+        return verdict
+
+    def split(self, line: str) -> list[str]:
+        if not self.labels:
+            return [line]
+        cuts = [m.start() for m in self._CANDIDATE.finditer(line)
+                if _WORD.search(line, 0, m.start()) and self.is_label(m.group(1))]
+        if not cuts:
+            return [line]
+        self.splits += len(cuts)
+        pieces = [line[a:b] for a, b in zip([0, *cuts], [*cuts, len(line)], strict=True)]
+        return [piece.rstrip(" \t-\u2013\u2014") if i < len(pieces) - 1 else piece for i, piece in enumerate(pieces)]
+
+
 def parse_transcript(text: str, speakers: SpeakerMap, style: Literal["auto", "colon", "bracket"] = "auto",
                      unknown: UnknownPolicy = "quarantine", *, known_only: bool = False,
-                     first_line: int = 1) -> list[tuple[str, str]]:
+                     first_line: int = 1, labels: LabelSplitter | None = None) -> list[tuple[str, str]]:
     """Speaker-tagged text -> ``[(role, content)]`` in order (before merging).
 
     Lines without a speaker continue the previous turn; with ``known_only`` so do lines that
-    start with an unknown ``Label:``. ``first_line`` numbers the lines in error messages.
+    start with an unknown ``Label:``. ``labels`` (colon style) splits lines where one of the
+    file's labels occurs mid-line. ``first_line`` numbers the lines in error messages.
     Raises :class:`TranscriptError`.
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -111,6 +171,8 @@ def parse_transcript(text: str, speakers: SpeakerMap, style: Literal["auto", "co
     turns: list[list[str]] = []  # [role, content]
     for n, line in enumerate(lines, start=first_line):
         pieces = inline.split(line) if inline else [line]
+        if labels is not None and style == "colon":
+            pieces = [part for piece in pieces for part in labels.split(piece)]
         for piece in pieces:
             m = pattern.match(piece)
             role = speakers.resolve(m.group(1)) if m else None
@@ -271,16 +333,31 @@ class DialogueTranscripts(_DialogueBuilder):
     def read_file(self, path: Path, display: str, source: str, scope: str,
                   speakers: SpeakerMap) -> Iterator[dict | Drop | Quarantine]:
         p: TranscriptParams = self.params
+        labels = self._learn_labels(path, display, speakers) if p.style != "bracket" else None
         for item in source_io.iter_with_layout(path, display, p.format, p.encoding,
                                                lambda record: _pick_fields(p, record)):
             if isinstance(item, Quarantine):
                 yield item
                 continue
             fields, locator, record = item
-            yield self._row(fields, record, speakers, source, scope, display, locator)
+            yield self._row(fields, record, speakers, source, scope, display, locator, labels)
+        if labels is not None:
+            self.stat_update("speaker_labels_mid_line", labels.splits)
+
+    def _learn_labels(self, path: Path, display: str, speakers: SpeakerMap) -> LabelSplitter:
+        """A first pass over the file: the speaker labels it writes at line starts."""
+        p: TranscriptParams = self.params
+
+        def texts() -> Iterator[str]:
+            for item in source_io.iter_with_layout(path, display, p.format, p.encoding,
+                                                   lambda record: _pick_fields(p, record)):
+                if not isinstance(item, Quarantine) and isinstance(text := item[2].get(item[0].dialogue), str):
+                    yield text
+
+        return LabelSplitter.learn(texts(), speakers)
 
     def _row(self, f: _Fields, record: Mapping[str, Any], speakers: SpeakerMap, source: str, scope: str,
-             display: str, locator: str) -> dict | Drop | Quarantine:
+             display: str, locator: str, labels: LabelSplitter | None) -> dict | Drop | Quarantine:
         p: TranscriptParams = self.params
         text = record.get(f.dialogue)
         if text is None or not isinstance(text, str):
@@ -289,7 +366,8 @@ class DialogueTranscripts(_DialogueBuilder):
             return Quarantine(f"field '{f.dialogue.strip()}' is {len(text):,} characters, over max_chars "
                               f"({p.max_chars:,})", display, locator)
         try:
-            msgs = merge_turns(parse_transcript(text, speakers, p.style, p.unknown_speakers), p.merge_separator)
+            msgs = merge_turns(parse_transcript(text, speakers, p.style, p.unknown_speakers, labels=labels),
+                               p.merge_separator)
         except TranscriptError as exc:
             return Quarantine(f"field '{f.dialogue.strip()}': {exc}", display, locator)
         sections = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from pathlib import Path
 
 import pytest
 from builder_testkit import (
@@ -20,8 +21,8 @@ from builder_testkit import (
     quarantine_of,
     rows_of,
 )
-from meddata.builders.dialogue import SpeakerMap, merge_turns, parse_transcript
-from testutil import DATA
+from meddata.builders.dialogue import LabelSplitter, SpeakerMap, merge_turns, parse_transcript
+from testutil import DATA, SHARED
 
 from meddata.records import annotations, validate_row
 
@@ -245,3 +246,71 @@ def test_robustness_bad_inputs_quarantine_and_finish(builder, kind, build, tmp_p
     result = build(one(builder, folder if builder in FOLDER_BUILDERS else folder / name), out=tmp_path / "out")
     assert_bad_input_handled(result, folder)
     assert result.totals["out"] == 0
+
+
+# -- speaker labels in the middle of a line (issue 12, item 4) -----------------------------------------
+
+MTS_SHARED = next((p for p in (SHARED / "mts-dialog", Path("/work/shared/data/mts-dialog")) if p.exists()),
+                  SHARED / "mts-dialog")
+_LINE_LABEL = re.compile(r"^([A-Za-z][\w]*)\s*:\s*(\S.*)?$")
+_SEPARATORS = (". ", " - ", ", ", " ")
+
+
+def _on_one_line(dialogue: str, k: int) -> str:
+    """Put every second turn on the line of the turn before it, as back-translated transcripts do,
+    joined by a full stop, a dash, a comma or a space (cycling). Lines ending in a bare label stay."""
+    out: list[str] = []
+    for i, line in enumerate(dialogue.splitlines()):
+        m = _LINE_LABEL.match(line.strip())
+        prev = _LINE_LABEL.match(out[-1].strip()) if out else None
+        if m and prev and prev.group(2) and (i + k) % 2 == 0:
+            sep = _SEPARATORS[(i + k) // 2 % len(_SEPARATORS)]
+            out[-1] = out[-1].rstrip().rstrip(".") + sep + line.strip()
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _normalised(messages: list[dict]) -> list[tuple[str, str]]:
+    return [(m["role"], re.sub(r"[\s.,\-]+", " ", m["content"]).strip()) for m in messages]
+
+
+@pytest.mark.parametrize("name", ["MTS-Dialog-TrainingSet.csv", "MTS-Dialog-ValidationSet.csv",
+                                  "MTS-Dialog-TestSet-1-MEDIQA-Chat-2023.csv"])
+def test_turns_joined_on_one_line_parse_like_the_original(build, tmp_path, name):
+    # Real MTS-Dialog dialogues (Guest_family_1, Doctor_2, misspelt Gest_family/Docotr_2 at line
+    # starts) with turns moved onto the previous line: every turn must still be its own turn.
+    src = MTS_SHARED / name
+    if not src.exists():
+        pytest.skip(f"{src} is not available")
+    with src.open(newline="", encoding="utf-8") as fh:
+        records = list(csv.DictReader(fh))
+    col = next(k for k in records[0] if k.strip() == "dialogue")
+    joined = tmp_path / name
+    with joined.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(records[0]))
+        w.writeheader()
+        for k, rec in enumerate(records):
+            w.writerow({**rec, col: _on_one_line(rec[col], k)})
+    original = build(one("dialogue_transcripts", src, source="mts"), out=tmp_path / "a")
+    moved = build(one("dialogue_transcripts", joined, source="mts"), out=tmp_path / "b")
+    a, b = rows_of(original), rows_of(moved)
+    assert len(a) == len(b) == len(records) - original.totals["dropped"] - original.totals["quarantined"]
+    differ = [ra["id"] for ra, rb in zip(a, b, strict=True) if _normalised(ra["messages"]) != _normalised(rb["messages"])]
+    assert differ == []
+    assert moved.steps[0].counters["speaker_labels_mid_line"] > original.steps[0].counters.get(
+        "speaker_labels_mid_line", 0)
+
+
+def test_mid_line_labels_with_numbers_misspellings_dashes_and_commas():
+    speakers = SpeakerMap()
+    text = ("Doctor: How is he eating?\nGuest_family_1: Not well.\nGest_family: He skips meals.\n"
+            "Doctor: Any fever? - Guest_family_1: No, Gest_family: only a cough, Doctor_2: Thank you.\n"
+            "Patient: I told the doctor: it hurts.")
+    labels = LabelSplitter.learn([text], speakers)
+    turns = parse_transcript(text, speakers, "colon", labels=labels)
+    assert [(r, c.strip()) for r, c in turns] == [
+        ("assistant", "How is he eating?"), ("user", "Not well."), ("user", "He skips meals."),
+        ("assistant", "Any fever?"), ("user", "No,"), ("user", "only a cough,"), ("assistant", "Thank you."),
+        ("user", "I told the doctor: it hurts.")]
+    assert labels.splits == 3
