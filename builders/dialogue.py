@@ -226,8 +226,51 @@ def dialogue_row(builder: str, msgs: list[dict[str, str]], *, source: str, file:
     return new_row(source=source, meta=meta, id=row_id, messages=msgs, sections=sections or None)
 
 
+DialogueShape = Literal["chat", "drop_opening", "as_is"]
+#: The system preamble that keeps an assistant's opening words under ``dialogue_shape: chat``.
+OPENING_PREAMBLE = "You opened this conversation by saying:\n{text}"
+
+
+def shape_dialogue(msgs: list[dict[str, str]], shape: DialogueShape) -> tuple[list[dict[str, str]], list[str]]:
+    """``msgs`` in a shape chat templates and SFT can use, and what was changed.
+
+    ``chat`` / ``drop_opening``: an assistant turn before the first user turn becomes a system
+    preamble (``chat``; some chat templates reject an assistant-first conversation, but the
+    doctor's opening question is the context of the patient's first answer) or is dropped;
+    user turns after the last assistant turn are trimmed (a final user turn gives SFT nothing
+    to learn). ``as_is`` changes nothing (for dialogue -> note tasks, which want every word).
+    """
+    if shape == "as_is":
+        return msgs, []
+    out = [dict(m) for m in msgs]
+    changes: list[str] = []
+    first = 1 if out and out[0]["role"] == "system" else 0
+    if len(out) > first and out[first]["role"] == "assistant":
+        opening = out.pop(first)
+        if shape == "chat":
+            text = OPENING_PREAMBLE.format(text=opening["content"])
+            if first:
+                out[0]["content"] += "\n\n" + text
+            else:
+                out.insert(0, {"role": "system", "content": text})
+            changes.append("opening_to_system")
+        else:
+            changes.append("opening_dropped")
+    trimmed = 0
+    while out and out[-1]["role"] == "user" and any(m["role"] == "assistant" for m in out):
+        out.pop()
+        trimmed += 1
+    if trimmed:
+        changes.append("trailing_user_trimmed")
+    return out, changes
+
+
 class DialogueParams(source_io.SourceParams):
     phi_status: source_io.PhiStatus = "raw"
+    #: chat: an assistant-first turn -> system preamble, trailing user turns trimmed (TRL
+    #: ``messages`` ready); drop_opening: the same, but the opening turn is dropped; as_is: keep
+    #: every turn (for dialogue_note, which turns the whole transcript into a prompt).
+    dialogue_shape: DialogueShape = "chat"
     #: Speaker label -> user | assistant | system | drop, merged over the defaults.
     speakers: dict[str, Role] = {}
     fuzzy_speakers: bool = True
@@ -260,6 +303,21 @@ class _DialogueBuilder(Builder):
                   speakers: SpeakerMap) -> Iterator[dict | Drop | Quarantine]:
         """The rows of one file; ``scope`` prefixes ids taken from the data."""
         raise NotImplementedError
+
+    def row(self, msgs: list[dict[str, str]], **kwargs: Any) -> dict | Drop:
+        """The row (or Drop) for one dialogue, in the ``dialogue_shape`` asked for; each change
+        is counted (``shape.opening_to_system`` ...) and named in ``meta.annotations.shaped``."""
+        shaped, changes = shape_dialogue(msgs, self.params.dialogue_shape)
+        if changes:
+            kwargs["annotations"] = {**(kwargs.get("annotations") or {}), "shaped": changes}
+        out = dialogue_row(self.name, shaped, **kwargs)
+        if isinstance(out, Drop):
+            if out.reason == "no_assistant_turn" and any(m["role"] == "assistant" for m in msgs):
+                return Drop(out.row, "no_assistant_reply")  # the doctor only opened; nobody answered
+            return out
+        for change in changes:  # rows out only: a dropped dialogue is counted under its reason
+            self.stat_update(f"shape.{change}")
+        return out
 
 
 # -- transcript tables (MTS-Dialog, ACI-Bench) ---------------------------------------------------------
@@ -379,7 +437,7 @@ class DialogueTranscripts(_DialogueBuilder):
             else:
                 sections = split_sections(note) or [{"title": "note", "text": note.strip()}]
         source_id = record.get(f.id) if f.id else None
-        return dialogue_row(self.name, msgs, source=source, file=display, locator=locator,
+        return self.row(msgs, source=source, file=display, locator=locator,
                             phi_status=p.phi_status, licence=p.licence, sections=sections,
                             row_id=f"{scope}:{source_id}" if source_id not in (None, "") else None,
                             patient_id=record.get(f.patient_id) if f.patient_id else None,
@@ -486,7 +544,7 @@ class MedDialog(_DialogueBuilder):
         msgs = merge_turns(turns, p.merge_separator)
         description = "\n".join(rec.description or []).strip()
         site = re.match(r"https?://(?:www\.)?([^/]+)", rec.url or "")
-        return dialogue_row(self.name, msgs, source=source, file=display, locator=locator, phi_status=p.phi_status,
+        return self.row(msgs, source=source, file=display, locator=locator, phi_status=p.phi_status,
                             licence=p.licence, row_id=f"{scope}:{site.group(1) if site else 'x'}:{rec.dialogue_id}",
                             sections=[{"title": "Description", "text": description}] if description else None,
                             annotations={"site": site.group(1)} if site else None)
@@ -543,7 +601,7 @@ class ShareGpt(_DialogueBuilder):
                 role = p.unknown_speakers
             turns.append((role, text or ""))
         source_id = record.get(p.id_field)
-        return dialogue_row(self.name, merge_turns(turns, p.merge_separator), source=source, file=display,
+        return self.row(merge_turns(turns, p.merge_separator), source=source, file=display,
                             locator=locator, phi_status=p.phi_status, licence=p.licence,
                             row_id=f"{scope}:{source_id}" if isinstance(source_id, (str, int)) and source_id != ""
                             else None)

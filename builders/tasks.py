@@ -7,7 +7,8 @@ So a build yields training data without any endpoint:
   ``sections`` column the EHR builders fill.
 * ``dialogue_note`` – a doctor-patient dialogue (``messages``) + its paired note section
   (``sections``) -> "Write the <section> section of the clinical note for this encounter"
-  (MTS-Dialog's task; one row per paired section).
+  (MTS-Dialog's task; one row per paired section). Read the dialogues with
+  ``dialogue_shape: as_is``: rows a builder shaped for chat are counted as ``transcript_shaped``.
 * ``qa_messages`` – a free-text ``question``/``answer`` pair -> messages.
 * ``mcq_instruction`` – an exam item (``question``, ``options``, ``answer``) -> lettered
   options -> "C. <option text>" (+ explanation), the format of the ``exam`` builder.
@@ -31,7 +32,7 @@ from meddata.builders.sections import canonical_title, find_section
 from pydantic import Field, field_validator
 
 from meddata import exams
-from meddata.records import detect_type, messages
+from meddata.records import annotations, detect_type, messages
 from meddata.registry import register
 from meddata.steps import Drop, Mapper, Quarantine, StepContext, StepParams
 
@@ -176,6 +177,8 @@ class DialogueNote(TemplateTask):
             sections = [s for s in sections if find_section([s], *p.sections)]
         if not sections:
             return Drop(row, "no_section")
+        if "shaped" in annotations(row):  # the builder's dialogue_shape moved or trimmed turns
+            self.stat_update("transcript_shaped")
         transcript = "\n".join(f"{p.speaker_names.get(m['role'], m['role'].capitalize())}: {m['content'].strip()}"
                                for m in turns)
         out = []

@@ -78,7 +78,8 @@ def test_parse_merge_and_errors_never_quote_content():
 
 def test_mts_dialog_real_sample(build):
     source = list(csv.DictReader((DLG / "mts_dialog_sample.csv").open(encoding="utf-8")))
-    result = build(one("dialogue_transcripts", DLG / "mts_dialog_sample.csv", licence="CC-BY-4.0"))
+    result = build(one("dialogue_transcripts", DLG / "mts_dialog_sample.csv", licence="CC-BY-4.0",
+                       dialogue_shape="as_is"))
     assert_counts_add_up(result)
     assert result.totals["quarantined"] == 0
     assert result.steps[0].counters["speaker_fuzzy_matches"] == 3  # Guest_clinican, Gest_family, Docotr_2
@@ -114,7 +115,7 @@ def test_ids_stay_unique_across_the_files_of_a_folder(build, tmp_path):
 
 
 def test_aci_bench_tags_and_full_note_sections(build):
-    result = build(one("dialogue_transcripts", DLG / "aci_bench_sample.csv"))
+    result = build(one("dialogue_transcripts", DLG / "aci_bench_sample.csv", dialogue_shape="as_is"))
     rows = {r["meta"]["encounter_id"]: r for r in rows_of(result)}
     assert sorted(rows) == ["D2N001", "D2N002", "D2N003"]
     for row in rows.values():
@@ -139,12 +140,13 @@ def test_unknown_speaker_is_quarantined_by_default_and_mappable(build, tmp_path)
         w.writerow(["encounter_id", "dialogue"])
         w.writerow(["e1", "[doctor] how is the cough ?\n[interpreter] she says it is better .\n[patient] si ."])
         w.writerow(["e2", "[doctor] any fever ?\n[patient] no ."])
-    result = build(one("dialogue_transcripts", f), out=tmp_path / "a")
+    result = build(one("dialogue_transcripts", f, dialogue_shape="as_is"), out=tmp_path / "a")
     q = quarantine_of(result)
     assert result.totals["out"] == 1 and len(q) == 1
     assert q[0]["locator"] == "line 2" and "unknown speaker label at line 2" in q[0]["error"]
     assert "interpreter" not in q[0]["error"]
-    mapped = build(one("dialogue_transcripts", f, speakers={"interpreter": "user"}), out=tmp_path / "b")
+    mapped = build(one("dialogue_transcripts", f, speakers={"interpreter": "user"}, dialogue_shape="as_is"),
+                   out=tmp_path / "b")
     assert mapped.totals["out"] == 2
     rows = {r["meta"]["encounter_id"]: r for r in rows_of(mapped)}
     assert rows["e1"]["messages"][1]["content"] == "she says it is better .\nsi ."
@@ -314,3 +316,55 @@ def test_mid_line_labels_with_numbers_misspellings_dashes_and_commas():
         ("assistant", "Any fever?"), ("user", "No,"), ("user", "only a cough,"), ("assistant", "Thank you."),
         ("user", "I told the doctor: it hurts.")]
     assert labels.splits == 3
+
+
+# -- dialogue_shape (issue 12, item 5) ------------------------------------------------------------------
+
+
+def _expected_chat_shape(msgs: list[dict]) -> list[dict]:
+    out = [dict(m) for m in msgs]
+    if out and out[0]["role"] == "assistant":
+        out[0] = {"role": "system", "content": "You opened this conversation by saying:\n" + out[0]["content"]}
+    while out and out[-1]["role"] == "user":
+        out.pop()
+    return out
+
+
+@pytest.mark.parametrize("name", ["MTS-Dialog-ValidationSet.csv", "MTS-Dialog-TestSet-2-MEDIQA-Sum-2023.csv"])
+def test_chat_shape_on_real_mts_dialog(build, tmp_path, name):
+    src = MTS_SHARED / name
+    if not src.exists():
+        pytest.skip(f"{src} is not available")
+    as_is = build(one("dialogue_transcripts", src, source="mts", dialogue_shape="as_is"), out=tmp_path / "a")
+    chat = build(one("dialogue_transcripts", src, source="mts"), out=tmp_path / "b")
+    assert_counts_add_up(chat)
+    raw = {r["id"]: r["messages"] for r in rows_of(as_is)}
+    shaped = {r["id"]: r for r in rows_of(chat)}
+    replied = [m for m in raw.values() if any(t["role"] == "assistant" for t in _expected_chat_shape(m))]
+    starts = sum(1 for m in replied if m[0]["role"] == "assistant")
+    ends = sum(1 for m in replied if m[-1]["role"] == "user")
+    assert starts > 0 and ends > 0
+    counters = chat.steps[0].counters
+    assert counters["shape.opening_to_system"] == starts and counters["shape.trailing_user_trimmed"] == ends
+    dropped = {d["id"]: d["reason"] for d in drops_of(chat)}
+    for rid, msgs in raw.items():
+        expected = _expected_chat_shape(msgs)
+        if not any(m["role"] == "assistant" for m in expected):
+            assert dropped[rid] == "no_assistant_reply"
+            continue
+        row = shaped[rid]
+        assert row["messages"] == expected
+        roles = [m["role"] for m in row["messages"] if m["role"] != "system"]
+        assert roles[0] == "user" and roles[-1] == "assistant"
+        assert ("shaped" in annotations(row)) == (expected != msgs)
+
+
+def test_drop_opening_shape_and_the_dialogue_example(build, tmp_path):
+    result = build(one("dialogue_transcripts", DLG / "aci_bench_sample.csv", dialogue_shape="drop_opening"))
+    rows = rows_of(result)
+    assert result.steps[0].counters["shape.opening_dropped"] == len(rows) == 3
+    assert all(r["messages"][0]["role"] == "user" and r["messages"][-1]["role"] == "assistant" for r in rows)
+    _, example = build_example(build, "dialogue")
+    for row in example:  # the example as shipped: every row fits a chat template and ends on the doctor
+        roles = [m["role"] for m in row["messages"] if m["role"] != "system"]
+        assert roles[0] == "user" and roles[-1] == "assistant", row["id"]

@@ -87,9 +87,11 @@ def _words(transcript: str) -> list[str]:
 
 def test_dialogue_note_on_mts_dialog(build):
     result = build({"name": "dlg", "inputs": [
-        {"builder": "dialogue_transcripts", "path": str(TASKS / "mts_dialog_sample.csv"), "source": "mts"}],
+        {"builder": "dialogue_transcripts", "path": str(TASKS / "mts_dialog_sample.csv"), "source": "mts",
+         "dialogue_shape": "as_is"}],
         "steps": ["dialogue_note"]})
     rows = _rows(result)
+    assert "transcript_shaped" not in result.steps[1].counters
     with (TASKS / "mts_dialog_sample.csv").open(newline="") as fh:
         records = list(csv.DictReader(fh))
     assert len(rows) == len(records) == 12
@@ -105,6 +107,16 @@ def test_dialogue_note_on_mts_dialog(build):
         assert _words(body) == _words(rec["dialogue"])  # every utterance of the source, in order
         assert row["id"].endswith(":" + title.replace(" ", "_").replace("/", "_"))
     assert readable_title("GENHX") == "history of present illness"
+
+
+def test_dialogue_note_counts_transcripts_a_builder_shaped_for_chat(build):
+    # dialogue_shape: chat (the builders' default) moves the doctor's opening into a system
+    # preamble and trims the patient's last words; a dialogue -> note prompt then misses them.
+    result = build({"name": "dlg", "inputs": [
+        {"builder": "dialogue_transcripts", "path": str(TASKS / "mts_dialog_sample.csv"), "source": "mts"}],
+        "steps": ["dialogue_note"]})
+    shaped = sum(v for k, v in result.steps[0].counters.items() if k.startswith("shape."))
+    assert shaped > 0 and result.steps[1].counters["transcript_shaped"] > 0
 
 
 def test_dialogue_note_one_row_per_section():
