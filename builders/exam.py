@@ -18,7 +18,7 @@ from typing import Literal
 
 from datasets import Value
 from meddata.builders.ids import unique_ids
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from meddata import exams
 from meddata.params import InputPath
@@ -37,12 +37,24 @@ class ExamParams(StepParams):
     as_: Literal["eval", "instruction"] = Field("eval", alias="as")
     #: Follow the answer with MedMCQA's explanation / PubMedQA's long answer (instruction rows).
     explanation: bool = True
+    #: User-turn templates of instruction rows ({question}, {options}, {context}); `meddata eval`
+    #: reads them back from the build's stats.json (prompt_from) to score in the same format.
+    template: str = exams.MCQ_TEMPLATE
+    yes_no_maybe_template: str = exams.YES_NO_MAYBE_TEMPLATE
     #: MedMCQA ``cop``: 1 for the original release (1 = opa), 0 for the Hugging Face export.
     cop_base: Literal[0, 1] = 1
     subjects: list[str] | None = None  # keep only these subjects (MMLU / MedMCQA), others dropped
     source: str | None = None  # default: the format name
     licence: str | None = None
     encoding: str = "utf-8"
+
+    @field_validator("template", "yes_no_maybe_template")
+    @classmethod
+    def _placeholders(cls, v: str) -> str:
+        return exams.check_template(v)
+
+    def templates(self) -> exams.PromptTemplates:
+        return exams.PromptTemplates(mcq=self.template, yes_no_maybe=self.yes_no_maybe_template)
 
 
 @register
@@ -81,7 +93,7 @@ class ExamBuilder(Builder):
         if p.subjects is not None and item.subject not in p.subjects:
             return Drop({"id": item.id, "source": source, "meta": meta, "question": item.question}, "other_subject")
         if p.as_ == "instruction":
-            user, assistant = exams.instruction_turns(item, explanation=p.explanation)
+            user, assistant = exams.instruction_turns(item, explanation=p.explanation, templates=p.templates())
             return new_row(source=source, meta=meta, id=item.id, messages=messages(("user", user), ("assistant", assistant)))
         row = new_row(source=source, meta=meta, id=item.id, question=item.question, answer=item.answer,
                       options=[{"label": label, "text": text} for label, text in item.options] or None)

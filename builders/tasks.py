@@ -231,6 +231,18 @@ class QaMessages(TemplateTask):
 class McqInstructionParams(TaskParams):
     #: Follow the answer with the item's explanation / long answer when it has one.
     explanation: bool = True
+    #: User-turn templates ({question}, {options}, {context}); the defaults are meddata.exams' one
+    #: MCQ prompt, which `meddata eval` scores with too (or reads back from stats.json: prompt_from).
+    template: str = exams.MCQ_TEMPLATE
+    yes_no_maybe_template: str = exams.YES_NO_MAYBE_TEMPLATE
+
+    @field_validator("template", "yes_no_maybe_template")
+    @classmethod
+    def _placeholders(cls, v: str) -> str:
+        return exams.check_template(v)
+
+    def templates(self) -> exams.PromptTemplates:
+        return exams.PromptTemplates(mcq=self.template, yes_no_maybe=self.yes_no_maybe_template)
 
 
 @register
@@ -250,7 +262,8 @@ class McqInstruction(TemplateTask):
             item = exams.item_from_row(row)
         except ValueError as exc:  # a malformed exam row, not a missing input
             return Quarantine(f"{self.name}: {exc}", meta.get("file"), meta.get("locator"), row=row)
-        user, assistant = exams.instruction_turns(item, explanation=self.params.explanation)
+        user, assistant = exams.instruction_turns(item, explanation=self.params.explanation,
+                                                  templates=self.params.templates())
         return self.produce(row, user, assistant, variant=item.kind)
 
 

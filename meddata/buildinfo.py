@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import DatasetDict, load_from_disk
 
+from meddata import exams
 from meddata.errors import UserError
 from meddata.output import SPLIT_ORDER
 
@@ -164,6 +165,24 @@ class BuildInfo:
         for s in self.steps:
             total.update({k: v for k, v in (s.get("counters") or {}).items() if isinstance(v, (int, float))})
         return total
+
+    def exam_prompt_templates(self) -> exams.PromptTemplates | None:
+        """The prompt the build's exam instructions were made with (``mcq_instruction``, or an
+        ``exam`` input with ``as: instruction``), so ``meddata eval`` can ask in the same words;
+        None when the build made none. Raises BuildError when its steps used different ones."""
+        found: set[exams.PromptTemplates] = set()
+        for s in self.steps:
+            params = s.get("params") or {}
+            if s.get("name") == "mcq_instruction" or (
+                    s.get("name") == "exam" and (params.get("as_") or params.get("as")) == "instruction"):
+                found.add(exams.PromptTemplates(mcq=params.get("template") or exams.MCQ_TEMPLATE,
+                                                yes_no_maybe=params.get("yes_no_maybe_template")
+                                                or exams.YES_NO_MAYBE_TEMPLATE,
+                                                system=params.get("system")))
+        if len(found) > 1:
+            raise BuildError(f"{self.root}: exam instructions were made with {len(found)} different prompt "
+                             "templates; give the one to evaluate with as mcq_template in the eval config")
+        return found.pop() if found else None
 
     def steps_named(self, *prefixes: str) -> list[dict[str, Any]]:
         return [s for s in self.steps if any(s["name"] == p or s["name"].startswith(p + "_") for p in prefixes)]

@@ -42,15 +42,23 @@ def _reference_logprob(model, tokenizer, context: str, continuation: str) -> flo
     return sum(logprobs[pos - 1, whole[pos]].item() for pos in range(n_ctx, len(whole)))
 
 
+def _answer_text(style: str, label: str, text: str) -> str:
+    return f"{label}. {text}" if style == "instruction" else text
+
+
+@pytest.mark.parametrize("style", ["completion", "instruction"])
 @pytest.mark.parametrize("continuation", ["label", "text"])
-def test_loglik_matches_hand_computed_values_on_three_items(tiny, continuation):
+def test_loglik_matches_hand_computed_values_on_three_items(tiny, continuation, style):
     model, tokenizer = tiny
     items = exams.load_exam(EVAL / "medqa_sample.jsonl")[:3]
     requests, expected = [], []
     for item in items:
-        prompt = exams.mcq_prompt(item)
+        # the training prompt of mcq_instruction, then "Answer:" when there is no chat template
+        prompt = exams.mcq_prompt(item) if style == "completion" else (
+            "Answer the following multiple-choice question with the letter and text of the correct option.\n\n"
+            + item.question + "\n\n" + "\n".join(f"{lab}. {t}" for lab, t in item.options) + "\n\nAnswer:")
         for label, text in item.options:
-            cont = " " + (label if continuation == "label" else text)
+            cont = " " + (label if continuation == "label" else _answer_text(style, label, text))
             requests.append((prompt, cont))
             expected.append(_reference_logprob(model, tokenizer, prompt, cont))
     # all 12 requests in one padded batch, and again in uneven batches
@@ -59,7 +67,8 @@ def test_loglik_matches_hand_computed_values_on_three_items(tiny, continuation):
         for g, e in zip(got, expected, strict=True):
             assert g.logprob == pytest.approx(e, abs=2e-4)
     # the evaluator picks the argmax of exactly these values
-    cfg = EvalConfig(models={"m": "x"}, benchmarks=[BenchmarkSpec(name="medqa", path="x")], continuation=continuation)
+    cfg = EvalConfig(models={"m": "x"}, benchmarks=[BenchmarkSpec(name="medqa", path="x")], continuation=continuation,
+                     prompt=style)
     bench = LoadedBenchmark(BenchmarkSpec(name="medqa", path="x"), items)
     result, preds = score_loglik(model, tokenizer, bench, cfg, chat=False, model_name="m")
     for k, (item, pred) in enumerate(zip(items, preds, strict=True)):
@@ -67,7 +76,8 @@ def test_loglik_matches_hand_computed_values_on_three_items(tiny, continuation):
         best = item.options[max(range(4), key=lambda j: lps[j])][0]
         assert pred["pred"] == best
         assert result.scores["acc"][k] == float(best == item.answer)
-        lens = [len((" " + (lab if continuation == "label" else t)).encode()) for lab, t in item.options]
+        lens = [len((" " + (lab if continuation == "label" else _answer_text(style, lab, t))).encode())
+                for lab, t in item.options]
         best_norm = item.options[max(range(4), key=lambda j: lps[j] / lens[j])][0]
         assert pred["pred_norm"] == best_norm
 
@@ -208,3 +218,83 @@ def test_report_marks_judge_skipped_when_not_configured():
     cfg = EvalConfig(models={"base": "a"}, benchmarks=[BenchmarkSpec(name="medqa", path="x")])
     rep = report.build(EvalRun(cfg, {"base": "a"}, [], {"status": "not configured"}, None))
     assert rep["judge"] == {"status": "not configured"} and "LLM judge: not configured" in report.markdown(rep)
+
+
+# -- one MCQ prompt for training and evaluation (issue 12, item 6) --------------------------------------
+
+
+def _train_set(build, tmp_path, name: str, **mcq_params):
+    """A training set built like a user would: MedQA items -> mcq_instruction."""
+    result = build({"name": name, "inputs": [{"builder": "exam", "path": str(EVAL / "medqa_sample.jsonl")}],
+                    "steps": [{"mcq_instruction": mcq_params}]}, out=tmp_path / name)
+    rows = read_jsonl(result.out_dir / "jsonl" / "train.jsonl")
+    assert rows
+    return result.out_dir, rows
+
+
+def _user_turns(msgs):
+    return [m for m in msgs if m["role"] != "assistant"]
+
+
+def test_eval_asks_in_the_words_the_model_was_trained_on(build, tmp_path):
+    from meddata.trainers.eval_config import with_training_prompt
+    from meddata.trainers.evaluate import exam_messages
+
+    items = exams.load_exam(EVAL / "medqa_sample.jsonl")
+    _, rows = _train_set(build, tmp_path, "default")
+    cfg = EvalConfig(models={"m": "x"}, benchmarks=[BenchmarkSpec(name="medqa", path="x")])
+    for item, row in zip(items, rows, strict=True):
+        assert exam_messages(item, (), cfg) == row["messages"][:-1]
+    # a training set built with its own template and system turn: eval reads them back from the
+    # build (folder, stats.json or the README.md card), and says so in the resolved settings
+    custom = "Pick one option.\n{question}\nOptions:\n{options}"
+    folder, rows = _train_set(build, tmp_path, "custom", template=custom, system="You are a physician.")
+    for ref in (folder, folder / "stats.json", folder / "README.md"):
+        resolved = with_training_prompt(cfg.model_copy(update={"prompt_from": str(ref)}), tmp_path)
+        assert resolved.mcq_template == custom and resolved.system_prompt == "You are a physician."
+        for item, row in zip(items, rows, strict=True):
+            assert _user_turns(exam_messages(item, (), resolved)) == _user_turns(row["messages"])
+
+
+def test_prompt_from_a_set_without_exam_instructions_is_a_clear_error(build, tmp_path):
+    from meddata.trainers.eval_config import EvalConfigError, with_training_prompt
+
+    result = build({"name": "qa", "inputs": [{"builder": "table", "path": str(EXAMPLES / "data" / "medquad_sample.jsonl"),
+                                               "columns": {"user": "question", "assistant": "answer"}}]},
+                   out=tmp_path / "qa")
+    cfg = EvalConfig(models={"m": "x"}, benchmarks=[BenchmarkSpec(name="medqa", path="x")],
+                     prompt_from=str(result.out_dir))
+    with pytest.raises(EvalConfigError, match="has no exam instructions"):
+        with_training_prompt(cfg, tmp_path)
+
+
+def test_base_without_a_chat_template_is_scored_in_the_tuned_models_format(tiny, tmp_path):
+    # Same weights, one copy with a chat template (as TRL leaves a tuned model): scored in the
+    # same format, both must give identical log-likelihoods. Before, the base was scored as
+    # plain text and the tuned model in its chat template.
+    import shutil
+
+    from meddata.trainers.chat_templates import template_source
+    from meddata.trainers.evaluate import evaluate
+    from transformers import AutoTokenizer
+
+    model, tokenizer = tiny
+    base = tmp_path / "base"
+    model.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    tuned = tmp_path / "tuned"
+    shutil.copytree(base, tuned)
+    tok = AutoTokenizer.from_pretrained(tuned)
+    tok.chat_template = template_source("chatml")
+    tok.save_pretrained(tuned)
+    assert not AutoTokenizer.from_pretrained(base).chat_template
+    cfg = EvalConfig(models={"base": str(base), "tuned": str(tuned)},
+                     benchmarks=[BenchmarkSpec(name="medqa", path=str(EVAL / "medqa_sample.jsonl"), limit=3)])
+    run = evaluate(cfg, tmp_path, tmp_path / "out")
+    assert (run.config.chat, run.config.chat_template_from) == ("always", "tuned")
+    rep = report.build(run)
+    assert rep["settings"]["chat_template_from"] == "tuned" and rep["settings"]["prompt"] == "instruction"
+    preds = {m: read_jsonl(tmp_path / "out" / "predictions" / m / "medqa.loglik.jsonl") for m in ("base", "tuned")}
+    assert [p["logprobs"] for p in preds["base"]] == [p["logprobs"] for p in preds["tuned"]]
+    never = evaluate(cfg.model_copy(update={"chat": "never"}), tmp_path, tmp_path / "never")
+    assert never.config.chat_template_from is None

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from meddata import exams
 from meddata.errors import UserError
 from meddata.params import format_validation
 from meddata.yamlfile import read_yaml
@@ -66,8 +67,23 @@ class EvalConfig(_Strict):
     models: dict[str, str] = Field(min_length=1)
     benchmarks: list[BenchmarkSpec] = Field(min_length=1)
     modes: list[Mode] = Field(default_factory=lambda: ["loglik"])
-    #: Wrap prompts in the model's chat template: auto = when the tokenizer has one.
+    #: Wrap prompts in a chat template: auto = when a model has one, and then for every model
+    #: (see chat_template_from), so base and tuned are scored in the same format.
     chat: Literal["auto", "always", "never"] = "auto"
+    #: Score every model with this model's chat template (auto sets it to the first model that
+    #: has one when others, typically the base, have none).
+    chat_template_from: str | None = None
+    #: MCQ prompts: instruction = the prompt meddata trains with (meddata.exams: mcq_instruction,
+    #: exam as: instruction); completion = "Question: ...\nA. ...\nAnswer:" (lm-eval style).
+    prompt: Literal["instruction", "completion"] = "instruction"
+    #: The training set (a meddata build folder, its stats.json or its README.md card): use the
+    #: templates its exam instructions were built with.
+    prompt_from: str | None = None
+    #: Instruction templates ({question}, {options}, {context}); default meddata.exams' own.
+    mcq_template: str | None = None
+    yes_no_maybe_template: str | None = None
+    #: A system turn before each question (default: none, or the training set's).
+    system_prompt: str | None = None
     #: loglik continuations: the option label (" C", lm-eval MMLU style) or the option text.
     continuation: Literal["label", "text"] = "label"
     max_new_tokens: int = Field(default=32, ge=1)
@@ -84,7 +100,46 @@ class EvalConfig(_Strict):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"benchmark names must be unique; repeated: {sorted(dup)}")
+        if self.chat_template_from is not None and self.chat_template_from not in self.models:
+            raise ValueError(f"chat_template_from: {self.chat_template_from!r} is not one of the models "
+                             f"({', '.join(self.models)})")
+        if self.chat_template_from is not None and self.chat == "never":
+            raise ValueError("chat_template_from needs chat: auto or always")
+        for name in ("mcq_template", "yes_no_maybe_template"):
+            if getattr(self, name) is not None:
+                exams.check_template(getattr(self, name), name)
         return self
+
+    def templates(self) -> exams.PromptTemplates:
+        """The instruction templates to score with (after :func:`with_training_prompt`)."""
+        return exams.PromptTemplates(mcq=self.mcq_template or exams.MCQ_TEMPLATE,
+                                     yes_no_maybe=self.yes_no_maybe_template or exams.YES_NO_MAYBE_TEMPLATE,
+                                     system=self.system_prompt)
+
+
+def with_training_prompt(cfg: EvalConfig, base_dir: Path) -> EvalConfig:
+    """``cfg`` with the templates of its ``prompt_from`` training set filled in (explicit
+    mcq_template / yes_no_maybe_template / system_prompt win), so the report shows the exact
+    prompt scored."""
+    if cfg.prompt_from is None:
+        return cfg
+    from meddata.buildinfo import BuildError, BuildInfo
+
+    path = Path(cfg.prompt_from).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    root = path.parent if path.is_file() else path  # stats.json or README.md -> the build folder
+    try:
+        found = BuildInfo(root).exam_prompt_templates()
+    except BuildError as exc:
+        raise EvalConfigError(f"prompt_from: {exc}") from None
+    if found is None:
+        raise EvalConfigError(f"prompt_from: {root} has no exam instructions (no mcq_instruction step and no "
+                              "exam input with as: instruction); drop prompt_from to use meddata's default prompt")
+    return cfg.model_copy(update={
+        "mcq_template": cfg.mcq_template or found.mcq,
+        "yes_no_maybe_template": cfg.yes_no_maybe_template or found.yes_no_maybe,
+        "system_prompt": cfg.system_prompt if cfg.system_prompt is not None else found.system,
+    })
 
 
 def from_dict(data: Any, *, source: str = "<eval config>", base_dir: Path | None = None) -> tuple[EvalConfig, Path]:

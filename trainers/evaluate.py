@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from meddata.trainers import scoring
-from meddata.trainers.eval_config import BenchmarkSpec, EvalConfig, EvalConfigError
+from meddata.trainers.eval_config import BenchmarkSpec, EvalConfig, EvalConfigError, with_training_prompt
 
 from meddata import exams
 
@@ -150,11 +150,45 @@ def _load_freetext_dataset(spec: BenchmarkSpec, path: Path, base_dir: Path) -> L
 # --------------------------------------------------------------------------- prompts
 
 
-def use_chat(tokenizer: Any, chat: str, model_name: str) -> bool:
-    has = bool(tokenizer.chat_template)
-    if chat == "always" and not has:
-        raise EvalConfigError(f"chat: always, but model {model_name!r} has no chat template")
-    return chat == "always" or (chat == "auto" and has)
+def plan_chat(cfg: EvalConfig, chat_templates: dict[str, str | None]) -> EvalConfig:
+    """``cfg`` with the prompt format fixed for every model: ``chat`` always or never, and
+    ``chat_template_from`` when models without a template borrow one. With ``chat: auto`` a base
+    model without a template and a tuned model with one (TRL gives it one) are both scored
+    with the tuned model's template, not each in its own format."""
+    if cfg.chat == "never":
+        return cfg
+    if cfg.chat_template_from is not None:
+        if not chat_templates.get(cfg.chat_template_from):
+            raise EvalConfigError(f"chat_template_from: model {cfg.chat_template_from!r} has no chat template")
+        return cfg.model_copy(update={"chat": "always"})
+    missing = [name for name, tmpl in chat_templates.items() if not tmpl]
+    if not missing:
+        return cfg.model_copy(update={"chat": "always"})
+    if cfg.chat == "always":
+        raise EvalConfigError(f"chat: always, but model(s) {', '.join(repr(m) for m in missing)} have no chat "
+                              "template; set chat_template_from to score them with another model's template")
+    have = [name for name, tmpl in chat_templates.items() if tmpl]
+    if not have:
+        return cfg.model_copy(update={"chat": "never"})
+    log.warning("model(s) %s have no chat template: every model is scored with %s's, so all are asked in the "
+                "same format (chat: never scores all without one)", ", ".join(missing), have[0])
+    return cfg.model_copy(update={"chat": "always", "chat_template_from": have[0]})
+
+
+def prompt_format(cfg: EvalConfig) -> str:
+    """One line for the report: how MCQ items were put to every model."""
+    if cfg.prompt == "completion":
+        prompt = "completion prompt (Question: ... Answer:)"
+    elif cfg.prompt_from:
+        prompt = f"instruction prompt of the training set {cfg.prompt_from}"
+    elif cfg.mcq_template or cfg.yes_no_maybe_template:
+        prompt = "instruction prompt from the config's templates"
+    else:
+        prompt = "meddata's instruction prompt (the mcq_instruction default)"
+    if cfg.chat == "never":
+        return f"{prompt}, without a chat template, for every model"
+    source = f"{cfg.chat_template_from}'s chat template" if cfg.chat_template_from else "each model's chat template"
+    return f"{prompt}, in {source}, for every model"
 
 
 def render_prompt(tokenizer: Any, messages: list[dict[str, str]], chat: bool) -> tuple[str, bool]:
@@ -168,12 +202,42 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, str]], chat: bool) ->
     return "\n\n".join(lines) + "\n\nAssistant:", True
 
 
-def choices(item: exams.ExamItem, continuation: str) -> list[tuple[str, str]]:
-    """(label, continuation text) per option; yes/no/maybe items use the decision words."""
+def exam_messages(item: exams.ExamItem, shots: Sequence[exams.ExamItem], cfg: EvalConfig) -> list[dict[str, str]]:
+    """The conversation that asks ``item``: solved shots as earlier turns (instruction prompt)."""
+    if cfg.prompt == "completion":
+        return [{"role": "user", "content": exams.mcq_prompt(item, shots)}]
+    templates = cfg.templates()
+    msgs = [{"role": "system", "content": templates.system}] if templates.system else []
+    for shot in shots:
+        msgs += [{"role": "user", "content": exams.instruction_prompt(shot, templates)},
+                 {"role": "assistant", "content": exams.instruction_answer(shot, explanation=False)}]
+    msgs.append({"role": "user", "content": exams.instruction_prompt(item, templates)})
+    return msgs
+
+
+def exam_prompt(tokenizer: Any, item: exams.ExamItem, shots: Sequence[exams.ExamItem], cfg: EvalConfig,
+                chat: bool) -> tuple[str, bool]:
+    """(prompt text, add_special_tokens) for one exam item. Without a chat template the
+    instruction prompt is followed by ``Answer:``, each solved shot by its answer."""
+    msgs = exam_messages(item, shots, cfg)
+    if chat or cfg.prompt == "completion":
+        return render_prompt(tokenizer, msgs, chat)
+    parts: list[str] = []
+    for m in msgs:
+        if m["role"] == "assistant":
+            parts[-1] += " " + m["content"]
+        else:
+            parts.append(m["content"] + ("\n\nAnswer:" if m["role"] == "user" else ""))
+    return "\n\n".join(parts), True
+
+
+def choices(item: exams.ExamItem, continuation: str, prompt: str = "completion") -> list[tuple[str, str]]:
+    """(label, continuation text) per option; yes/no/maybe items use the decision words. After
+    the instruction prompt an answer reads as trained: ``"C"`` / ``"C. <text>"``, ``"Yes"``."""
     if item.kind == "yes_no_maybe":
-        return [(d, d) for d in exams.DECISIONS]
+        return [(d, d.capitalize() if prompt == "instruction" else d) for d in exams.DECISIONS]
     if continuation == "text":
-        return [(label, text) for label, text in item.options]
+        return [(label, f"{label}. {text}" if prompt == "instruction" else text) for label, text in item.options]
     return [(label, label) for label, _ in item.options]
 
 
@@ -186,9 +250,8 @@ def score_loglik(model: Any, tokenizer: Any, bench: LoadedBenchmark, cfg: EvalCo
     spans: list[tuple[int, int]] = []
     add_special = True
     for item in bench.items:
-        prompt, add_special = render_prompt(tokenizer, [{"role": "user", "content": exams.mcq_prompt(item, bench.shots)}],
-                                            chat)
-        opts = choices(item, cfg.continuation)
+        prompt, add_special = exam_prompt(tokenizer, item, bench.shots, cfg, chat)
+        opts = choices(item, cfg.continuation, cfg.prompt)
         spans.append((len(requests), len(opts)))
         sep = "" if chat else " "
         requests.extend((prompt, sep + cont) for _, cont in opts)
@@ -196,7 +259,7 @@ def score_loglik(model: Any, tokenizer: Any, bench: LoadedBenchmark, cfg: EvalCo
                                     max_length=cfg.max_length, add_special_tokens=add_special)
     acc, acc_norm, preds = [], [], []
     for item, (start, n) in zip(bench.items, spans, strict=True):
-        opts = choices(item, cfg.continuation)
+        opts = choices(item, cfg.continuation, cfg.prompt)
         lps = [r.logprob for r in results[start:start + n]]
         norm = [lp / max(1, len(requests[start + j][1].encode("utf-8"))) for j, lp in enumerate(lps)]
         pick = opts[max(range(n), key=lambda j: lps[j])][0]
@@ -214,17 +277,18 @@ def score_generate(model: Any, tokenizer: Any, bench: LoadedBenchmark, cfg: Eval
                    model_name: str) -> tuple[BenchResult, list[dict[str, Any]]]:
     prompts, add_special = [], True
     for item in bench.items:
-        prompt, add_special = render_prompt(tokenizer, [{"role": "user", "content": exams.mcq_prompt(item, bench.shots)}],
-                                            chat)
+        prompt, add_special = exam_prompt(tokenizer, item, bench.shots, cfg, chat)
         prompts.append(prompt)
     outputs = scoring.generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
                                batch_size=cfg.batch_size, add_special_tokens=add_special)
     acc, preds, unparsed = [], [], 0
+    stops = _instruction_stops(cfg)
     for item, text in zip(bench.items, outputs, strict=True):
         if item.kind == "yes_no_maybe":
-            pick = scoring.extract_decision(_first_answer(text))
+            pick = scoring.extract_decision(_first_answer(text, stops))
         else:
-            pick = scoring.extract_choice(_first_answer(text), [label for label, _ in item.options], item.options)
+            pick = scoring.extract_choice(_first_answer(text, stops), [label for label, _ in item.options],
+                                          item.options)
         unparsed += pick is None
         acc.append(float(pick == item.answer))
         preds.append({"id": item.id, "gold": item.answer, "pred": pick, "response": text})
@@ -233,9 +297,18 @@ def score_generate(model: Any, tokenizer: Any, bench: LoadedBenchmark, cfg: Eval
     return result, preds
 
 
-def _first_answer(text: str) -> str:
+def _instruction_stops(cfg: EvalConfig) -> tuple[str, ...]:
+    """Where a model that keeps writing starts the next instruction prompt."""
+    if cfg.prompt != "instruction":
+        return ()
+    t = cfg.templates()
+    return tuple("\n" + first for first in {t.mcq.split("{", 1)[0].strip(), t.yes_no_maybe.split("{", 1)[0].strip()}
+                 if first)
+
+
+def _first_answer(text: str, stops: tuple[str, ...] = ()) -> str:
     """A completion-style model keeps writing the next question; score only its answer."""
-    for stop in ("\n\nQuestion:", "\nQuestion:", "\n\nContext:"):
+    for stop in ("\n\nQuestion:", "\nQuestion:", "\n\nContext:", *stops):
         if stop in text:
             text = text.split(stop, 1)[0]
     return text.strip()
@@ -270,6 +343,13 @@ class EvalRun:
     predictions_dir: Path | None
 
 
+def chat_templates(model_paths: dict[str, str]) -> dict[str, str | None]:
+    """Each model's chat template (None when it has none), read from its tokenizer alone."""
+    from transformers import AutoTokenizer
+
+    return {name: AutoTokenizer.from_pretrained(path).chat_template or None for name, path in model_paths.items()}
+
+
 def evaluate(cfg: EvalConfig, base_dir: Path, out_dir: Path | None = None) -> EvalRun:
     """Score every model on every benchmark; writes predictions under ``out_dir``."""
     from meddata.trainers import judge, models
@@ -280,6 +360,11 @@ def evaluate(cfg: EvalConfig, base_dir: Path, out_dir: Path | None = None) -> Ev
         if not Path(path).exists() and (path.startswith((".", "/", "~")) or path.count("/") != 1):
             raise EvalConfigError(f"model {name!r}: {path} does not exist")
     benches = [load_benchmark(spec, base_dir) for spec in cfg.benchmarks]
+    cfg = with_training_prompt(cfg, base_dir)
+    templates = chat_templates(model_paths) if cfg.chat != "never" else {}
+    cfg = plan_chat(cfg, templates)
+    log.info("prompt format: %s", prompt_format(cfg))
+    chat = cfg.chat == "always"
     judge_client = judge.make_client(cfg.judge) if cfg.judge else None
     results: list[BenchResult] = []
     answers: dict[str, dict[str, list[str]]] = {}  # benchmark -> model -> free-text outputs
@@ -287,7 +372,8 @@ def evaluate(cfg: EvalConfig, base_dir: Path, out_dir: Path | None = None) -> Ev
     for name, path in model_paths.items():
         log.info("evaluating %s (%s)", name, path)
         model, tokenizer = models.load_for_inference(path)
-        chat = use_chat(tokenizer, cfg.chat, name)
+        if cfg.chat_template_from is not None:
+            tokenizer.chat_template = templates[cfg.chat_template_from]
         for bench in benches:
             if bench.spec.task == "freetext":
                 res, preds, outputs = score_freetext(model, tokenizer, bench, cfg, chat, name)

@@ -14,6 +14,12 @@ examples:
   meddata eval --model base=meta-llama/Llama-3.2-1B --model sft=out/train/x/sft/model \\
       --bench mmlu=mmlu-medical/test --shots 5 --mode loglik --mode generate --out reports/x
   meddata eval examples/train/eval.yaml
+  meddata eval --model base=Qwen/Qwen2.5-0.5B --model sft=out/train/x/sft/model --bench medqa=test.jsonl \\
+      --prompt-from out/medqa-train      # ask in the words the training set used
+
+MCQ items are asked with the prompt mcq_instruction trains on (meddata.exams), and every model
+in the same format: with chat auto, a base model without a chat template borrows the tuned
+model's (the report's settings say which: chat, chat_template_from, prompt).
 
 Benchmarks named medqa, medmcqa, pubmedqa or mmlu use that exam format; other names are
 detected from the file. The first model is the baseline the others are compared with.
@@ -39,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="score at most N items per benchmark")
     p.add_argument("--chat", choices=["auto", "always", "never"], help="wrap prompts in the chat template")
     p.add_argument("--continuation", choices=["label", "text"], help="loglik scores option labels or texts")
+    p.add_argument("--prompt", choices=["instruction", "completion"],
+                   help="MCQ prompt: the one meddata trains with (default) or 'Question: ... Answer:'")
+    p.add_argument("--prompt-from", metavar="BUILD",
+                   help="the training set's build folder (or its stats.json / README.md): ask in its prompt")
     p.add_argument("--max-new-tokens", type=int, help="generation length for generate-then-parse (default 32)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--out", help="report folder (default: the config's out, else out/eval)")
@@ -79,7 +89,10 @@ def build_config(args: argparse.Namespace) -> tuple[Any, Path]:
         benches = [{**b, **({"shots": args.shots} if args.shots is not None and b.get("task") != "freetext" else {}),
                     **({"limit": args.limit} if args.limit is not None else {})} for b in benches]
     data.update({"models": models, "benchmarks": benches})
+    if args.prompt_from:
+        data["prompt_from"] = str(Path(args.prompt_from).resolve())
     for key, value in (("modes", args.mode), ("chat", args.chat), ("continuation", args.continuation),
+                       ("prompt", args.prompt),
                        ("batch_size", args.batch_size), ("max_new_tokens", args.max_new_tokens)):
         if value:
             data[key] = value
@@ -99,5 +112,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rep = report.build(run)
     js, md = report.write(rep, out)
     print(md.read_text(encoding="utf-8"))
+    print(f"prompts:     {evaluate.prompt_format(run.config)}")
     print(f"report:      {js}\nmarkdown:    {md}\npredictions: {run.predictions_dir}")
     return 0
