@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from meddata.builders import source_io
-from meddata.builders.ids import unique_ids
+from meddata.builders.rows_out import checked_rows
 from meddata.builders.sections import split_sections
 
 from meddata import io
@@ -289,7 +289,7 @@ class _DialogueBuilder(Builder):
     default_patterns: ClassVar[tuple[str, ...]] = ()
     default_source: ClassVar[str | None] = None
 
-    @unique_ids
+    @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: DialogueParams = self.params
         speakers = p.speaker_map()

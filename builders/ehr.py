@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from meddata.builders import source_io
-from meddata.builders.ids import unique_ids
+from meddata.builders.rows_out import checked_rows
 from meddata.builders.sections import is_flattened, split_sections, unflatten_mtsamples
 from pydantic import field_validator
 
@@ -144,7 +144,7 @@ class _NoteTableBuilder(Builder):
     def layouts(self) -> tuple[Layout, ...]:
         raise NotImplementedError
 
-    @unique_ids
+    @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: NoteTableParams = self.params
         source = source_io.source_name(p, self.default_source())
@@ -327,7 +327,7 @@ class NoteFolder(Builder):
     Params = NoteFolderParams
     output_columns = ("text", "sections")
 
-    @unique_ids
+    @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: NoteFolderParams = self.params
         root = Path(p.path)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from datasets import Value
-from meddata.builders.ids import unique_ids
+from meddata.builders.rows_out import checked_rows
 from pydantic import ConfigDict, Field, field_validator
 
 from meddata import exams
@@ -65,7 +65,7 @@ class ExamBuilder(Builder):
     extra_features = EXAM_FEATURES
     output_columns = ("question", "options", "answer", "context", "subject", "explanation", "messages")
 
-    @unique_ids
+    @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: ExamParams = self.params
         root = Path(p.path)

@@ -39,7 +39,7 @@ from typing import Any, Literal
 from datasets import Value
 from meddata.builders import source_io
 from meddata.builders.ehr import age_years, days_between, looks_binary, note_row, parse_date
-from meddata.builders.ids import unique_ids
+from meddata.builders.rows_out import checked_rows
 
 from meddata.registry import register
 from meddata.steps import Builder, Drop, Quarantine, StepContext
@@ -236,7 +236,7 @@ class FhirBundles(Builder):
     output_columns = ("text", "sections", "facts")
     extra_features = FACTS_FEATURES
 
-    @unique_ids
+    @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: FhirParams = self.params
         source = source_io.source_name(p, "fhir")

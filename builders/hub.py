@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from meddata.builders.ids import unique_ids
+from meddata.builders.rows_out import checked_rows
 from meddata.builders.table import ColumnMap, TableBuilder, TableParams
 from pydantic import field_validator
 
@@ -69,7 +69,7 @@ class HubBuilder(TableBuilder):
         path = ctx.resolve(self.params.dataset)
         return path if path.exists() else None
 
-    @unique_ids
+    @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: HubParams = self.params
         cmap = ColumnMap(p.columns)

@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from meddata.builders.ids import unique_ids
+from meddata.builders.rows_out import checked_rows
 from pydantic import BaseModel, ConfigDict, Field
 
 from meddata import io
@@ -140,7 +140,7 @@ class KgBuilder(Builder):
     Params = KgParams
     output_columns = ("messages",)
 
-    @unique_ids
+    @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: KgParams = self.params
         templates = load_templates(p.templates or TEMPLATES_FILE)

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from xml.etree import ElementTree as ET
 from xml.parsers import expat
 
-from meddata.builders.ids import unique_ids
+from meddata.builders.rows_out import checked_rows
 
 from meddata import io
 from meddata.params import InputPath
@@ -234,7 +234,7 @@ class MedquadXml(Builder):
     Params = MedquadParams
     output_columns = ("messages",)
 
-    @unique_ids
+    @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: MedquadParams = self.params
         root = Path(p.path)
@@ -308,7 +308,7 @@ class StackExchangePosts(Builder):
     Params = StackExchangeParams
     output_columns = ("messages",)
 
-    @unique_ids
+    @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         root = Path(self.params.path)
         for path in io.files_under(root, ("Posts.xml", "Posts.xml.gz", "*.xml")):
@@ -558,7 +558,7 @@ class AlpacaQa(Builder):
     Params = AlpacaQaParams
     output_columns = ("messages",)
 
-    @unique_ids
+    @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: AlpacaQaParams = self.params
         root = Path(p.path)

@@ -29,7 +29,7 @@ from typing import Any
 from meddata.builders import source_io
 from meddata.builders.ehr import age_years, days_between, parse_date
 from meddata.builders.fhir import FACTS_FEATURES
-from meddata.builders.ids import unique_ids
+from meddata.builders.rows_out import checked_rows
 
 from meddata.records import new_meta, new_row
 from meddata.registry import register
@@ -103,7 +103,7 @@ class SyntheaCsv(Builder):
     output_columns = ("text", "sections", "facts")
     extra_features = FACTS_FEATURES
 
-    @unique_ids
+    @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: SyntheaCsvParams = self.params
         root = Path(p.path)

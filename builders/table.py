@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from meddata.builders.ids import unique_ids
+from meddata.builders.rows_out import checked_rows
 from pydantic import field_validator
 
 from meddata import io
@@ -100,7 +100,7 @@ class TableBuilder(Builder):
     Params = TableParams
     output_columns = ("text", "messages", "prompt", "completion", "chosen", "rejected", "question", "answer")
 
-    @unique_ids
+    @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: TableParams = self.params
         cmap = ColumnMap(p.columns)

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal
 
 from meddata.builders import source_io
 from meddata.builders.ehr import looks_binary
-from meddata.builders.ids import unique_ids
+from meddata.builders.rows_out import checked_rows
 from pydantic import field_validator
 
 from meddata import io
@@ -674,7 +674,7 @@ class _BookBuilder(Builder):
     output_columns = ("text",)
     default_patterns: ClassVar[tuple[str, ...]] = ()
 
-    @unique_ids
+    @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: TextbookParams = self.params
         source = source_io.source_name(p)

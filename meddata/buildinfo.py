@@ -290,15 +290,20 @@ class BuildInfo:
         out: dict[str, SourceInfo] = {}
         for step in self.builder_steps:
             params = step.get("params") or {}
-            name = str(params.get("source") or _stem(params.get("path")) or step["name"])
-            info = out.setdefault(name, SourceInfo(name))
-            info.builders.append(step["name"])
-            if params.get("licence"):
-                info.licences.add(str(params["licence"]))
-            info.phi_status_in.update(step.get("phi_status") or {})
-            if params.get("phi_status") and not step.get("phi_status"):
-                info.phi_status_in[str(params["phi_status"])] += 0
-            info.rows_read += int(step.get("rows_in") or 0)
+            read, phi_in = _per_source_reads(step.get("counters") or {})
+            if not read:  # a build from before builders counted reads per source: guess the key
+                name = str(params.get("source") or _stem(params.get("path")) or step["name"])
+                read = {name: int(step.get("rows_in") or 0)}
+                phi_in = {name: Counter(step.get("phi_status") or {})}
+            for name, n in read.items():
+                info = out.setdefault(name, SourceInfo(name))
+                info.builders.append(step["name"])
+                if params.get("licence"):
+                    info.licences.add(str(params["licence"]))
+                info.phi_status_in.update(phi_in.get(name) or {})
+                if params.get("phi_status") and not info.phi_status_in:
+                    info.phi_status_in[str(params["phi_status"])] += 0
+                info.rows_read += n
         for src, per_split in self.source_rows.items():
             info = out.setdefault(src, SourceInfo(src))
             info.rows_in_output = sum(per_split.values())
@@ -347,6 +352,20 @@ class BuildInfo:
     def reports(self, *prefixes: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """(step, report) for steps with these name prefixes and a non-empty report."""
         return [(s, s["report"]) for s in self.steps_named(*prefixes) if s.get("report")]
+
+
+def _per_source_reads(counters: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, Counter]]:
+    """A builder's ``rows_read.<source>`` and ``phi_in.<status>.<source>`` counters (the keys
+    of :mod:`meddata.builders.rows_out`; the source is the same string as the rows' column)."""
+    read: dict[str, int] = {}
+    phi: dict[str, Counter] = {}
+    for key, value in counters.items():
+        if key.startswith("rows_read."):
+            read[key[len("rows_read."):]] = int(value)
+        elif key.startswith("phi_in."):
+            status, _, source = key[len("phi_in."):].partition(".")
+            phi.setdefault(source, Counter())[status] += int(value)
+    return read, phi
 
 
 def _stem(path: Any) -> str | None:

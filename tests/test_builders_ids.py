@@ -73,7 +73,8 @@ def test_dialogue_note_merges_sections_that_share_a_title(build, tmp_path):
         w = csv.writer(fh)
         w.writerow(["dataset", "encounter_id", "dialogue", "note"])
         w.writerow(["virtassist", "D2N001", "[doctor] what brings you in ?\n[patient] a cough for a week .", note])
-    result = build({**one("dialogue_transcripts", path, source="aci"), "steps": ["dialogue_note"]})
+    result = build({**one("dialogue_transcripts", path, source="aci", dialogue_shape="as_is"),
+                    "steps": ["dialogue_note"]})
     rows = rows_of(result)
     ids = [r["id"] for r in rows]
     assert _repeats(ids) == 0

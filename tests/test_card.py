@@ -197,3 +197,30 @@ def test_size_categories_and_param_sanitizing():
                              "deny_names": ["John Smith"], "template": "x" * 300, "n": 3})
     assert clean == {"path": "notes.csv", "api_key": "<withheld>", "key_env": "MY_KEY",
                      "deny_names": "<1 entries>", "template": "x" * 200 + "…", "n": 3}
+
+
+# -- one source key for rows read and rows out (issue 12, item 7) --------------------------------------
+
+
+@pytest.mark.parametrize("name", ["exam", "ehr_notes", "dialogue", "fhir", "templates"])
+def test_sources_without_a_source_key_are_listed_once_with_reads_and_rows(build, name):
+    # The builders' default source (the exam format, 'meddialog', the file name ...) names the
+    # rows; the card keyed reads by the file name instead, so "exam" listed 8 sources, 4 of
+    # them "(generated)" with no rows read. No recipe here makes rows with an LLM.
+    from testutil import EXAMPLES
+
+    from meddata.buildinfo import BuildInfo
+
+    path = EXAMPLES / "recipes" / f"{name}.yaml"
+    result = build(yaml.safe_load(path.read_text(encoding="utf-8")), base_dir=path.parent)
+    info = BuildInfo(result.out_dir)
+    assert set(info.sources) >= set(info.source_rows)
+    for src in info.sources.values():
+        assert src.builders, f"{src.name} is listed as generated"
+        assert src.rows_read > 0, f"{src.name}: no rows read"
+        assert sum(src.phi_status_in.values()) <= src.rows_read
+    builders_in = sum(s.rows_in for s in result.steps if s.kind == "builder")
+    assert sum(s.rows_read for s in info.sources.values()) == builders_in
+    card = (result.out_dir / "README.md").read_text(encoding="utf-8")
+    assert "(generated)" not in card
+    assert f"{len(info.sources)} sources" in card
