@@ -64,6 +64,25 @@ def test_bad_recipe_is_one_clear_line(tmp_path):
     assert f"{bad}: inputs[0] 'table': parameter 'path': Value error, file not found: missing.jsonl" in out.stderr
 
 
+_WITHOUT = ("import sys; sys.modules[{module!r}] = None  # as if the extra were not installed\n"
+            "from meddata.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+@pytest.mark.parametrize("module,extra,args", [
+    ("matplotlib", "report", ["report", "{build}", "--out", "{tmp}/r.html"]),
+    ("torch", "train", ["train", str(EXAMPLES / "train" / "sft_lora.yaml"), "--check"]),
+])
+def test_a_missing_extra_is_one_line_naming_the_install(tmp_path, module, extra, args):
+    build = run("build", str(EXAMPLES / "recipes" / "quickstart.yaml"), "--out", str(tmp_path / "qs"), "--limit", "5")
+    assert build.returncode == 0, build.stderr
+    argv = [a.format(build=tmp_path / "qs", tmp=tmp_path) for a in args]
+    out = subprocess.run([sys.executable, "-c", _WITHOUT.format(module=module), *argv], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        f'meddata {args[0]}: error: {module} is not installed; pip install "meddata[{extra}]"')
+
+
 def test_steps_lists_builders_and_filters():
     out = run("steps")
     assert out.returncode == 0

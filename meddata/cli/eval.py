@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from meddata.cli import CliError
+from meddata.cli._extras import needs_extras
 
 EPILOG = """\
 examples:
@@ -104,6 +105,7 @@ def build_config(args: argparse.Namespace) -> tuple[Any, Path]:
     return cfg, base_dir
 
 
+@needs_extras
 def cmd_eval(args: argparse.Namespace) -> int:
     from meddata.trainers import evaluate, report
     cfg, base_dir = build_config(args)  # config errors are UserErrors: one line, exit 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from meddata.cli._extras import needs_extras
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -18,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
 
+@needs_extras
 def cmd_report(args: argparse.Namespace) -> int:
     from meddata.report import write_report
 

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from meddata.cli import CliError
+from meddata.cli._extras import needs_extras
 
 EPILOG = """\
 The whole config (every stage's dataset type, QLoRA/precision vs the hardware, TRL
@@ -33,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
+@needs_extras
 def cmd_train(args: argparse.Namespace) -> int:
     from meddata.trainers import config as train_config
     from meddata.trainers import distributed
