@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from meddata import registry
 from meddata.errors import UserError
-from meddata.params import format_validation
+from meddata.params import format_validation, unknown_keys
 from meddata.steps import Builder, Step
 from meddata.yamlfile import read_yaml
 
@@ -118,6 +118,9 @@ def build_step(name: str, params: Mapping[str, Any], where: str, base_dir: Path,
         raise RecipeError(f"{where}: {name!r} is a {cls.kind}, not a builder; move it to 'steps'")
     if not builder and issubclass(cls, Builder):
         raise RecipeError(f"{where}: {name!r} is a builder; list it under 'inputs'")
+    unknown = unknown_keys(params, cls.Params, f"{where} {name!r}", "parameter")
+    if unknown:
+        raise RecipeError(unknown)
     try:
         validated = cls.Params.model_validate(dict(params), context={"base_dir": base_dir})
     except ValidationError as exc:
@@ -127,6 +130,14 @@ def build_step(name: str, params: Mapping[str, Any], where: str, base_dir: Path,
 
 def from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, source: str = "<recipe>") -> Recipe:
     base_dir = base_dir or Path.cwd()
+    unknown = "\n".join(filter(None, [
+        unknown_keys(data, RecipeModel, source, "field"),
+        unknown_keys(data.get("output") if isinstance(data, Mapping) else None, OutputConfig, f"{source}: output",
+                     "field"),
+        unknown_keys(data.get("engine") if isinstance(data, Mapping) else None, EngineConfig, f"{source}: engine",
+                     "field")]))
+    if unknown:
+        raise RecipeError(unknown)
     try:
         model = RecipeModel.model_validate(data)
     except ValidationError as exc:

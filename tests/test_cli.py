@@ -61,7 +61,8 @@ def test_bad_recipe_is_one_clear_line(tmp_path):
     out = run("validate", str(bad))
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
-    assert f"{bad}: inputs[0] 'table': parameter 'path': Value error, file not found: missing.jsonl" in out.stderr
+    assert f"{bad}: inputs[0] 'table': parameter 'path': file not found: missing.jsonl" in out.stderr
+    assert "Value error" not in out.stderr
 
 
 _WITHOUT = ("import sys; sys.modules[{module!r}] = None  # as if the extra were not installed\n"
@@ -83,11 +84,49 @@ def test_a_missing_extra_is_one_line_naming_the_install(tmp_path, module, extra,
         f'meddata {args[0]}: error: {module} is not installed; pip install "meddata[{extra}]"')
 
 
+@pytest.mark.parametrize("recipe,expected", [
+    ("name: x\ninput:\n  - {builder: table, path: p.jsonl}\n", "unknown field 'input'; did you mean 'inputs'?"),
+    ("name: x\ninputs:\n  - {builder: table, path: p.jsonl, columns: {text: question}}\noutput: {format: [jsonl]}\n",
+     "output: unknown field 'format'; did you mean 'formats'?"),
+    ("name: x\ninputs:\n  - {builder: table, path: p.jsonl, columns: {text: question}}\n"
+     "steps: [{length_filter: {min_char: 3}}]\n",
+     "steps[0] 'length_filter': unknown parameter 'min_char'; did you mean 'min_chars'?"),
+])
+def test_misspelt_recipe_keys_get_a_did_you_mean(tmp_path, recipe, expected):
+    (tmp_path / "p.jsonl").write_text('{"question": "What is anaemia?"}\n')
+    path = tmp_path / "r.yaml"
+    path.write_text(recipe)
+    out = run("validate", str(path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == f"meddata validate: error: {path}: {expected}"
+
+
 def test_steps_lists_builders_and_filters():
     out = run("steps")
     assert out.returncode == 0
     names = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
     assert {"table", "normalize_text", "length_filter"} <= names
+
+
+def test_steps_params_print_type_names_real_defaults_and_recipe_keys():
+    from meddata import registry
+
+    out = run("steps", "--params")
+    assert out.returncode == 0, out.stderr
+    for internal in ("<class", "PydanticUndefined", "AfterValidator", "Annotated", "typing.", "<function"):
+        assert internal not in out.stdout, internal
+    lines = out.stdout.splitlines()
+    exam = lines.index(next(line for line in lines if line.startswith("exam ")))
+    assert "    as: 'eval' | 'instruction' (default 'eval')" in "\n".join(lines[exam:exam + 6])
+    assert not any(line.strip().startswith("as_:") for line in lines)
+    assert any(line.strip() == "path: str (required)" for line in lines)
+    # a parameter whose default comes from a factory shows that default, not "required"
+    factories = [(name, key, info.default_factory()) for name, cls in registry.all_steps().items()
+                 for key, info in cls.Params.model_fields.items() if info.default_factory is not None]
+    assert factories
+    text = out.stdout
+    for name, key, value in factories:
+        assert f"{key}: " in text and f"(default {value!r})" in text, (name, key)
 
 
 def test_non_editable_install_in_new_venv(tmp_path):

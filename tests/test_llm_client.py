@@ -274,7 +274,7 @@ def test_api_key_comes_from_the_named_env_var_and_is_never_logged(server, tmp_pa
 def test_config_errors_name_the_llm_and_the_key(monkeypatch):
     with pytest.raises(LLMConfigError, match=r"llms\.local: key 'max_concurrency': .*greater than or equal to 1"):
         parse_config("local", {"model": "m", "max_concurrency": 0})
-    with pytest.raises(LLMConfigError, match=r"llms\.local: key 'concurency': Extra inputs are not permitted"):
+    with pytest.raises(LLMConfigError, match=r"llms\.local: unknown key 'concurency'; did you mean 'max_concurrency'\?"):
         parse_config("local", {"model": "m", "concurency": 8})
     with pytest.raises(LLMConfigError, match=r"llms\.tiny: .*needs 'model_path'"):
         parse_config("tiny", {"backend": "transformers"})

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from meddata import exams
 from meddata.errors import UserError
-from meddata.params import format_validation
+from meddata.params import format_validation, unknown_keys
 from meddata.yamlfile import read_yaml
 
 Mode = Literal["loglik", "generate"]
@@ -145,6 +145,9 @@ def with_training_prompt(cfg: EvalConfig, base_dir: Path) -> EvalConfig:
 def from_dict(data: Any, *, source: str = "<eval config>", base_dir: Path | None = None) -> tuple[EvalConfig, Path]:
     if not isinstance(data, dict):
         raise EvalConfigError(f"{source}: an eval config must be a mapping, got {type(data).__name__}")
+    unknown = unknown_keys(data, EvalConfig, source, "field")
+    if unknown:
+        raise EvalConfigError(unknown)
     try:
         cfg = EvalConfig.model_validate(data)
     except ValidationError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from meddata import registry
+from meddata.params import describe_params
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,6 @@ def cmd_steps(args: argparse.Namespace) -> int:
             continue
         print(f"{name:<{width}}  {cls.kind:<7}  {cls.description}")
         if args.params:
-            for field, info in cls.Params.model_fields.items():
-                default = "required" if info.is_required() else f"default {info.default!r}"
-                print(f"{'':<{width}}    {field}: {info.annotation!s} ({default})".replace("typing.", ""))
+            for key, type_text, default in describe_params(cls.Params):
+                print(f"{'':<{width}}    {key}: {type_text} ({default})")
     return 0

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from meddata.llm.errors import LLMConfigError
+from meddata.params import error_message, unknown_keys
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -113,6 +114,9 @@ def parse_config(name: str, raw: Mapping[str, Any] | LLMConfig) -> LLMConfig:
         return raw
     if not isinstance(raw, Mapping):
         raise LLMConfigError(f"llms.{name}: expected a mapping of settings, got {type(raw).__name__}")
+    unknown = unknown_keys(raw, LLMConfig, f"llms.{name}", "key")
+    if unknown:
+        raise LLMConfigError(unknown)
     try:
         return LLMConfig.model_validate(dict(raw))
     except ValidationError as exc:
@@ -120,7 +124,7 @@ def parse_config(name: str, raw: Mapping[str, Any] | LLMConfig) -> LLMConfig:
         for e in exc.errors(include_url=False, include_input=False):
             key = ".".join(str(p) for p in e["loc"])
             where = f"key '{key}'" if key else "settings"
-            lines.append(f"llms.{name}: {where}: {e['msg']}")
+            lines.append(f"llms.{name}: {where}: {error_message(e)}")
         raise LLMConfigError("\n".join(lines)) from None
 
 
