@@ -129,6 +129,24 @@ def test_steps_params_print_type_names_real_defaults_and_recipe_keys():
         assert f"{key}: " in text and f"(default {value!r})" in text, (name, key)
 
 
+def test_every_shipped_folder_is_a_listed_package():
+    """setuptools warns at every install ("Package 'meddata.builders.data' is absent from the
+    `packages` configuration") for each folder under a package that is not listed, data
+    folders included; list them all."""
+    import tomllib
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    listed, dirs = set(tool["packages"]), tool["package-dir"]
+    found = set()
+    for package, folder in dirs.items():
+        for d in [ROOT / folder, *(p for p in (ROOT / folder).rglob("*") if p.is_dir())]:
+            if "__pycache__" in d.parts or not any(f.is_file() for f in d.iterdir()):
+                continue
+            rel = d.relative_to(ROOT / folder).parts
+            found.add(".".join((package, *rel)))
+    assert found - listed == set()
+
+
 def test_non_editable_install_in_new_venv(tmp_path):
     """`pip install .` into a fresh venv; import the mapped packages from another folder."""
     env_dir = tmp_path / "venv"
