@@ -29,6 +29,34 @@ def open_binary(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
+#: Bytes looked at to tell a binary file from text.
+SNIFF_BYTES = 8192
+_MAGIC = ((b"%PDF", "a PDF"), (b"PK\x03\x04", "a ZIP archive (xlsx/docx are ZIP files)"),
+          (b"\x1f\x8b", "gzip-compressed (name it *.gz)"), (b"PAR1", "a Parquet file (set format: parquet)"),
+          (b"SQLite format 3", "an SQLite database"))
+
+
+def binary_file(path: Path, encoding: str = "utf-8") -> Quarantine | None:
+    """One quarantine entry for a file that is not text at all (a PDF, ZIP, gzip, Parquet or
+    SQLite signature, or NUL bytes in its first block), instead of one "not valid utf-8" entry
+    per line. UTF-16/32 text is told apart by its BOM."""
+    if encoding.lower().replace("-", "").startswith(("utf16", "utf32")):
+        return None
+    try:
+        with open_binary(path) as fh:
+            head = fh.read(SNIFF_BYTES)
+    except (OSError, EOFError):
+        return None  # the reader itself reports a file it cannot open or decompress
+    magic = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    if magic is None and b"\x00" not in head:
+        return None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        what = "UTF-16 text (set encoding: utf-16)"
+    else:
+        what = magic or "a binary file, not text"
+    return Quarantine(f"the file is {what}; nothing was read from it", str(path), "file")
+
+
 def base_suffix(path: Path) -> str:
     """``notes.csv.gz`` -> ``.csv``."""
     suffixes = [s.lower() for s in path.suffixes]
@@ -44,6 +72,10 @@ def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str] 
         fh = open_binary(path)
     except OSError as exc:
         raise FileNotFoundError(f"{fname}: cannot open ({exc.strerror})") from None
+    if (q := binary_file(path, encoding)) is not None:
+        fh.close()
+        yield q
+        return
     with fh:
         for n, raw in enumerate(fh, start=1):
             if len(raw) > MAX_LINE_BYTES:
@@ -80,13 +112,20 @@ def iter_json_array(path: Path, encoding: str = "utf-8") -> Iterator[tuple[str, 
     """A JSON file holding an array of objects (or an object of objects keyed by id).
     These formats cannot be streamed line by line; the file is parsed once."""
     fname = str(path)
+    if (q := binary_file(path, encoding)) is not None:
+        yield q
+        return
     try:
         with open_binary(path) as fh:
-            data = json.loads(fh.read().decode(encoding))
+            text = fh.read().decode(encoding)
+        data = json.loads(text)
     except UnicodeDecodeError as exc:
         yield Quarantine(f"not valid {encoding} at byte {exc.start}; {ENCODING_HINT}", fname, "file")
         return
     except json.JSONDecodeError as exc:
+        if text.lstrip("\ufeff \t\r\n").startswith("["):  # keep the items before the break
+            yield from _array_until_error(text, fname)
+            return
         yield Quarantine(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", fname, f"line {exc.lineno}")
         return
     if isinstance(data, dict):
@@ -103,12 +142,51 @@ def iter_json_array(path: Path, encoding: str = "utf-8") -> Iterator[tuple[str, 
             yield Quarantine(f"expected a JSON object, got {type(obj).__name__}", fname, loc)
 
 
+def _array_until_error(text: str, fname: str) -> Iterator[tuple[str, dict[str, Any]] | Quarantine]:
+    """The items of a JSON array that does not parse as a whole (truncated, or broken part
+    way): every complete item before the break, then one quarantine entry for the rest."""
+    decoder = json.JSONDecoder()
+    pos = text.index("[") + 1
+    index = 0
+    ws = re.compile(r"[ \t\r\n]*")
+    while True:
+        pos = ws.match(text, pos).end()
+        if text.startswith("]", pos):  # the array closed: the error is in what follows it
+            line = text.count("\n", 0, ws.match(text, pos + 1).end()) + 1
+            yield Quarantine(f"unexpected content after the closing ']' (all {index} item(s) were read)",
+                             fname, f"line {line}")
+            return
+        try:
+            obj, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            line = text.count("\n", 0, exc.pos) + 1
+            yield Quarantine(f"invalid or truncated JSON in item {index} ({exc.msg}); the {index} item(s) before "
+                             "it were read, the rest of the file was not", fname, f"line {line}")
+            return
+        loc = f"item {index}"
+        yield (loc, obj) if isinstance(obj, dict) else Quarantine(
+            f"expected a JSON object, got {type(obj).__name__}", fname, loc)
+        index += 1
+        pos = ws.match(text, pos).end()
+        if text.startswith(",", pos):
+            pos += 1
+        elif not text.startswith("]", pos):
+            line = text.count("\n", 0, pos) + 1
+            what = "the file ends" if pos >= len(text) else "expected ',' or ']'"
+            yield Quarantine(f"invalid or truncated JSON after item {index - 1} ({what}); the {index} item(s) "
+                             "before it were read, the rest of the file was not", fname, f"line {line}")
+            return
+
+
 def iter_csv(
     path: Path, encoding: str = "utf-8", delimiter: str | None = None, header: bool = True,
     fieldnames: list[str] | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]] | Quarantine]:
     """CSV/TSV rows as dicts; the locator is the line where the record starts."""
     fname = str(path)
+    if (q := binary_file(path, encoding)) is not None:
+        yield q
+        return
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     delimiter = delimiter or ("\t" if base_suffix(path) in (".tsv", ".tab") else ",")
     with open_binary(path) as raw:

@@ -92,7 +92,7 @@ def test_wrong_parameter_type_names_step_and_parameter():
 
 
 def test_unknown_parameter_is_an_error():
-    with pytest.raises(RecipeError, match=r"steps\[0\] 'length_filter': parameter 'min_char'"):
+    with pytest.raises(RecipeError, match=r"steps\[0\] 'length_filter': unknown parameter 'min_char'; did you mean 'min_chars'\?"):
         recipe.from_dict(_qa_recipe(MEDQUAD, [{"length_filter": {"min_char": 3}}]), source="r.yaml")
 
 

@@ -1,0 +1,65 @@
+"""Damaged input files as users meet them: a binary file is one quarantine entry that says
+so, and a truncated JSON array keeps the items before the break (issue 12, item 10)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from builder_testkit import assert_counts_add_up, one, quarantine_of, rows_of
+from testutil import DATA, EXAMPLES
+
+CHATDOCTOR = DATA / "qa" / "chatdoctor5k_sample.json"
+MEDQUAD = EXAMPLES / "data" / "medquad_sample.jsonl"
+QA_COLUMNS = {"user": "input", "assistant": "output"}
+
+
+@pytest.mark.parametrize("kind,fmt,expected", [
+    ("gzip", "jsonl", "gzip-compressed (name it *.gz)"),
+    ("gzip", "csv", "gzip-compressed (name it *.gz)"),
+    ("gzip", "json", "gzip-compressed (name it *.gz)"),
+    ("utf16", "jsonl", "UTF-16 text (set encoding: utf-16)"),
+    ("random", "jsonl", "a binary file, not text"),
+])
+def test_a_binary_file_is_one_entry_that_says_what_it_is(build, tmp_path, kind, fmt, expected):
+    import random
+
+    text = MEDQUAD.read_bytes()
+    data = {"gzip": gzip.compress(text), "utf16": text.decode("utf-8").encode("utf-16"),
+            "random": random.Random(0).randbytes(64 * 1024)}[kind]
+    path = tmp_path / f"notes.{fmt}"
+    path.write_bytes(data)
+    result = build(one("table", path, columns={"text": "answer"}))
+    (entry,) = quarantine_of(result)
+    assert entry["error"] == f"the file is {expected}; nothing was read from it" and entry["locator"] == "file"
+    assert "latin-1" not in entry["error"]
+    assert_counts_add_up(result)
+
+
+@pytest.mark.parametrize("keep", [0, 1, 3])
+def test_a_truncated_json_array_keeps_the_items_before_the_break(build, tmp_path, keep):
+    items = json.loads(CHATDOCTOR.read_text(encoding="utf-8"))
+    assert len(items) > keep + 1
+    whole = json.dumps(items[:keep + 1], indent=2, ensure_ascii=False)
+    cut = whole.rindex(json.dumps(items[keep]["output"], ensure_ascii=False)[:40])  # inside the next item
+    path = tmp_path / "chatdoctor.json"
+    path.write_text(whole[:cut], encoding="utf-8")
+    result = build(one("table", path, columns=QA_COLUMNS))
+    rows = rows_of(result)
+    assert [r["messages"][-1]["content"] for r in rows] == [it["output"] for it in items[:keep]]
+    (entry,) = quarantine_of(result)
+    assert f"invalid or truncated JSON in item {keep}" in entry["error"]
+    assert f"the {keep} item(s) before it were read" in entry["error"]
+    assert entry["locator"] == f"line {whole[:cut].count(chr(10)) + 1}"
+    assert_counts_add_up(result)
+
+
+def test_content_after_a_complete_array_is_quarantined_after_its_items(build, tmp_path):
+    items = json.loads(CHATDOCTOR.read_text(encoding="utf-8"))
+    path = tmp_path / "chatdoctor.json"
+    path.write_text(json.dumps(items) + "\n}", encoding="utf-8")
+    result = build(one("table", path, columns=QA_COLUMNS))
+    assert len(rows_of(result)) == len(items)
+    (entry,) = quarantine_of(result)
+    assert "unexpected content after the closing ']'" in entry["error"] and entry["locator"] == "line 2"
