@@ -101,11 +101,6 @@ class Route:
     proxy: str | None
     local: bool
 
-    @property
-    def reached(self) -> str:
-        """The host the connection is opened to, for messages."""
-        return f"{self.host} via proxy {endpoint_host(self.proxy)}" if self.proxy else self.host
-
 
 def route_for(base_url: str, *, resolve: Resolver = resolve_host) -> Route:
     """The route to ``base_url``: a local endpoint is always reached directly (the backend turns
