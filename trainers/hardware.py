@@ -18,6 +18,10 @@ class Hardware:
     bf16: bool  # the GPU supports bfloat16 (Ampere or newer)
     bitsandbytes: bool  # importable; only meaningful with CUDA
     device_name: str
+    #: CUDA compute capability of GPU 0, e.g. (9, 0) for Hopper; None on CPU.
+    capability: tuple[int, int] | None = None
+    memory_gib: float = 0.0  # GPU 0's memory
+    cpus: int = 1  # CPU cores this process may use
 
     @property
     def world_size(self) -> int:
@@ -39,6 +43,9 @@ def detect() -> Hardware:
         bf16=bool(cuda and torch.cuda.is_bf16_supported()),
         bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None,
         device_name=torch.cuda.get_device_name(0) if cuda else "cpu",
+        capability=tuple(torch.cuda.get_device_capability(0)) if cuda else None,
+        memory_gib=torch.cuda.get_device_properties(0).total_memory / 2**30 if cuda else 0.0,
+        cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
     )
 
 

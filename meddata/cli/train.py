@@ -11,6 +11,10 @@ from meddata.cli import CliError
 EPILOG = """\
 The whole config (every stage's dataset type, QLoRA/precision vs the hardware, TRL
 argument names, the chat template, the Hub token) is checked before any model loads.
+Each stage's speed settings (the config's `speed:` section, `auto` by default: bf16
+weights, flex/flash attention, fused AdamW, compiled layers and DataLoader workers on a
+GPU; fp32 and no compile on CPU) are printed with the reason for each choice; --check
+stops there.
 
 Multi-GPU: write an accelerate config from the config's `distributed:` section, then launch:
   meddata train run.yaml --accelerate-config accelerate.yaml
@@ -57,9 +61,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _run(loaded, check_only: bool) -> int:
-    from meddata.trainers import stages, validate
+    from meddata.trainers import speed, stages, validate
 
     plan = validate.validate(loaded)
+    speeds = speed.resolve_plan(plan)
     hw = plan.hardware
     print(f"{loaded.source}: ok — {len(plan.stages)} stage(s), precision {plan.precision}, "
           f"device {hw.device_name}{f' x{hw.gpus}' if hw.gpus > 1 else ''}")
@@ -67,6 +72,8 @@ def _run(loaded, check_only: bool) -> int:
         ev = f", eval {len(s.eval)} rows" if s.eval is not None else ""
         print(f"  stage {s.index} {s.spec.name}: {s.spec.type} on {len(s.train)} {s.kind} rows{ev}, "
               f"peft {s.spec.peft.method} -> {s.out_dir}")
+        for line in speed.describe(speeds[s.index]):
+            print(f"      {line}")
     if check_only:
         return 0
     logging.getLogger("meddata").info("training %s", loaded.config.name)
