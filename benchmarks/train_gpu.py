@@ -53,9 +53,9 @@ PRIORITY = [("105m", "trl"), ("105m", "meddata"), ("1b", "meddata"), ("1b", "trl
 
 SIZES = {
     "105m": {"hidden": 768, "layers": 12, "heads": 12, "intermediate": 2048, "vocab": 16384, "seq": 1024,
-             "batch": 16, "warmup": 5, "steps": 35},
+             "batch": 16, "warmup": 5, "steps": 50},
     "1b": {"hidden": 2048, "layers": 16, "heads": 16, "intermediate": 8192, "vocab": 16384, "seq": 2048,
-           "batch": 8, "warmup": 3, "steps": 15},
+           "batch": 8, "warmup": 4, "steps": 20},
 }
 SMOKE_SIZES = {
     "105m": {"hidden": 64, "layers": 2, "heads": 4, "intermediate": 256, "vocab": 1024, "seq": 128,
@@ -408,8 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-qlora", dest="qlora", action="store_false", help="skip the QLoRA check")
     p.add_argument("--no-eval", dest="eval", action="store_false", help="skip the meddata eval check")
     p.add_argument("--in-process", action="store_true", help="run arms in this process (default with --smoke)")
-    p.add_argument("--steps", type=int, help="optimizer steps per arm (default per size: 35 / 15; smoke 4)")
-    p.add_argument("--warmup", type=int, help="steps left out of the timing (default per size: 5 / 3; smoke 1)")
+    p.add_argument("--steps", type=int, help="optimizer steps per arm (default per size: 50 / 20; smoke 4)")
+    p.add_argument("--warmup", type=int, help="steps left out of the timing (default per size: 5 / 4; smoke 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="write the results here as JSON too")
     p.add_argument("--arm-json", help=argparse.SUPPRESS)

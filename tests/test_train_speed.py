@@ -62,6 +62,8 @@ def test_auto_follows_stage_kind_and_older_gpus():
     assert dpo.compile.value is False and dpo.attention.value == "sdpa" and dpo.padding_free.value is False
     v100 = resolve(V100, {"packing": True})  # no bf16: fp16 autocast over fp32 weights
     assert v100.weights.value == "fp32" and v100.optimizer.value == "adamw_torch_fused"
+    fsdp = resolve(H200, {"packing": True}, distributed={"strategy": "fsdp", "num_processes": 8})
+    assert fsdp.weights.value == "fp32" and fsdp.compile.value is False  # FSDP's own mixed precision
 
 
 def test_explicit_settings_win_over_auto():
@@ -71,6 +73,8 @@ def test_explicit_settings_win_over_auto():
                          "compile": False, "padding_free": True, "dataloader_workers": 1}
     pinned = resolve(H200, model={"name_or_path": "m", "dtype": "float32", "attn_implementation": "eager"})
     assert pinned.weights.why == "model.dtype is set" and pinned.attention.value == "eager"
+    flash = resolve(H200, {"packing": True}, model={"name_or_path": "m", "attn_implementation": "flash_attention_2"})
+    assert flash.compile.value is False and "varlen" in flash.compile.why
     # the same config on CPU with compile forced on still compiles (it runs, just slowly)
     assert resolve(CPU, speed={"compile": "on"}).compile.value is True
 

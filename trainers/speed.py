@@ -76,6 +76,8 @@ def _weights(cfg: TrainConfig, stage: StageSpec, precision: str, hw: Hardware) -
         if speed.weights == "bf16" and precision == "fp16":
             raise TrainConfigError("speed.weights bf16 cannot train with precision fp16; use precision bf16 or auto")
         return Choice(speed.weights, "speed.weights is set")
+    if cfg.distributed.strategy in ("fsdp", "deepspeed"):
+        return Choice("fp32", f"{cfg.distributed.strategy} keeps fp32 shards and computes in {precision} itself")
     if precision == "bf16":
         kept = "the base stays frozen in bf16" if stage.peft.method != "none" else \
             "the optimizer keeps fp32 master weights and Adam state"
@@ -96,6 +98,9 @@ def _attention(cfg: TrainConfig, hw: Hardware, padding_free: bool) -> Choice:
         if not _installed(FLASH_PACKAGES[wanted]):
             raise TrainConfigError(f"speed.attention {wanted} needs the {FLASH_PACKAGES[wanted]} package, which is "
                                    "not installed (pip install flash-attn), or use auto")
+    if wanted == "flex_attention" and not hw.cuda:
+        raise TrainConfigError("speed.attention flex_attention needs a CUDA GPU to train (PyTorch's flex_attention "
+                               "has no CPU backward); use auto or sdpa")
     if wanted != "auto":
         return Choice(wanted, "speed.attention is set")
     if not hw.cuda:
@@ -111,7 +116,7 @@ def _attention(cfg: TrainConfig, hw: Hardware, padding_free: bool) -> Choice:
     return Choice("sdpa", "unpacked rows: SDPA's fused causal kernel")
 
 
-def _compile(cfg: TrainConfig, stage: StageSpec, hw: Hardware) -> Choice:
+def _compile(cfg: TrainConfig, stage: StageSpec, hw: Hardware, attention: str) -> Choice:
     wanted = cfg.speed.compile
     if wanted != "auto":
         return Choice(wanted == "on", "speed.compile is set")
@@ -121,8 +126,10 @@ def _compile(cfg: TrainConfig, stage: StageSpec, hw: Hardware) -> Choice:
         return Choice(False, "dpo: chosen/rejected batches change shape every step")
     if stage.peft.method == "qlora":
         return Choice(False, "qlora: bitsandbytes 4-bit layers break compiled graphs")
-    if cfg.distributed.strategy == "deepspeed":
-        return Choice(False, "deepspeed wraps the model in its own engine")
+    if cfg.distributed.strategy in ("fsdp", "deepspeed"):
+        return Choice(False, f"{cfg.distributed.strategy} wraps the model in its own sharded modules")
+    if attention.startswith("flash_attention"):
+        return Choice(False, "flash-attention's varlen batches change shape every step")
     return Choice(True, "GPU: decoder layers compiled once on one static batch shape (fuses norms, RoPE, SwiGLU)")
 
 
@@ -182,10 +189,11 @@ def resolve(cfg: TrainConfig, stage: StageSpec, hw: Hardware, precision: str) ->
                           ("dpo: TRL pads chosen/rejected pairs" if stage.type == "dpo" else
                            "packing is off for this stage (set packing: true to pack short rows)"))
     weights = _weights(cfg, stage, precision, hw)
-    compiled = _compile(cfg, stage, hw)
+    attention = _attention(cfg, hw, packs)
+    compiled = _compile(cfg, stage, hw, attention.value)
     return StageSpeed(
         weights=weights,
-        attention=_attention(cfg, hw, packs),
+        attention=attention,
         optimizer=_optimizer(cfg, stage, hw, weights.value),
         liger=_liger(cfg, hw, compiled.value),
         compile=compiled,

@@ -80,18 +80,37 @@ def model_flops_per_token(model: Any) -> tuple[float, int]:
 
 
 class TokenMeter:
-    """Real (not padding) tokens seen by the training steps, counted on the CPU batch."""
+    """Real (not padding) tokens seen by the training steps, counted on the CPU batch.
 
-    def __init__(self) -> None:
+    ``pad_id``: set when a padding-free batch may already be padded at its end (TRL's
+    ``pad_to_multiple_of``); the trailing run of pad tokens with no label and position 0
+    is then not counted."""
+
+    def __init__(self, pad_id: int | None = None) -> None:
         self.tokens = 0
+        self.pad_id = pad_id
 
     def count(self, inputs: dict[str, Any]) -> int:
         if "attention_mask" in inputs:
             n = int(inputs["attention_mask"].sum())
-        else:  # padding-free: one flattened row, no padding yet
-            n = int(inputs["input_ids"].numel())
+        elif "input_ids" not in inputs:  # a trainer with other inputs (DPO's chosen/rejected pairs)
+            n = sum(int(v.sum()) for k, v in inputs.items() if k.endswith("attention_mask"))
+        else:  # padding-free: one flattened row
+            ids = inputs["input_ids"]
+            n = int(ids.numel())
+            if self.pad_id is not None and "position_ids" in inputs and "labels" in inputs and ids.shape[0] == 1:
+                padding = (ids[0] == self.pad_id) & (inputs["labels"][0] == -100) & (inputs["position_ids"][0] == 0)
+                n -= trailing_true(padding)
         self.tokens += n
         return n
+
+
+def trailing_true(mask) -> int:
+    """Length of the run of True at the end of a 1-D boolean tensor."""
+    flipped = (~mask.flip(0)).int()
+    if not bool(flipped.any()):
+        return int(mask.numel())
+    return int(flipped.argmax())
 
 
 def callback(meter: TokenMeter, flops_per_token: float, params: int, peak: float | None, peak_source: str,
