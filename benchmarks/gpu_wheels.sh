@@ -6,7 +6,7 @@
 # multiprocess<0.70.20; pydantic 2.14.4 pins pydantic-core 2.50.5).
 #
 #   bash benchmarks/gpu_wheels.sh          # then carry .whl/ to the GPU machine and run
-#   pip install --no-deps --no-index .whl/*.whl && pip install --no-deps --no-build-isolation -e .
+#   pip install --no-deps --no-index .whl/*.whl && python benchmarks/train_gpu.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PIP="${PIP:-python3 -m pip}"
@@ -25,4 +25,7 @@ for spec in "${PACKAGES[@]}"; do
 done
 # rouge-score publishes only a source archive; it is pure Python, so build the wheel here.
 $PIP wheel --quiet --no-deps -w "$DEST" rouge-score==0.1.2
+# meddata itself, from this working tree: the GPU machine then needs no build step.
+rm -f "$DEST"/meddata-*.whl
+$PIP wheel --quiet --no-deps -w "$DEST" .
 ls -l "$DEST"/*.whl | awk '{printf "%9.1f KB  %s\n", $5/1024, $NF; total += $5} END {printf "%9.1f MB  total\n", total/1048576}'

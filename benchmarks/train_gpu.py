@@ -22,9 +22,9 @@ against ``trl``. Optional checks when time is left: QLoRA (bitsandbytes) and ``m
     python benchmarks/train_gpu.py --json out/bench/train_gpu.json    # GPU, <= 8 minutes
     python benchmarks/train_gpu.py --smoke                             # CPU, tiny sizes, < 2 minutes
 
-On an offline GPU machine, carry the wheels ``benchmarks/gpu_wheels.sh`` downloads, then
-``pip install --no-deps --no-index .whl/*.whl && pip install --no-deps --no-build-isolation -e .``;
-the script starts by printing which packages are missing.
+On an offline GPU machine, carry the wheels ``benchmarks/gpu_wheels.sh`` downloads (meddata's
+own wheel included), then ``pip install --no-deps --no-index .whl/*.whl``; the script starts
+by printing which packages (and whether a C compiler for Triton) are missing.
 """
 
 from __future__ import annotations
@@ -88,8 +88,11 @@ def package_report() -> tuple[list[str], list[str]]:
         except importlib.metadata.PackageNotFoundError:
             (missing if needed else optional).append(dist)
     print("packages:  " + ", ".join(present))
-    print("missing:   " + (", ".join(missing) or "none") + "   optional missing: " + (", ".join(optional) or "none"),
-          flush=True)
+    print("missing:   " + (", ".join(missing) or "none") + "   optional missing: " + (", ".join(optional) or "none"))
+    import shutil
+
+    cc = next((shutil.which(n) for n in (os.environ.get("CC"), "cc", "gcc", "clang") if n and shutil.which(n)), None)
+    print(f"C compiler: {cc or 'none (Triton, hence torch.compile, flex_attention and Liger, need one)'}", flush=True)
     return missing, optional
 
 
@@ -328,7 +331,8 @@ def _optional_checks(args, sizes, build, models, work, results, t_start, cuda) -
                "--limit", "20", "--out", str(work / "eval")]
         t0 = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=left - 10)
+            # cwd outside the repository: its meddata/ folder would shadow the installed package
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=left - 10, cwd=work)
             checks["eval"] = {"exit": proc.returncode, "wall_s": round(time.perf_counter() - t0, 1),
                               "tail": proc.stdout.strip().splitlines()[-6:] if proc.stdout else proc.stderr[-800:]}
         except subprocess.TimeoutExpired:
@@ -425,8 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     missing, _ = package_report()
     if missing:
         print(f"cannot run: {', '.join(missing)} missing. Carry the wheels from benchmarks/gpu_wheels.sh, then "
-              "pip install --no-deps --no-index .whl/*.whl && pip install --no-deps --no-build-isolation -e .",
-              file=sys.stderr)
+              "pip install --no-deps --no-index .whl/*.whl", file=sys.stderr)
         return 2
     import torch
 

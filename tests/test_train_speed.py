@@ -14,9 +14,9 @@ from meddata.trainers.optim import MasterWeightAdamW
 
 CPU = Hardware(cuda=False, gpus=0, bf16=False, bitsandbytes=False, device_name="cpu", cpus=2)
 H200 = Hardware(cuda=True, gpus=1, bf16=True, bitsandbytes=True, device_name="NVIDIA H200", capability=(9, 0),
-                memory_gib=139.8, cpus=16)
+                memory_gib=139.8, cpus=16, triton=True)
 V100 = Hardware(cuda=True, gpus=1, bf16=False, bitsandbytes=True, device_name="Tesla V100-SXM2-32GB",
-                capability=(7, 0), memory_gib=32, cpus=8)
+                capability=(7, 0), memory_gib=32, cpus=8, triton=True)
 
 
 def resolve(hw: Hardware, stage: dict | None = None, precision: str | None = None, **top) -> speed.StageSpeed:
@@ -50,6 +50,17 @@ def test_auto_on_a_bf16_gpu_picks_the_fast_path():
     assert s.dataloader_workers.value == 4
     unpacked = resolve(H200, {"packing": False})
     assert unpacked.attention.value == "sdpa" and unpacked.padding_free.value is False
+
+
+def test_a_gpu_without_triton_or_a_c_compiler_skips_compiled_kernels():
+    import dataclasses
+
+    bare = dataclasses.replace(H200, triton=False)
+    s = resolve(bare, {"packing": True})
+    assert s.attention.value == "sdpa" and "C compiler" in s.attention.why
+    assert s.compile.value is False and s.weights.value == "bf16" and s.fused
+    with pytest.raises(TrainConfigError, match="flex_attention needs Triton"):
+        resolve(bare, speed={"attention": "flex_attention"})
 
 
 def test_auto_follows_stage_kind_and_older_gpus():

@@ -22,6 +22,9 @@ class Hardware:
     capability: tuple[int, int] | None = None
     memory_gib: float = 0.0  # GPU 0's memory
     cpus: int = 1  # CPU cores this process may use
+    #: Triton can build GPU kernels here (the package and a C compiler for its launcher):
+    #: torch.compile, flex_attention and Liger need it.
+    triton: bool = False
 
     @property
     def world_size(self) -> int:
@@ -46,7 +49,18 @@ def detect() -> Hardware:
         capability=tuple(torch.cuda.get_device_capability(0)) if cuda else None,
         memory_gib=torch.cuda.get_device_properties(0).total_memory / 2**30 if cuda else 0.0,
         cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
+        triton=cuda and importlib.util.find_spec("triton") is not None and c_compiler() is not None,
     )
+
+
+def c_compiler() -> str | None:
+    """The C compiler Triton would use (``$CC``, else cc/gcc/clang on PATH), or None."""
+    import shutil
+
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
 
 
 def precision_problem(requested: str, hw: Hardware) -> str | None:

@@ -21,6 +21,7 @@ from meddata.trainers.hardware import Hardware
 #: meddata's optimizer for bf16 weights: AdamW on fp32 master copies (:mod:`meddata.trainers.optim`).
 MASTER_ADAMW = "adamw_fp32_master"
 DEFAULT_OPTIM = StageSpec.model_fields["optim"].default
+NO_TRITON = "this machine lacks one of them: install gcc, or the triton package that matches torch"
 FLASH_PACKAGES = {"flash_attention_3": "flash_attn_interface", "flash_attention_2": "flash_attn"}
 
 
@@ -101,6 +102,8 @@ def _attention(cfg: TrainConfig, hw: Hardware, padding_free: bool) -> Choice:
     if wanted == "flex_attention" and not hw.cuda:
         raise TrainConfigError("speed.attention flex_attention needs a CUDA GPU to train (PyTorch's flex_attention "
                                "has no CPU backward); use auto or sdpa")
+    if wanted == "flex_attention" and not hw.triton:
+        raise TrainConfigError(f"speed.attention flex_attention needs Triton and a C compiler; {NO_TRITON}")
     if wanted != "auto":
         return Choice(wanted, "speed.attention is set")
     if not hw.cuda:
@@ -110,6 +113,8 @@ def _attention(cfg: TrainConfig, hw: Hardware, padding_free: bool) -> Choice:
         return Choice("flash_attention_3", "flash-attention 3 is installed (Hopper): varlen kernels for packed rows")
     if cap >= (8, 0) and _installed("flash_attn"):
         return Choice("flash_attention_2", "flash-attention 2 is installed: varlen kernels for packed rows")
+    if padding_free and not hw.triton:
+        return Choice("sdpa", f"packed rows, but flex_attention needs Triton and a C compiler ({NO_TRITON})")
     if padding_free:
         return Choice("flex_attention", "packed rows without flash-attention: flex_attention skips the blocks "
                                         "between documents (SDPA would fill a dense mask over the whole batch)")
@@ -130,6 +135,8 @@ def _compile(cfg: TrainConfig, stage: StageSpec, hw: Hardware, attention: str) -
         return Choice(False, f"{cfg.distributed.strategy} wraps the model in its own sharded modules")
     if attention.startswith("flash_attention"):
         return Choice(False, "flash-attention's varlen batches change shape every step")
+    if not hw.triton:
+        return Choice(False, f"torch.compile's GPU kernels need Triton and a C compiler ({NO_TRITON})")
     return Choice(True, "GPU: decoder layers compiled once on one static batch shape (fuses norms, RoPE, SwiGLU)")
 
 
@@ -140,6 +147,8 @@ def _liger(cfg: TrainConfig, hw: Hardware, compiled: bool) -> Choice:
             raise TrainConfigError("speed.liger on needs a CUDA GPU (Liger's kernels are Triton); use auto or off")
         if not _installed("liger_kernel"):
             raise TrainConfigError("speed.liger on needs the liger-kernel package: pip install 'meddata[gpu]'")
+        if not hw.triton:
+            raise TrainConfigError(f"speed.liger on needs Triton and a C compiler; {NO_TRITON}")
         return Choice(True, "speed.liger is on")
     if wanted == "off":
         return Choice(False, "speed.liger is off")
@@ -147,6 +156,8 @@ def _liger(cfg: TrainConfig, hw: Hardware, compiled: bool) -> Choice:
         return Choice(False, "CPU: Liger's kernels are Triton (GPU only)")
     if not _installed("liger_kernel"):
         return Choice(False, "liger-kernel is not installed (pip install 'meddata[gpu]')")
+    if not hw.triton:
+        return Choice(False, f"Liger's kernels need Triton and a C compiler ({NO_TRITON})")
     if compiled:
         return Choice(False, "torch.compile already fuses the norm/RoPE/SwiGLU ops Liger replaces")
     return Choice(True, "liger-kernel is installed: fused RMSNorm, RoPE and SwiGLU kernels")
