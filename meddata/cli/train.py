@@ -82,9 +82,17 @@ def _run(loaded, check_only: bool) -> int:
         m = r.metrics
         loss = f"loss {m['first_loss']:.4f} -> {m['last_loss']:.4f}" if "first_loss" in m else ""
         note = " (reused)" if r.skipped else ""
-        print(f"  {r.name}: {loss}{note} -> {r.output}")
+        print(f"  {r.name}: {loss}{_throughput(m)}{note} -> {r.output}")
     print(f"final model: {result.final_model}")
     print(f"run record:  {result.output_dir / 'run.json'}")
     if result.hub_url:
         print(f"hub:         {result.hub_url}")
     return 0
+
+
+def _throughput(m: dict) -> str:
+    """``, 12,345 tokens/s, MFU 41.0%`` from a stage's metrics (MFU n/a without a GPU peak)."""
+    if not m.get("tokens_per_s"):
+        return ""
+    mfu = f"MFU {m['mfu']:.1%}" if m.get("mfu") is not None else "MFU n/a (no GPU)"
+    return f", {m['tokens_per_s']:,.0f} tokens/s, {mfu}"
