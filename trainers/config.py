@@ -36,7 +36,7 @@ class ModelSpec(_Strict):
     #: None: the tokenizer's own template; a name (chatml, llama-3) or a .jinja file.
     chat_template: str | None = None
     revision: str | None = None
-    #: Weights dtype when loading; "auto" keeps the checkpoint's.
+    #: Weights dtype when loading; "auto" leaves it to ``speed.weights`` (bf16 on bf16 GPUs, fp32 on CPU).
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     attn_implementation: str | None = None
     trust_remote_code: bool = False

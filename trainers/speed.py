@@ -37,7 +37,7 @@ class StageSpeed:
     code needs to avoid recompiling); ``padding_free``: packed rows flattened into one
     sequence with per-document positions (TRL's BFD packing)."""
 
-    weights: Choice  # "bf16" | "fp32" | "fp16" | "4bit" | "checkpoint"
+    weights: Choice  # "bf16" | "fp32" | "fp16" | "4bit"
     attention: Choice  # an attn_implementation name
     optimizer: Choice  # MASTER_ADAMW or a TrainingArguments optim name
     liger: Choice  # bool
@@ -82,7 +82,8 @@ def _weights(cfg: TrainConfig, stage: StageSpec, precision: str, hw: Hardware) -
     if precision == "bf16":
         kept = "the base stays frozen in bf16" if stage.peft.method != "none" else \
             "the optimizer keeps fp32 master weights and Adam state"
-        return Choice("bf16", f"GPU with bf16: half the activation memory and no autocast casts; {kept}")
+        where = "GPU with bf16" if hw.cuda else "precision bf16"
+        return Choice("bf16", f"{where}: half the activation memory and no autocast casts; {kept}")
     if not hw.cuda:
         return Choice("fp32", "CPU: fp32 weights and compute")
     return Choice("fp32", f"precision {precision}: fp32 weights, autocast computes in {precision}")
