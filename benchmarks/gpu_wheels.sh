@@ -17,6 +17,9 @@ PACKAGES=(
   pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
   ftfy==6.3.1 wcwidth==0.9.4 pypdf==7.1.1 openai==3.60.0
   liger-kernel==0.8.5 bitsandbytes==0.50.2
+  # not on the list of missing packages, but pydantic 2.14 needs typing-extensions>=4.16, newer
+  # than many images carry; a newer typing-extensions is backward compatible (45 KB).
+  typing-extensions==4.16.0
 )
 for spec in "${PACKAGES[@]}"; do
   $PIP download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

@@ -73,10 +73,34 @@ PACKAGES = [
     ("datasets", True), ("dill", True), ("multiprocess", True), ("xxhash", True), ("pandas", True),
     ("pyarrow", True), ("fsspec", True), ("pydantic", True), ("pydantic-core", True), ("annotated-types", True),
     ("typing-inspection", True), ("ftfy", True), ("wcwidth", True), ("pypdf", True), ("pyyaml", True),
-    ("jinja2", True), ("huggingface-hub", True), ("tokenizers", True), ("safetensors", True), ("psutil", True), ("meddata", True),
+    ("jinja2", True), ("huggingface-hub", True), ("typing-extensions", True), ("tokenizers", True), ("safetensors", True), ("psutil", True), ("meddata", True),
     ("liger-kernel", False), ("bitsandbytes", False), ("flash-attn", False), ("triton", False),
     ("openai", False), ("rouge-score", False),
 ]
+
+
+def requirement_conflicts(dists: list[str]) -> list[str]:
+    """``datasets 5.2.0 needs huggingface-hub>=1.31.0, have 1.20.0`` for each installed
+    distribution whose (non-extra) requirement the installed version does not satisfy."""
+    from packaging.requirements import Requirement
+
+    out = []
+    for dist in dists:
+        try:
+            version, requires = importlib.metadata.version(dist), importlib.metadata.requires(dist) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for line in requires:
+            req = Requirement(line)
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            try:
+                have = importlib.metadata.version(req.name)
+            except importlib.metadata.PackageNotFoundError:
+                continue  # reported as missing when it matters
+            if req.specifier and not req.specifier.contains(have, prereleases=True):
+                out.append(f"{dist} {version} needs {req}, have {have}")
+    return out
 
 
 def package_report() -> tuple[list[str], list[str]]:
@@ -89,6 +113,8 @@ def package_report() -> tuple[list[str], list[str]]:
             (missing if needed else optional).append(dist)
     print("packages:  " + ", ".join(present))
     print("missing:   " + (", ".join(missing) or "none") + "   optional missing: " + (", ".join(optional) or "none"))
+    conflicts = requirement_conflicts([d for d, _ in PACKAGES])
+    print("conflicts: " + ("; ".join(conflicts) or "none"))
     import shutil
 
     cc = next((shutil.which(n) for n in (os.environ.get("CC"), "cc", "gcc", "clang") if n and shutil.which(n)), None)
