@@ -223,6 +223,22 @@ def test_cli_check_and_accelerate_config(qs_build, tiny_model, tmp_path, capsys)
     assert err.startswith("meddata train: error: ") and "needs preference rows" in err
 
 
+def test_cli_check_prints_each_speed_setting_and_why(qs_build, tiny_model, tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg(tiny_model, stage("sft", "sft", qs_build, packing=True))))
+    assert main(["train", str(path), "--check"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:] if line.startswith("      ")}
+    assert set(lines) == {"weights", "attention", "optimizer", "liger", "compile", "padding_free",
+                          "dataloader_workers"}
+    assert lines["weights"].split()[1] == "fp32" and "CPU" in lines["weights"]
+    assert lines["compile"].split()[1] == "off" and lines["padding_free"].split()[1] == "on"
+    # a setting this machine cannot run is refused at --check, naming the stage
+    path.write_text(yaml.safe_dump(cfg(tiny_model, stage("sft", "sft", qs_build), speed={"liger": "on"})))
+    assert main(["train", str(path), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "stage 0 'sft' (sft): speed.liger on needs a CUDA GPU" in err
+
+
 def test_shipped_example_configs_parse():
     files = sorted((ROOT / "examples" / "train").glob("*.yaml"))
     assert files

@@ -104,6 +104,12 @@ def test_stages_chain_and_sft_loss_goes_down(trained):
     assert sft["metrics"]["global_step"] == SFT_STEPS and len(curve) == SFT_STEPS
     assert sum(curve[-5:]) / 5 < sum(curve[:5]) / 5 - 0.2, curve
     assert dpo["metrics"]["global_step"] == 4 and "rewards_accuracies" in dpo["metrics"]
+    # every stage reports its speed settings and throughput; on CPU MFU is n/a
+    for stage in (cpt, sft, dpo):
+        m = stage["metrics"]
+        assert m["speed"]["weights"] == "fp32" and m["speed"]["compile"] is False
+        assert m["tokens_per_s"] > 0 and m["train_tokens"] > 0 and m["mfu"] is None
+    assert cpt["metrics"]["speed"]["padding_free"] is True and dpo["metrics"]["speed"]["padding_free"] is False
 
 
 def test_sft_loss_is_on_assistant_turns_only(trained):

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meddata.trainers import chat_templates, models
+from meddata.trainers import speed as speed_settings
 from meddata.trainers.config import ModelSpec
+from meddata.trainers.speed import StageSpeed
 from meddata.trainers.validate import Plan, StagePlan
 
 log = logging.getLogger("meddata.trainers")
@@ -45,6 +47,11 @@ class StageResult:
                 "metrics": self.metrics, "skipped": self.skipped}
 
 
+def stage_speed(plan: Plan, stage: StagePlan) -> StageSpeed:
+    """The stage's resolved ``speed`` settings (see :mod:`meddata.trainers.speed`)."""
+    return speed_settings.resolve(plan.config, stage.spec, plan.hardware, plan.precision)
+
+
 def common_args(plan: Plan, stage: StagePlan) -> dict[str, Any]:
     """TrainingArguments fields set from the stage (the same for SFT and DPO)."""
     spec = stage.spec
@@ -74,9 +81,9 @@ def common_args(plan: Plan, stage: StagePlan) -> dict[str, Any]:
         "seed": plan.config.seed,
         "report_to": list(plan.config.report_to) or "none",
         "disable_tqdm": True,
-        "dataloader_num_workers": 0,
     }
     args.update(checkpointing_args(spec.gradient_checkpointing))
+    args.update(speed_settings.training_args(stage_speed(plan, stage)))
     if not plan.hardware.cuda:
         args["use_cpu"] = True
     args.update(spec.trl_args)
@@ -99,8 +106,9 @@ def checkpointing_args(enabled: bool) -> dict[str, Any]:
 
 
 def prepare(plan: Plan, stage: StagePlan, start: StageInput):
-    """(model, tokenizer, peft_config) for a stage, template fitted, QLoRA prepared."""
-    spec: ModelSpec = plan.config.model
+    """(model, tokenizer, peft_config) for a stage, template fitted, QLoRA prepared; weights
+    dtype and attention as the stage's ``speed`` settings resolved."""
+    spec: ModelSpec = speed_settings.model_spec(plan.config.model, stage_speed(plan, stage))
     template = plan.template if start.fit_template else None
     tok_path = spec.tokenizer if (start.fit_template and spec.tokenizer) else start.model_path
     tokenizer, added = models.load_tokenizer(tok_path, spec, template)
@@ -116,6 +124,17 @@ def prepare(plan: Plan, stage: StagePlan, start: StageInput):
             model = models.prepare_for_kbit(model, stage.spec.gradient_checkpointing)
         peft_config = models.lora_config(stage.spec.peft, added_token_ids=added_ids)
     return model, tokenizer, peft_config, bool(added)
+
+
+def accelerate(trainer: Any, plan: Plan, stage: StagePlan) -> Any:
+    """Wire the stage's speed settings into a constructed trainer (optimizer, batch shapes,
+    compiled layers, throughput callback); returns the callback whose summary goes into the
+    stage's metrics."""
+    from meddata.trainers import fastpath
+
+    return fastpath.attach(trainer, stage_speed(plan, stage), device_name=plan.hardware.device_name,
+                           cuda=plan.hardware.cuda, max_length=stage.spec.max_length,
+                           batch_size=stage.spec.per_device_batch_size)
 
 
 def latest_checkpoint(stage: StagePlan) -> str | None:
@@ -150,7 +169,8 @@ def loss_summary(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def finish(plan: Plan, stage: StagePlan, start: StageInput, trainer: Any, tokenizer: Any) -> StageResult:
+def finish(plan: Plan, stage: StagePlan, start: StageInput, trainer: Any, tokenizer: Any,
+           speed_callback: Any = None) -> StageResult:
     """Save the trained weights (or adapter), merge when needed, write the stage marker."""
     out = stage.out_dir
     is_peft = stage.spec.peft.method != "none"
@@ -161,6 +181,11 @@ def finish(plan: Plan, stage: StagePlan, start: StageInput, trainer: Any, tokeni
     main = trainer.accelerator.is_main_process
     metrics = loss_summary(trainer.state.log_history)
     metrics["global_step"] = trainer.state.global_step
+    if speed_callback is not None:
+        metrics.update(speed_callback.summary)
+        if "train_tokens" in metrics:
+            metrics["num_tokens"] = metrics["train_tokens"]  # real tokens; TRL's count includes static padding
+    metrics["speed"] = stage_speed(plan, stage).to_json()
     result = StageResult(stage.spec.name, stage.spec.type, None if is_peft else str(target),
                          str(target) if is_peft else None, metrics)
     merge = is_peft and (start.merge_after or stage.spec.peft.merge)

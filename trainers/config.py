@@ -36,7 +36,7 @@ class ModelSpec(_Strict):
     #: None: the tokenizer's own template; a name (chatml, llama-3) or a .jinja file.
     chat_template: str | None = None
     revision: str | None = None
-    #: Weights dtype when loading; "auto" keeps the checkpoint's.
+    #: Weights dtype when loading; "auto" leaves it to ``speed.weights`` (bf16 on bf16 GPUs, fp32 on CPU).
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     attn_implementation: str | None = None
     trust_remote_code: bool = False
@@ -156,6 +156,35 @@ class DistributedSpec(_Strict):
     deepspeed: DeepSpeedSpec = Field(default_factory=DeepSpeedSpec)
 
 
+Switch = Literal["auto", "on", "off"]
+
+
+class SpeedSpec(_Strict):
+    """How close to the hardware's limit a run goes. Every field defaults to ``auto``: fast
+    settings on a CUDA GPU, plain fp32 eager settings on CPU. ``meddata train --check``
+    prints what each field resolved to and why (see :mod:`meddata.trainers.speed`)."""
+
+    #: dtype of the trained weights in full fine-tuning. ``bf16`` keeps an fp32 master copy and
+    #: fp32 Adam state in the optimizer, so small updates are not rounded away.
+    weights: Literal["auto", "bf16", "fp32"] = "auto"
+    attention: Literal["auto", "flash_attention_3", "flash_attention_2", "flex_attention", "sdpa", "eager"] = "auto"
+    #: Fused AdamW kernel (one launch for all parameters) instead of the per-tensor loop.
+    fused_adamw: Switch = "auto"
+    #: Liger kernels (RMSNorm, RoPE, SwiGLU) from the ``liger-kernel`` package (``meddata[gpu]``).
+    liger: Switch = "auto"
+    #: ``torch.compile`` of the decoder layers, with batches padded to one static shape.
+    compile: Switch = "auto"
+    #: DataLoader worker processes (collation off the training loop); ``auto``: up to 4 per GPU, 0 on CPU.
+    dataloader_workers: int | Literal["auto"] = "auto"
+
+    @field_validator("dataloader_workers")
+    @classmethod
+    def _workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("dataloader_workers must be 0 or more, or auto")
+        return value
+
+
 class TrainConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -169,6 +198,7 @@ class TrainConfig(_Strict):
     resume: bool = True
     hub: HubSpec | None = None
     distributed: DistributedSpec = Field(default_factory=DistributedSpec)
+    speed: SpeedSpec = Field(default_factory=SpeedSpec)
     report_to: list[str] = Field(default_factory=list)
 
     @field_validator("stages")

@@ -27,11 +27,12 @@ def dpo_config(plan: Plan, stage: StagePlan):
 
 
 def run(plan: Plan, stage: StagePlan, start: common.StageInput, resume_from: str | None) -> common.StageResult:
+    from meddata.trainers.fastpath import trainer_class
     from trl import DPOTrainer
 
     model, tokenizer, peft_config, grew = common.prepare(plan, stage, start)
     ref_model = copy.deepcopy(model) if grew and peft_config is None else None
-    trainer = DPOTrainer(
+    trainer = trainer_class(DPOTrainer)(
         model=model,
         ref_model=ref_model,
         args=dpo_config(plan, stage),
@@ -40,8 +41,9 @@ def run(plan: Plan, stage: StagePlan, start: common.StageInput, resume_from: str
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    speed_callback = common.accelerate(trainer, plan, stage)
     log.info("%s: DPO on %d preference pairs", stage.where, len(stage.train))
     trainer.train(resume_from_checkpoint=resume_from)
     if stage.eval is not None:
         trainer.evaluate()
-    return common.finish(plan, stage, start, trainer, tokenizer)
+    return common.finish(plan, stage, start, trainer, tokenizer, speed_callback)

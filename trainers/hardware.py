@@ -18,6 +18,13 @@ class Hardware:
     bf16: bool  # the GPU supports bfloat16 (Ampere or newer)
     bitsandbytes: bool  # importable; only meaningful with CUDA
     device_name: str
+    #: CUDA compute capability of GPU 0, e.g. (9, 0) for Hopper; None on CPU.
+    capability: tuple[int, int] | None = None
+    memory_gib: float = 0.0  # GPU 0's memory
+    cpus: int = 1  # CPU cores this process may use
+    #: Triton can build GPU kernels here (the package and a C compiler for its launcher):
+    #: torch.compile, flex_attention and Liger need it.
+    triton: bool = False
 
     @property
     def world_size(self) -> int:
@@ -39,7 +46,21 @@ def detect() -> Hardware:
         bf16=bool(cuda and torch.cuda.is_bf16_supported()),
         bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None,
         device_name=torch.cuda.get_device_name(0) if cuda else "cpu",
+        capability=tuple(torch.cuda.get_device_capability(0)) if cuda else None,
+        memory_gib=torch.cuda.get_device_properties(0).total_memory / 2**30 if cuda else 0.0,
+        cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
+        triton=cuda and importlib.util.find_spec("triton") is not None and c_compiler() is not None,
     )
+
+
+def c_compiler() -> str | None:
+    """The C compiler Triton would use (``$CC``, else cc/gcc/clang on PATH), or None."""
+    import shutil
+
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
 
 
 def precision_problem(requested: str, hw: Hardware) -> str | None:

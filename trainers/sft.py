@@ -39,10 +39,11 @@ def sft_config(plan: Plan, stage: StagePlan):
 
 def run(plan: Plan, stage: StagePlan, start: common.StageInput, resume_from: str | None) -> common.StageResult:
     """Train one SFT (or continued-pretraining) stage and save its output."""
+    from meddata.trainers.fastpath import trainer_class
     from trl import SFTTrainer
 
     model, tokenizer, peft_config, _ = common.prepare(plan, stage, start)
-    trainer = SFTTrainer(
+    trainer = trainer_class(SFTTrainer)(
         model=model,
         args=sft_config(plan, stage),
         train_dataset=stage.train,
@@ -50,8 +51,9 @@ def run(plan: Plan, stage: StagePlan, start: common.StageInput, resume_from: str
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    speed_callback = common.accelerate(trainer, plan, stage)
     log.info("%s: training on %d rows (%s)", stage.where, len(stage.train), stage.kind)
     trainer.train(resume_from_checkpoint=resume_from)
     if stage.eval is not None:
         trainer.evaluate()
-    return common.finish(plan, stage, start, trainer, tokenizer)
+    return common.finish(plan, stage, start, trainer, tokenizer, speed_callback)

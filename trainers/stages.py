@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meddata.trainers import common, dpo, pretrain, publish, sft
+from meddata.trainers import common, dpo, pretrain, publish, sft, speed
 from meddata.trainers.config import TrainConfigError
 from meddata.trainers.validate import Plan, StagePlan
 
@@ -54,6 +54,7 @@ def stage_hash(plan: Plan, stage: StagePlan, start_path: str, previous: str) -> 
         "previous": previous,
         "model": plan.config.model.model_dump(mode="json"),
         "precision": plan.precision,
+        "speed": plan.config.speed.model_dump(mode="json"),
         "seed": plan.config.seed,
         "rows": len(stage.train),
     }
@@ -82,6 +83,7 @@ def run(plan: Plan) -> RunResult:
     """Train every stage of ``plan`` (already validated) and write ``run.json``."""
     import accelerate
 
+    speed.resolve_plan(plan)  # a setting this machine cannot run fails before any model loads
     out_dir = plan.loaded.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     is_main = accelerate.PartialState().is_main_process

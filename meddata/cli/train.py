@@ -12,6 +12,10 @@ from meddata.cli._extras import needs_extras
 EPILOG = """\
 The whole config (every stage's dataset type, QLoRA/precision vs the hardware, TRL
 argument names, the chat template, the Hub token) is checked before any model loads.
+Each stage's speed settings (the config's `speed:` section, `auto` by default: bf16
+weights, flex/flash attention, fused AdamW, compiled layers and DataLoader workers on a
+GPU; fp32 and no compile on CPU) are printed with the reason for each choice; --check
+stops there.
 
 Multi-GPU: write an accelerate config from the config's `distributed:` section, then launch:
   meddata train run.yaml --accelerate-config accelerate.yaml
@@ -59,9 +63,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _run(loaded, check_only: bool) -> int:
-    from meddata.trainers import stages, validate
+    from meddata.trainers import speed, stages, validate
 
     plan = validate.validate(loaded)
+    speeds = speed.resolve_plan(plan)
     hw = plan.hardware
     print(f"{loaded.source}: ok — {len(plan.stages)} stage(s), precision {plan.precision}, "
           f"device {hw.device_name}{f' x{hw.gpus}' if hw.gpus > 1 else ''}")
@@ -69,6 +74,8 @@ def _run(loaded, check_only: bool) -> int:
         ev = f", eval {len(s.eval)} rows" if s.eval is not None else ""
         print(f"  stage {s.index} {s.spec.name}: {s.spec.type} on {len(s.train)} {s.kind} rows{ev}, "
               f"peft {s.spec.peft.method} -> {s.out_dir}")
+        for line in speed.describe(speeds[s.index]):
+            print(f"      {line}")
     if check_only:
         return 0
     logging.getLogger("meddata").info("training %s", loaded.config.name)
@@ -77,9 +84,17 @@ def _run(loaded, check_only: bool) -> int:
         m = r.metrics
         loss = f"loss {m['first_loss']:.4f} -> {m['last_loss']:.4f}" if "first_loss" in m else ""
         note = " (reused)" if r.skipped else ""
-        print(f"  {r.name}: {loss}{note} -> {r.output}")
+        print(f"  {r.name}: {loss}{_throughput(m)}{note} -> {r.output}")
     print(f"final model: {result.final_model}")
     print(f"run record:  {result.output_dir / 'run.json'}")
     if result.hub_url:
         print(f"hub:         {result.hub_url}")
     return 0
+
+
+def _throughput(m: dict) -> str:
+    """``, 12,345 tokens/s, MFU 41.0%`` from a stage's metrics (MFU n/a without a GPU peak)."""
+    if not m.get("tokens_per_s"):
+        return ""
+    mfu = f"MFU {m['mfu']:.1%}" if m.get("mfu") is not None else "MFU n/a (no GPU)"
+    return f", {m['tokens_per_s']:,.0f} tokens/s, {mfu}"
