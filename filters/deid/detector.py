@@ -10,6 +10,7 @@ mention of it in that note is flagged too (``Mr. Jones`` ... ``Jones reports``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -31,20 +32,25 @@ class DetectorConfig:
     model: str = "auto"        # auto: use spaCy if installed | on: require it | off: rules only
     model_name: str = MODEL
     all_ages: bool = True      # every age (i2b2 practice); False flags only ages over 89 (Safe Harbor minimum)
-    years: bool = True         # bare years ("in 2012", "'92") are flagged too
+    years: bool = True         # bare years ("in 2012", "'92", "MI 92") are flagged too
     regions: bool = True       # states and countries too (not required by Safe Harbor)
+    weekdays: bool = True      # weekday names ("seen on Tuesday"; not a Safe Harbor identifier)
     propagate: bool = True     # a name found once is flagged everywhere in the same text
 
 
-SAFE_HARBOR = dict(all_ages=False, years=False, regions=False)
-"""The Safe Harbor minimum: ages over 89 only, bare years and states kept."""
+SAFE_HARBOR = dict(all_ages=False, regions=False, weekdays=False)
+"""Safe Harbor: every date element and year (a year can reveal an age over 89), ages over 89;
+ages up to 89, weekdays, states and countries are kept (clinically needed, not identifiers)."""
+POLICIES = ("safe_harbor", "recall")
+DEFAULT_POLICY = "safe_harbor"
 
 
-def config_for(policy: str = "recall", **overrides) -> DetectorConfig:
-    """``recall`` (default: every age, year, state and country, as i2b2-style gold standards
-    mark them) or ``safe_harbor`` (only what the HIPAA rule requires)."""
-    if policy not in ("recall", "safe_harbor"):
-        raise ValueError(f"policy must be 'recall' or 'safe_harbor', got {policy!r}")
+def config_for(policy: str = DEFAULT_POLICY, **overrides) -> DetectorConfig:
+    """``safe_harbor`` (default: what the HIPAA rule requires, keeping ages up to 89, weekdays,
+    states) or ``recall`` (also every age, weekday, state and country, as i2b2-style gold
+    standards mark them)."""
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
     base = SAFE_HARBOR if policy == "safe_harbor" else {}
     return DetectorConfig(**{**base, **overrides})
 
@@ -91,7 +97,7 @@ class Detector:
         for text, toks, spans in zip(texts, toks_all, results):
             if self.config.propagate:
                 spans = spans + self._propagate(toks, spans)
-            out.append(self._finish(text, spans))
+            out.append(self._finish(text, spans, toks))
         return out
 
     # -- steps ---------------------------------------------------------------------------
@@ -102,6 +108,8 @@ class Detector:
         spans.extend(patterns.find_ages(text, 0 if self.config.all_ages else 90))
         if not self.config.years:
             spans = [s for s in spans if not (s.type == "DATE" and _bare_year(text[s.start:s.end]))]
+        if not self.config.weekdays:
+            spans = [s for s in spans if not (s.type == "DATE" and _WEEKDAY_ONLY.fullmatch(text[s.start:s.end]))]
         spans.extend(self.names.find(text, toks))
         spans.extend(self.places.find(text, toks))
         if self.config.regions:
@@ -144,7 +152,36 @@ class Detector:
             out.append(Span(t.start, t.end, typ, "propagate"))
         return out
 
-    def _finish(self, text: str, spans: list[Span]) -> list[Span]:
+    def _eponyms(self, toks: list[Token]) -> list[tuple[int, int]]:
+        """Character ranges of multi-word eponyms ("Charcot-Marie-Tooth", "Guillain Barre"):
+        disease names, never a person, whatever their capitals."""
+        out = []
+        index = self.lex.eponyms
+        for i, t in enumerate(toks):
+            phrases = index.get(t.fold) if t.is_word else None
+            if not phrases:
+                continue
+            for phrase in phrases:
+                j, k, end = i, 0, t.end
+                while k < len(phrase) and j < len(toks):
+                    tj = toks[j]
+                    if tj.text == "-" and k:
+                        j += 1
+                        continue
+                    if not tj.is_word or tj.fold != phrase[k]:
+                        break
+                    end, j, k = tj.end, j + 1, k + 1
+                if k == len(phrase):
+                    out.append((t.start, end))
+                    break
+        return out
+
+    def _finish(self, text: str, spans: list[Span], toks: list[Token] | None = None) -> list[Span]:
+        if toks is not None and any(s.type == "NAME" and s.source != "cue" for s in spans):
+            ranges = self._eponyms(toks)
+            if ranges:
+                spans = [s for s in spans if not (s.type == "NAME" and s.source != "cue" and any(
+                    a <= s.start and s.end <= b for a, b in ranges))]
         # a month or weekday word inside a name or place is part of it ("April Jones", "Mt. Carmel")
         contextual = [s for s in spans if s.type in _CONTEXTUAL]
         if contextual:
@@ -166,6 +203,10 @@ class Detector:
             if b > a and any(c.isalnum() for c in text[a:b]):
                 out.append(Span(a, b, s.type, s.source))
         return out
+
+
+_WEEKDAY_ONLY = re.compile(r"(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day)?s?|wednesdays?|tuesdays?|"
+                           r"thursdays?|saturdays?", re.I)
 
 
 def _bare_year(s: str) -> bool:

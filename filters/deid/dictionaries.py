@@ -70,6 +70,9 @@ class Lexicon:
     frequent_last: frozenset[str] = field(default=frozenset())
     big_cities: frozenset[str] = field(default=frozenset())   # known without context, even lower-case
     english: frozenset[str] = field(default=frozenset())      # everyday words that are not names
+    medical: frozenset[str] = field(default=frozenset())      # drug, abbreviation and ICD-10-CM words
+    eponyms: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # "charcot marie", "guillain barre"
+    surname_words: frozenset[str] = field(default=frozenset())  # surnames that are everyday words ("custard")
     surrogate_first: tuple[str, ...] = field(default=())
     surrogate_last: tuple[str, ...] = field(default=())
     surrogate_cities: tuple[str, ...] = field(default=())
@@ -103,8 +106,9 @@ class Lexicon:
         return False
 
     def is_medical_proper(self, word: str) -> bool:
+        """A drug, brand, eponym, abbreviation or disease word: not a name without a cue."""
         w = _fold(word)
-        return w in self.stoplist or w in self.clinical_proper
+        return w in self.stoplist or w in self.clinical_proper or w in self.medical
 
 
 def _phrase_index(phrases: list[str]) -> dict[str, list[tuple[str, ...]]]:
@@ -148,6 +152,9 @@ def lexicon() -> Lexicon:
     sur_first = tuple(w for w in first_raw[:6000] if w.lower() not in amb and w.isalpha() and len(w) > 2)
     sur_last = tuple(w for w in last_raw[:5000] if w.lower() not in amb and w.isalpha() and len(w) > 2)
     sur_cities = tuple(c for c in cities_us if c.replace(" ", "").isalpha() and c.lower() not in amb)
+    # a town or country named in a disease ("Lyme", "Boston exanthem") is still a place
+    medical = frozenset(_lines("medical_terms.txt.gz")) - first - big - {c.lower() for c in cities_us} - frozenset(
+        states) - frozenset(c.lower() for c in _lines("countries.txt"))
     return Lexicon(
         first=first, last=last, ambiguous=amb, clinical=clinical, clinical_proper=proper,
         stoplist=frozenset(_lines("medical_stoplist.txt")),
@@ -160,6 +167,9 @@ def lexicon() -> Lexicon:
         street_suffixes=frozenset(s.lower() for s in _lines("street_suffixes.txt")),
         big_cities=frozenset(big),
         english=frozenset(_lines("english_words.txt.gz")),
+        medical=medical,
+        eponyms=_phrase_index(_lines("eponyms.txt")),
+        surname_words=frozenset(_lines("surname_words.txt")),
         frequent_last=frozenset(w.lower() for w in last_raw[:FREQUENT_SURNAMES]) | frozenset(
             w.lower() for w in last_raw[CENSUS_SURNAMES:]),
         surrogate_first=sur_first, surrogate_last=sur_last, surrogate_cities=sur_cities,

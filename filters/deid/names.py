@@ -127,6 +127,8 @@ class NameFinder:
         if in_dict and not self.lex.is_frequent_name(w) and w in self.lex.english:
             return "word"  # "Later", "Query": rare census surnames that are everyday words
         if in_dict:
+            if (tok.mode != "mixed" or tok.text.isupper()) and w in self.lex.surname_words:
+                return "weak"  # "CUSTARD TAKEN WELL": capitals say nothing here, and it is a word
             if len(w) < 3 and not (tok.mode == "mixed" and tok.text[0].isupper() and tok.text[1:].islower()):
                 return "weak"
             if self.lex.is_common(w) or self.lex.is_medical_proper(w) or not self.lex.is_frequent_name(w) or (

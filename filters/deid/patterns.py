@@ -431,6 +431,13 @@ def find_emails(text: str) -> Iterator[Span]:
 find_biometric = _simple(BIOMETRIC, "BIOMETRIC")
 
 #: Every structured-identifier family except ages (ages take a threshold).
+# US military postal addresses: "PSC 2721, Box 8637, APO AA 06259", "USNS Ship\nFPO AP 12345"
+_MILITARY_ADDRESS = re.compile(
+    r"(?:\b(?:PSC|CMR|Unit)\s+\d{3,5},?\s+Box\s+\d{1,5},?\s*|\b(?:USNS|USS|USCGC)\s+[A-Z][A-Za-z]+,?\s*)?"
+    r"\b[ADF]PO\s+A[AEP],?\s+\d{5}\b")
+find_military_addresses = _simple(_MILITARY_ADDRESS, "LOCATION")
+
 FAMILIES: tuple[Callable[[str], Iterator[Span]], ...] = (
     find_emails, find_urls, find_ips, find_ssn, find_phones, find_ids, find_dates, find_biometric,
+    find_military_addresses,
 )

@@ -372,8 +372,8 @@ class PlaceFinder:
         j = i - 1
         while j >= 0 and i - j <= 6:
             tj = toks[j]
-            if toks[j + 1].start - tj.end > 1 or "\n" in tj.text:
-                break
+            if toks[j + 1].start - tj.end > 1 or "\n" in tj.text or toks[j + 1].initial_pos:
+                break  # a name never reaches back over a line or sentence start ("SpO2 91% RA\nGeneral:")
             if tj.text in (".", "-", "'", "&") and j - 1 >= 0:
                 j -= 1
                 continue

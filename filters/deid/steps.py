@@ -28,8 +28,9 @@ class DeidParams(StepParams):
     strategy: Literal["surrogate", "mask", "redact"] = "surrogate"
     #: Environment variable holding the secret key for surrogates (consistent across runs).
     key_env: str = "MEDDATA_DEID_KEY"
-    #: recall (every age, year, state, as i2b2-style gold marks them) or safe_harbor (the minimum).
-    policy: Literal["recall", "safe_harbor"] = "recall"
+    #: safe_harbor (what the HIPAA rule requires; keeps ages up to 89, weekdays, states) or recall
+    #: (also every age, weekday, state and country, as i2b2-style gold marks them).
+    policy: Literal["recall", "safe_harbor"] = "safe_harbor"
     #: auto: use spaCy NER when installed; on: require it; off: rules and dictionaries only.
     model: Literal["auto", "on", "off"] = "auto"
     #: Shift dates by whole weeks so weekdays stay true.

@@ -29,9 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = p.add_subparsers(dest="deid_verb", metavar="ACTION")
 
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--policy", choices=("recall", "safe_harbor"), default="recall",
-                       help="recall (default): also every age, bare year, state and country; "
-                            "safe_harbor: only what the HIPAA rule requires")
+        q.add_argument("--policy", choices=("safe_harbor", "recall"), default="safe_harbor",
+                       help="safe_harbor (default): what the HIPAA rule requires (dates, years, ages over 89, "
+                            "names, places, contacts, ids), keeping ages up to 89, weekdays and states; "
+                            "recall: also every age, weekday, state and country")
         q.add_argument("--model", choices=("auto", "on", "off"), default="auto",
                        help="spaCy NER: auto (use when installed), on (require), off (rules only)")
         q.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
