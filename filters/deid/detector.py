@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from meddata.filters.deid import patterns
 from meddata.filters.deid.dictionaries import MONTHS, STOPWORDS, WEEKDAYS, lexicon
-from meddata.filters.deid.names import CONTRACTIONS, MEDICAL_FOLLOWERS, TITLES, NameFinder
+from meddata.filters.deid.names import CONTRACTIONS, MEDICAL_FOLLOWERS, RELATIONS, TITLES, NameFinder
 from meddata.filters.deid.ner import MODEL, _segments, load_model, model_spans, model_windows
 from meddata.filters.deid.places import PlaceFinder
 from meddata.filters.deid.spans import Span, merge_spans
@@ -31,6 +31,7 @@ class DetectorConfig:
 
     model: str = "auto"        # auto: use spaCy if installed | on: require it | off: rules only
     model_name: str = MODEL
+    learned: str = "auto"      # meddata's own PHI tagger: auto (use when shipped) | on (require) | off
     all_ages: bool = True      # every age (i2b2 practice); False flags only ages over 89 (Safe Harbor minimum)
     years: bool = True         # bare years ("in 2012", "'92", "MI 92") are flagged too
     regions: bool = True       # states and countries too (not required by Safe Harbor)
@@ -67,6 +68,16 @@ class Detector:
             if self._model is None and self.config.model == "on":
                 raise RuntimeError(f"spaCy model {self.config.model_name!r} is required (model: on) but not installed")
         self._hospital_words = {w for phrase in self.lex.hospital_words for w in phrase}
+        self._learned = None
+        if self.config.learned != "off":
+            self._learned = _load_learned()
+            if self._learned is None and self.config.learned == "on":
+                raise RuntimeError("meddata's learned PHI model is required (learned: on) but its files or spaCy "
+                                   "are missing")
+
+    @property
+    def uses_learned(self) -> bool:
+        return self._learned is not None
 
     @property
     def uses_model(self) -> bool:
@@ -93,6 +104,9 @@ class Detector:
                 found = model_spans(self._model, jobs, self.lex, batch_size=batch_size)
                 for i, spans in found.items():
                     results[i].extend(spans)
+        if self._learned is not None:
+            for i, found in enumerate(self._learned.spans_many(texts)):
+                results[i].extend(self.vet_learned(texts[i], toks_all[i], found))
         out = []
         for text, toks, spans in zip(texts, toks_all, results):
             if self.config.propagate:
@@ -115,6 +129,44 @@ class Detector:
         if self.config.regions:
             spans.extend(self.places.regions(toks))
         return spans
+
+    def vet_learned(self, text: str, toks: list[Token], found: list[Span]) -> list[Span]:
+        """The learned model's spans that survive the vocabulary veto and the policy.
+
+        A name, place or hospital made only of known words (everyday, clinical, drug, disease
+        words: "Vanco", "BLOOD", "Charcot") is kept only after a cue ("wife bill", "Dr. green")
+        or, in mixed-case text, when it is capitalized mid-sentence and holds a dictionary name
+        ("met Grace Brown"); in ALL-CAPS and lower-case lines capitals say nothing, so there a
+        known word needs the cue. Other types keep the policy's limits (ages over 89 only, no
+        weekdays under Safe Harbor)."""
+        kept = []
+        for s in found:
+            piece = text[s.start:s.end]
+            if s.type in _CONTEXTUAL:
+                words = [t for t in toks if s.start <= t.start and t.end <= s.end and t.is_word]
+                if not words:
+                    continue
+                known = all(self.lex.is_word(t.fold) or self.lex.is_medical_proper(t.fold) or t.fold in STOPWORDS
+                            or t.fold in MONTHS or t.fold in WEEKDAYS or t.fold.endswith(CONTRACTIONS)
+                            or not t.text.isalpha() for t in words)
+                if known and not _cued(text, s.start):
+                    capitalized = all(t.mode == "mixed" and t.text[0].isupper() and not t.text.isupper()
+                                      for t in words) and not words[0].initial_pos
+                    if not (capitalized and any(self.lex.is_name(t.fold) for t in words)):
+                        continue
+                if s.type == "HOSPITAL" and "\n" in piece:
+                    continue
+            elif s.type == "AGE":
+                value = patterns.age_value(piece)
+                if not self.config.all_ages and (value is None or value < 90):
+                    continue
+            elif s.type == "DATE":
+                if not self.config.weekdays and _WEEKDAY_ONLY.fullmatch(piece):
+                    continue
+                if not self.config.years and _bare_year(piece):
+                    continue
+            kept.append(s)
+        return kept
 
     def _propagate(self, toks: list[Token], spans: list[Span]) -> list[Span]:
         seeds: dict[str, str] = {}
@@ -207,6 +259,24 @@ class Detector:
 
 _WEEKDAY_ONLY = re.compile(r"(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day)?s?|wednesdays?|tuesdays?|"
                            r"thursdays?|saturdays?", re.I)
+
+
+_CUE_BEFORE = re.compile(r"(?:\b(?:" + "|".join(sorted(TITLES | RELATIONS)) + r")\.?|\b(?:per|by|with|called|"
+                         r"paged|notified|aware|informed|spoke|to)\s+(?:dr|md|rn|np|pa)\.?)\s*[:,]?\s*$", re.I)
+
+
+def _cued(text: str, start: int) -> bool:
+    """A title or relative right before: "Dr. green", "wife bill", "spoke to dr pat"."""
+    return bool(_CUE_BEFORE.search(text, max(0, start - 30), start))
+
+
+def _load_learned():
+    """meddata's learned PHI model, or None when its module, files or spaCy are missing."""
+    try:
+        from meddata.filters.deid import learned
+    except ImportError:
+        return None
+    return learned.load()
 
 
 def _bare_year(s: str) -> bool:

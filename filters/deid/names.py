@@ -184,7 +184,7 @@ class NameFinder:
         n = 0
         while j < len(toks) and n < limit:
             t = toks[j]
-            if last_word is not None and t.start - toks[j - 1].end > 1:
+            if last_word is not None and (t.start - toks[j - 1].end > 1 or t.line_first):
                 break
             if t.text == "." and last_word is not None and (toks[last_word].is_initial or (
                     toks[last_word].mode == "mixed" and len(toks[last_word].text) <= 2)):
@@ -306,7 +306,8 @@ class NameFinder:
                 if got is None and is_title and self._plain_word_after_title(toks[j]):
                     got = (j, j)  # "dr green aware", "Dr. Green": a title makes an everyday word a surname
                 if got is None and j + 1 < len(toks) and toks[j].text.isalpha() and toks[j].fold not in STOPWORDS \
-                        and toks[j + 1].start - toks[j].end == 1 and self.strength(toks[j + 1]) == "strong":
+                        and toks[j + 1].start - toks[j].end == 1 and not toks[j + 1].line_first \
+                        and self.strength(toks[j + 1]) == "strong":
                     got = (j, j + 1)  # "DAUGHTER ANIL FAIRWEATHER": a surname vouches for an everyday first name
                 if got:
                     a, b = got
@@ -322,7 +323,7 @@ class NameFinder:
                 if k >= 0 and k < i - 1 and toks[k].is_word:
                     end = k
                     while k - 1 >= 0 and toks[k - 1].is_word and self._nameish(toks[k - 1], True) and \
-                            toks[k].start - toks[k - 1].end <= 1 and end - k < 2:
+                            toks[k].start - toks[k - 1].end <= 1 and not toks[k].line_first and end - k < 2:
                         k -= 1
                     if all(self._nameish(toks[x], True) and (toks[x].mode != "mixed" or toks[x].text[0].isupper())
                            for x in range(k, end + 1)) and \
@@ -381,7 +382,7 @@ class NameFinder:
             j, words = i, []
             while j < n:
                 tj = toks[j]
-                if words and tj.start - toks[j - 1].end > 1:
+                if words and (tj.start - toks[j - 1].end > 1 or tj.line_first):
                     break
                 if tj.text == "." and words and toks[words[-1]].is_initial:
                     j += 1
@@ -423,7 +424,7 @@ class NameFinder:
                 end = keep[-1]
                 # "LEONA LABOWICH": an unknown word right after a first name is its surname
                 if toks[end].fold in self.lex.first and end + 1 < len(toks) and \
-                        toks[end + 1].start - toks[end].end == 1 and toks[end + 1].text.isalpha() and \
+                        toks[end + 1].start - toks[end].end == 1 and not toks[end + 1].line_first and toks[end + 1].text.isalpha() and \
                         len(toks[end + 1].text) >= 3 and self.strength(toks[end + 1]) == "unknown":
                     end += 1
                 return Span(toks[keep[0]].start, toks[end].end, "NAME", "dict")

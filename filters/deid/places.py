@@ -186,7 +186,7 @@ class PlaceFinder:
             t, num = toks[i], toks[i + 1]
             if toks[i - 1].lower not in ("to", "from", "on", "at") or not t.text.isalpha() or len(t.text) < 4:
                 continue
-            if not (num.text.isdigit() and len(num.text) <= 2 and num.start - t.end == 1) or (
+            if not (num.text.isdigit() and len(num.text) <= 2 and num.start - t.end == 1 and not num.line_first) or (
                     t.text.isupper() and len(t.text) < 6):
                 continue  # "SIMV 4": an acronym and a setting
             after = toks[i + 2] if i + 2 < len(toks) else None
@@ -282,7 +282,8 @@ class PlaceFinder:
             if i + n > last:
                 continue
             k = 1
-            while k < n and toks[i + k].lower == phrase[k] and toks[i + k].start - toks[i + k - 1].end <= 1:
+            while k < n and toks[i + k].lower == phrase[k] and toks[i + k].start - toks[i + k - 1].end <= 1 and \
+                    not toks[i + k].line_first:
                 k += 1
             if k == n:
                 return n
@@ -476,7 +477,7 @@ class PlaceFinder:
             words = []
             while j < len(toks) and len(words) < 4:
                 t = toks[j]
-                if words and t.start - toks[j - 1].end > 1:
+                if words and (t.start - toks[j - 1].end > 1 or t.line_first):
                     break
                 if t.text in ("-", ".", "'") and words:
                     j += 1

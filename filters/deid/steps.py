@@ -33,6 +33,8 @@ class DeidParams(StepParams):
     policy: Literal["recall", "safe_harbor"] = "safe_harbor"
     #: auto: use spaCy NER when installed; on: require it; off: rules and dictionaries only.
     model: Literal["auto", "on", "off"] = "auto"
+    #: meddata's learned PHI tagger: auto (use when shipped), on (require), off.
+    learned: Literal["auto", "on", "off"] = "auto"
     #: Shift dates by whole weeks so weekdays stay true.
     keep_weekday: bool = False
     #: Content fields to de-identify (default: all of them).
@@ -80,7 +82,7 @@ class _DetectingStep(Mapper):
     def setup(self, ctx: StepContext) -> None:
         from meddata.filters.deid.detector import Detector, config_for
 
-        self._model_detector = Detector(config_for(self.params.policy, model=self.params.model))
+        self._model_detector = Detector(config_for(self.params.policy, model=self.params.model, learned=self.params.learned))
 
     def _detect_rows(self, rows: list[dict], fields: tuple[str, ...]) -> list[tuple[list[str], list]]:
         """Each row's texts with the spans found in each text (one detector batch for all rows)."""
@@ -153,6 +155,8 @@ class PhiScanParams(StepParams):
     min_spans: int = 1
     policy: Literal["recall", "safe_harbor"] = "safe_harbor"
     model: Literal["auto", "on", "off"] = "auto"
+    #: meddata's learned PHI tagger: auto (use when shipped), on (require), off.
+    learned: Literal["auto", "on", "off"] = "auto"
     fields: tuple[str, ...] = ("messages", "prompt", "completion", "chosen", "rejected", "text", "answer")
 
     @field_validator("types")

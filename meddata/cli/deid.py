@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "recall: also every age, weekday, state and country")
         q.add_argument("--model", choices=("auto", "on", "off"), default="auto",
                        help="spaCy NER: auto (use when installed), on (require), off (rules only)")
+        q.add_argument("--learned", choices=("auto", "on", "off"), default="auto",
+                       help="meddata's learned PHI tagger: auto (use when shipped), on (require), off (rules only)")
         q.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
         q.add_argument("--text-field", default="text", help="input field holding the text (default: text)")
 
@@ -90,30 +92,30 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[i:i + size]
 
 
-def _init_worker(policy: str, model: str) -> None:
+def _init_worker(policy: str, model: str, learned: str = "auto") -> None:
     global _worker
     from meddata.filters.deid.detector import Detector, config_for
 
-    _worker = Detector(config_for(policy, model=model))
+    _worker = Detector(config_for(policy, model=model, learned=learned))
 
 
 def _detect_chunk(texts: list[str]) -> list[list[dict]]:
     return [[s.as_dict() for s in spans] for spans in _worker.detect_many(texts)]
 
 
-def detect_all(texts: list[str], policy: str, model: str, jobs: int) -> list[list[dict]]:
+def detect_all(texts: list[str], policy: str, model: str, jobs: int, learned: str = "auto") -> list[list[dict]]:
     """Spans for every text, in order; ``jobs`` > 1 spreads chunks over processes."""
     if jobs <= 1 or len(texts) <= _CHUNK:
-        _init_worker(policy, model)
+        _init_worker(policy, model, learned)
         return [s for chunk in _chunks(texts, _CHUNK) for s in _detect_chunk(chunk)]
-    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(policy, model)) as pool:
+    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(policy, model, learned)) as pool:
         return [s for res in pool.map(_detect_chunk, _chunks(texts, _CHUNK)) for s in res]
 
 
 def _detected(args: argparse.Namespace) -> tuple[list[dict], list[list[dict]]]:
     """The input rows and the PHI spans found in each row's text field."""
     rows = [row for _, row in _read_rows(args.input, args.text_field)]
-    return rows, detect_all([r[args.text_field] for r in rows], args.policy, args.model, args.jobs)
+    return rows, detect_all([r[args.text_field] for r in rows], args.policy, args.model, args.jobs, args.learned)
 
 
 def _output(path: str) -> Path:
@@ -155,7 +157,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 raise CliError(f"{args.pred}:{n}: field 'spans' must be a list of {{start, end, type}}")
             preds[str(row["id"])] = spans
     else:
-        spans = detect_all([g["text"] for g in gold], args.policy, args.model, args.jobs)
+        spans = detect_all([g["text"] for g in gold], args.policy, args.model, args.jobs, args.learned)
         preds = {g["id"]: s for g, s in zip(gold, spans)}
     report = evaluate(gold, preds)
     print(report.format())
