@@ -17,7 +17,7 @@ from meddata.filters.deid.surrogate import Surrogates, shift_date
 
 @pytest.fixture(scope="module")
 def det() -> Detector:
-    return Detector(DetectorConfig(model="off"))
+    return Detector(DetectorConfig(model="off", learned="off"))
 
 
 def found(det: Detector, text: str) -> dict[str, str]:

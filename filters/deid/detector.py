@@ -229,10 +229,10 @@ class Detector:
         return out
 
     def _finish(self, text: str, spans: list[Span], toks: list[Token] | None = None) -> list[Span]:
-        if toks is not None and any(s.type == "NAME" and s.source != "cue" for s in spans):
+        if toks is not None and any(s.type in _CONTEXTUAL and s.source != "cue" for s in spans):
             ranges = self._eponyms(toks)
             if ranges:
-                spans = [s for s in spans if not (s.type == "NAME" and s.source != "cue" and any(
+                spans = [s for s in spans if not (s.type in _CONTEXTUAL and s.source != "cue" and any(
                     a <= s.start and s.end <= b for a, b in ranges))]
         # a month or weekday word inside a name or place is part of it ("April Jones", "Mt. Carmel")
         contextual = [s for s in spans if s.type in _CONTEXTUAL]

@@ -111,6 +111,9 @@ class PlaceFinder:
             self._regions.setdefault(words[0], []).append(words)
         for v in self._regions.values():
             v.sort(key=len, reverse=True)
+        # "from university of maryland", "UNIV OF PENN": a university (hospital) named for a state, any case
+        state_names = "|".join(sorted((re.escape(n) for n in states if n.islower()), key=len, reverse=True))
+        self.university = re.compile(r"\b(?:university|univ\.?)\s+of\s+(?:" + state_names + r"|penn)\b", re.I)
         self.room = re.compile(r"\b(?:room|rm\.?)\s*#?\s*(\d{1,4}[A-Z]?(?:-\d{1,3}[A-Z]?)?)\b(?!\s*(?:mg|ml|%))", re.I)
 
     def find(self, text: str, toks: list[Token]) -> list[Span]:
@@ -121,6 +124,7 @@ class PlaceFinder:
         spans += self._cues(text, toks)
         spans += self._facility_acronyms(toks)
         spans += self._wards(toks)
+        spans += [Span(m.start(), m.end(), "HOSPITAL", "rule") for m in self.university.finditer(text)]
         if "\n" in text:
             spans += self._address_block(text)
         return spans
