@@ -63,7 +63,10 @@ class Detector:
         self.names = NameFinder(self.lex)
         self.places = PlaceFinder(self.lex)
         self._model = None
-        if self.config.model != "off":
+        self._model_pending = False  # installed, loaded on the first text that needs it
+        if self.config.model == "auto" and _installed("spacy") and _installed(self.config.model_name):
+            self._model_pending = True
+        elif self.config.model != "off":
             self._model = load_model(self.config.model_name)
             if self._model is None and self.config.model == "on":
                 raise RuntimeError(f"spaCy model {self.config.model_name!r} is required (model: on) but not installed")
@@ -81,7 +84,7 @@ class Detector:
 
     @property
     def uses_model(self) -> bool:
-        return self._model is not None
+        return self._model is not None or self._model_pending
 
     def detect(self, text: str) -> list[Span]:
         return self.detect_many([text])[0]
@@ -93,14 +96,18 @@ class Detector:
             toks = tokenize(text)
             toks_all.append(toks)
             results.append(self._rules(text, toks))
-        if self._model is not None:
+        if self._model is not None or self._model_pending:
             jobs = []
             for i, text in enumerate(texts):
                 covered = merge_spans(results[i])
                 for s, e in _segments(text):
                     for a, b in model_windows(text[s:e], s, covered, self.lex):
                         jobs.append((i, text[a:b], a))
-            if jobs:
+            if jobs and self._model_pending:
+                # spaCy costs seconds to import: only texts with unexplained capitalized words pay for it
+                self._model_pending = False
+                self._model = load_model(self.config.model_name)
+            if jobs and self._model is not None:
                 found = model_spans(self._model, jobs, self.lex, batch_size=batch_size)
                 for i, spans in found.items():
                     results[i].extend(spans)
@@ -268,6 +275,15 @@ _CUE_BEFORE = re.compile(r"(?:\b(?:" + "|".join(sorted(TITLES | RELATIONS)) + r"
 def _cued(text: str, start: int) -> bool:
     """A title or relative right before: "Dr. green", "wife bill", "spoke to dr pat"."""
     return bool(_CUE_BEFORE.search(text, max(0, start - 30), start))
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _load_learned():

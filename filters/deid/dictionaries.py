@@ -9,6 +9,9 @@ that are also everyday or clinical words (``Brown``, ``Rose``, ``Mark``): those 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import os
+import pickle
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -122,9 +125,53 @@ def _phrase_index(phrases: list[str]) -> dict[str, list[tuple[str, ...]]]:
     return index
 
 
+CACHE_VERSION = 1  # bump when Lexicon's fields or their derivation change
+
+
+def cache_dir() -> Path:
+    """Where compiled word sets are kept between runs: ``$MEDDATA_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/meddata``, else ``~/.cache/meddata``. Only public dictionaries go here."""
+    env = os.environ.get("MEDDATA_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "meddata"
+
+
+def _data_key() -> str:
+    digest = hashlib.sha256(f"{CACHE_VERSION}".encode())
+    for path in sorted(DATA.iterdir()):
+        if path.is_file() and path.suffix in (".txt", ".gz", ".tsv"):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
 @lru_cache(maxsize=1)
 def lexicon() -> Lexicon:
-    """The shared dictionaries (about 0.3 s to load, once per process)."""
+    """The shared dictionaries, once per process: read from the user cache (about 0.1 s) or
+    built from the word lists (about 1 s) and cached for the next run. The cache is keyed by
+    the lists' content, so an edited list is never shadowed by a stale cache."""
+    path = cache_dir() / f"deid-lexicon-{_data_key()}.pickle"
+    try:
+        with path.open("rb") as fh:
+            lex = pickle.load(fh)  # noqa: S301 - our own file, written below from shipped word lists
+        if isinstance(lex, Lexicon):
+            return lex
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
+        pass
+    lex = _build_lexicon()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with tmp.open("wb") as fh:
+            pickle.dump(lex, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only home: build again next time
+    return lex
+
+
+def _build_lexicon() -> Lexicon:
     first_raw = _lines("first_names.txt")
     last_raw = _lines("surnames.txt.gz")
     first = frozenset(w.lower() for w in first_raw)

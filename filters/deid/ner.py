@@ -13,6 +13,7 @@ import logging
 import re
 import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from meddata.filters.deid.dictionaries import MONTHS, STOPWORDS, WEEKDAYS, Lexicon
 from meddata.filters.deid.spans import Span
@@ -31,12 +32,32 @@ class RulesOnlyWarning(UserWarning):
     """spaCy or its model is missing: detection runs on rules and dictionaries only."""
 
 
+@contextmanager
+def builtin_factories_only() -> Iterator[None]:
+    """While loading a pipeline made of spaCy's own components, do not import every package
+    that registers a spaCy factory (Presidio's pulls in transformers: seconds of start-up)."""
+    from spacy.util import registry
+
+    tables = [t for t in (getattr(registry, "factories", None), getattr(registry, "_entry_point_factories", None))
+              if t is not None and hasattr(t, "entry_points")]
+    before = [t.entry_points for t in tables]
+    for t in tables:
+        t.entry_points = False
+    try:
+        yield
+    finally:
+        for t, value in zip(tables, before):
+            t.entry_points = value
+
+
 def load_model(name: str = MODEL):
     """The spaCy pipeline with only NER enabled, or None (with one warning) when unavailable."""
     try:
         import spacy
 
-        nlp = spacy.load(name, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
+        with builtin_factories_only():
+            nlp = spacy.load(name, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer",
+                                            "senter"])
     except (ImportError, OSError) as exc:
         if name not in _warned:
             _warned.add(name)

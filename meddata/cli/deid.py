@@ -74,6 +74,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
+def _lean_spacy() -> None:
+    """A ``meddata deid`` process runs only spaCy pipelines made of NumPy CNNs; thinc imports
+    torch whenever it is installed, which costs seconds of start-up for nothing. Keep it out
+    of this process (never done when the detector is used as a library)."""
+    if "torch" not in sys.modules and "thinc" not in sys.modules:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # "import torch" raises ImportError
+
+
 def _read_rows(path: str, text_field: str | None) -> Iterator[tuple[int, dict]]:
     from meddata.filters.deid.evaluate import json_lines
 
@@ -130,6 +138,7 @@ def _summary(counts: Counter[str]) -> str:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    _lean_spacy()
     rows, spans = _detected(args)
     out = _output(args.out)
     counts: Counter[str] = Counter()
@@ -142,6 +151,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    _lean_spacy()
     from meddata.filters.deid.evaluate import evaluate, load_gold
 
     try:
@@ -170,6 +180,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_redact(args: argparse.Namespace) -> int:
+    _lean_spacy()
     from meddata.filters.deid.replace import replace_spans
     from meddata.filters.deid.surrogate import Surrogates, key_from_env
 
