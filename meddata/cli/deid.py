@@ -80,6 +80,12 @@ def _lean_spacy() -> None:
     of this process (never done when the detector is used as a library)."""
     if "torch" not in sys.modules and "thinc" not in sys.modules:
         sys.modules["torch"] = None  # type: ignore[assignment]  # "import torch" raises ImportError
+    import warnings
+
+    from meddata.filters.deid.ner import RulesOnlyWarning
+
+    # the rules-only notice is logged once; as a Python warning too it would print twice
+    warnings.filterwarnings("ignore", category=RulesOnlyWarning)
 
 
 def _read_rows(path: str, text_field: str | None) -> Iterator[tuple[int, dict]]:
