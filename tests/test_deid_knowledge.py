@@ -35,6 +35,11 @@ def flagged(det: Detector, text: str) -> dict[str, str]:
     "NEURO: PERLA, OPENS EYES TO VOICE.",
     # insurers and feeds
     "Has Medicaid; tube feeds of Nepro at goal.",
+    # a lone R is right, not R.N.; shorthand before "PA"/"PT" in caps lines; cues stay on their line
+    "BRUISES NOTED ON LEGS R AND L. SHEATH IN R. GROIN.",
+    "MAG REPLETION, PT TOLERATED WELL. HYPOTENSIVE, PA PRESSURES UP.",
+    "GAVE SENNA/MOM\nGU--FOLEY DRAINING",
+    "responds to name, is able to squeeze hands",
 ])
 def test_medical_and_everyday_words_are_not_names(rules, text):
     assert not flagged(rules, text), flagged(rules, text)

@@ -224,7 +224,7 @@ class NameFinder:
         spans: list[Span] = []
         for m in CUE.finditer(text):
             cue = m.group().strip(" :-=,").lower()
-            cue_word = re.sub(r"\s+(?:is|was|named)$", "", cue)
+            cue_word = re.sub(r"[\s,]+(?:is|was|named)$", "", cue)  # "name, is able": no label
             i = bisect.bisect_left(starts, m.end())
             if i >= len(toks):
                 continue
@@ -294,6 +294,8 @@ class NameFinder:
                 if j >= len(toks):
                     continue
                 nxt = toks[j]
+                if nxt.line_first:
+                    continue  # "REC'D COLACE/MOM\nGU--": a cue never reaches into the next line
                 if nxt.mode != t.mode and "\n" in text[t.end:nxt.start]:
                     continue  # "COLACE/MOM\nGU--": the next line is another section
                 if w in RELATIONS and (nxt.mode == "mixed" and not nxt.text[0].isupper() or nxt.fold in _VERBISH):
@@ -344,9 +346,9 @@ class NameFinder:
         for i, t in enumerate(toks):
             if t.lower not in CREDENTIALS and not (t.lower in ("m", "d", "r") and i + 2 < len(toks)):
                 continue
-            if t.lower in ("m", "d"):
-                # M.D. / D.O.
-                if not (toks[i + 1].text == "." and toks[i + 2].lower in ("d", "o")):
+            if t.lower in ("m", "d", "r"):
+                # M.D. / D.O. / R.N.; a lone "R" is right ("ARMS R AND L", "R. FEMORAL")
+                if not (toks[i + 1].text == "." and toks[i + 2].lower in {"m": ("d",), "d": ("o",), "r": ("n",)}[t.lower]):
                     continue
             if t.lower in ("do", "pa", "ms", "ma", "pt", "ot", "od") and t.text.islower():
                 continue
@@ -361,8 +363,11 @@ class NameFinder:
                 if tk.text == "." and k - 1 >= 0 and toks[k - 1].is_initial:
                     k -= 1
                     continue
+                caseless_ok = tk.mode == "mixed" or self.strength(tk) in ("strong", "weak") or len(tk.text) == 1
                 if tk.is_word and (tk.text[0].isupper() or tk.mode != "mixed") and tk.fold not in STOPWORDS \
-                        and self.strength(tk) != "word" and tk.lower not in CREDENTIALS:
+                        and self.strength(tk) != "word" and tk.lower not in CREDENTIALS and caseless_ok:
+                    # in ALL-CAPS or lower-case lines an unknown word before "PA"/"PT" is shorthand or a
+                    # typo ("ASSYMPTOMATIC, PA P'S", "LYTE REPLETION, PT NEEDS"), not a name
                     k -= 1
                     continue
                 break
