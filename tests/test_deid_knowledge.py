@@ -40,6 +40,9 @@ def flagged(det: Detector, text: str) -> dict[str, str]:
     "MAG REPLETION, PT TOLERATED WELL. HYPOTENSIVE, PA PRESSURES UP.",
     "GAVE SENNA/MOM\nGU--FOLEY DRAINING",
     "responds to name, is able to squeeze hands",
+    # dialogue transcripts: speaker labels, fillers, a doctor addressed by title
+    "Doctor: Any allergies?\nPatient: Nope. Well, penicillin maybe.\nGuest_family: Yeah, penicillin.",
+    "Doctor, I've had a cough for two weeks. Hello again, doctor.",
 ])
 def test_medical_and_everyday_words_are_not_names(rules, text):
     assert not flagged(rules, text), flagged(rules, text)

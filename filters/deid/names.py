@@ -80,6 +80,11 @@ followed covering coverage update updated updates made making knows told tells a
 discussed feels felt thinks thought plans plan changed increased decreased started stopped held gave given
 into in at to on of for with by about re regarding concerned prescribed wrote written signed
 """.split())
+# Spoken fillers and greetings that open a turn in dialogues ("Patient: Yeah, ...", "Hm, okay").
+INTERJECTIONS = frozenset("""
+yeah yea yep yup nope nah um umm uh uhm hmm hm mm mhm ah aha oh ooh ok okay hi hello hey bye thanks well alright
+i've i'm i'll i'd
+""".split())
 CONTRACTIONS = ("'t", "'ll", "'re", "'ve", "'d", "'m")  # "con't", "pt's", "doesn't": shorthand, not names
 DRUG_ENDING = re.compile(r"(?:ol|ine|ide|cin|mycin|pril|sartan|statin|azole|vir|mab|nib|pam|lam|zide|done|cillin"
                           r"|cycline|floxacin|tidine|prazole|itis|osis|ectomy|otomy|ostomy|plasty|scopy|emia|pathy)$")
@@ -118,6 +123,8 @@ class NameFinder:
         if tok.is_initial and tok.mode == "mixed":
             return "initial"
         w = tok.fold
+        if w in INTERJECTIONS:
+            return "word"
         if tok.mode == "mixed" and tok.text.isupper() and len(w) <= 4 and (
                 w in self.lex.clinical or self.lex.is_common(w) or not self.lex.is_name(w)):
             return "word"  # "ED", "ICU", "ADA": abbreviations in a mixed line
@@ -153,6 +160,7 @@ class NameFinder:
             s = self.strength(tok)
             if s == "word":
                 return after_cue and tok.fold not in STOPWORDS and tok.fold not in MONTHS and tok.fold not in TITLES \
+                    and tok.fold not in INTERJECTIONS \
                     and tok.fold not in self.lex.clinical and not tok.fold.endswith(CONTRACTIONS)
             return True
         s = self.strength(tok)
@@ -163,6 +171,13 @@ class NameFinder:
 
     # -- main --------------------------------------------------------------------------
     def find(self, text: str, toks: list[Token]) -> list[Span]:
+        spans = self._find(text, toks)
+        # a word joined to another by an underscore is an identifier or a speaker role
+        # ("Guest_family:", "patient_id"), not a person's name
+        return [s for s in spans if text[s.end:s.end + 1] != "_" and text[s.start - 1:s.start] != "_"] \
+            if "_" in text else spans
+
+    def _find(self, text: str, toks: list[Token]) -> list[Span]:
         spans: list[Span] = []
         spans += self._after_cues(text, toks)
         spans += self._credentials(toks)
@@ -247,6 +262,9 @@ class NameFinder:
                 # weak cues need a capitalized non-clinical word
                 if not any(toks[k].text[0].isupper() and self.strength(toks[k]) != "word" for k in range(got[0], got[1] + 1)):
                     got = None
+            if got and toks[j].mode == "mixed" and cue_word in _LABEL_ONLY and not any(
+                    self.strength(toks[k]) != "word" for k in range(got[0], got[1] + 1)):
+                got = None  # a speaker label in a transcript: "Patient: Yeah, it hurts", "Doctor: Well, ..."
             if got and (toks[j].mode != "mixed" or cue_word == "cc") and cue_word in _LABEL_ONLY | {"cc", "pcp"}:
                 # a caseless label (or "CC:", often the chief complaint) needs a name-like value,
                 # not "PT: AMBULATING" or "CC: FALL AT HOME"
@@ -267,8 +285,8 @@ class NameFinder:
             if w in TITLES or w in RELATIONS:
                 j = i + 1
                 is_title = w in TITLES and w not in RELATIONS
-                if is_title and j < len(toks) and toks[j].text in (":", "-"):
-                    continue  # "MS: alert", "MS- sedated": a section label, not a title
+                if is_title and j < len(toks) and toks[j].text in (":", "-", ","):
+                    continue  # "MS: alert", "MS- sedated": a section label; "Doctor, I've been": addressed
                 if w in ("sr", "fr") and not (t.mode == "mixed" and t.text[0].isupper() and j < len(toks)
                                               and toks[j].text == "."):
                     continue  # "hr 70 sr w/occ pvc", "20 fr foley": sinus rhythm, French gauge
