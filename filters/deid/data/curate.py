@@ -235,7 +235,10 @@ def medical() -> None:
     # lower-case web2 entries are everyday words; capitalized ones that are not names are
     # languages and nationalities ("English", "German"), equally not a person in an ALL-CAPS line
     proper_web2 = {w.lower() for w in get_english_words_set(["web2"], lower=False) if w[:1].isupper()}
-    surname_words = sorted(w for w in set(last) - first if (w in web2 or w in proper_web2 and w not in last[:5000])
+    # the 5,000 most frequent census surnames (Romero, Brown, Wright) stay names: in a note they are
+    # far more often a person than a fish, a colour or a craftsman
+    frequent = set(last[:5000])
+    surname_words = sorted(w for w in set(last) - first - frequent if (w in web2 or w in proper_web2)
                            and zipf_frequency(w, "en") >= 3.0)
     (HERE / "surname_words.txt").write_text("\n".join(surname_words) + "\n")
     print(f"medical {len(vocab)} eponyms {len(eponyms)} surname_words {len(surname_words)}")
