@@ -104,3 +104,19 @@ def test_medical_vocabulary_keeps_names_and_places_out():
     assert {"natrecor", "mavik", "zosyn", "charcot"} <= lex.medical
     assert not {"john", "mary", "smith", "boston", "lyme", "texas"} & lex.medical
     assert ("charcot", "marie") in lex.eponyms["charcot"]
+
+
+def test_combined_is_a_vetted_union_of_rules_and_learned_model():
+    """learned: on adds the shipped model's spans to the rules' (never fewer), and its guesses
+    on drug names and everyday words in caps lines are vetoed."""
+    pytest.importorskip("spacy")
+    combined = Detector(config_for("safe_harbor", model="off", learned="on"))
+    assert combined.uses_learned
+    rules_only = Detector(config_for("safe_harbor", model="off", learned="off"))
+    texts = ["NATRECOR AND VANCO GIVEN. BLOOD SUGAR 120. SPEAKS ENGLISH.",
+             "Spoke with Kaczmarczyk about the plan; daughter Rosalind phoned at 3pm.",
+             "PT FROM MARBLEHEAD, SEEN BY DR. KOHN ON 3/15/08. MI '92."]
+    assert not combined.detect(texts[0])
+    for text, ours, theirs in zip(texts, rules_only.detect_many(texts), combined.detect_many(texts)):
+        covered = [(s.start, s.end) for s in theirs]
+        assert all(any(a <= s.start and s.end <= b for a, b in covered) for s in ours), text

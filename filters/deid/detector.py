@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from meddata.filters.deid import patterns
 from meddata.filters.deid.dictionaries import MONTHS, STOPWORDS, WEEKDAYS, lexicon
 from meddata.filters.deid.names import CONTRACTIONS, MEDICAL_FOLLOWERS, RELATIONS, TITLES, NameFinder
-from meddata.filters.deid.ner import MODEL, _segments, load_model, model_spans, model_windows
+from meddata.filters.deid.ner import MEDICAL_SUFFIX, MODEL, _segments, load_model, model_spans, model_windows
 from meddata.filters.deid.places import PlaceFinder
 from meddata.filters.deid.spans import Span, merge_spans
 from meddata.filters.deid.tokens import Token, tokenize
@@ -31,7 +31,9 @@ class DetectorConfig:
 
     model: str = "auto"        # auto: use spaCy if installed | on: require it | off: rules only
     model_name: str = MODEL
-    learned: str = "auto"      # meddata's own PHI tagger: auto (use when shipped) | on (require) | off
+    # meddata's own PHI tagger: auto (use when shipped) | on (require) | off. Off by default: v0.1
+    # adds little recall on held-out real notes and costs precision there (README, model CARD)
+    learned: str = "off"
     all_ages: bool = True      # every age (i2b2 practice); False flags only ages over 89 (Safe Harbor minimum)
     years: bool = True         # bare years ("in 2012", "'92", "MI 92") are flagged too
     regions: bool = True       # states and countries too (not required by Safe Harbor)
@@ -153,10 +155,17 @@ class Detector:
                 words = [t for t in toks if s.start <= t.start and t.end <= s.end and t.is_word]
                 if not words:
                     continue
+                after = text[s.end:s.end + 30].split()
+                if after and after[0].lower().strip(".,;:()") in MEDICAL_FOLLOWERS:
+                    continue  # "Dubin-Johnson syndrome", "San Luis Valley syndrome": a disease
                 known = all(self.lex.is_word(t.fold) or self.lex.is_medical_proper(t.fold) or t.fold in STOPWORDS
                             or t.fold in MONTHS or t.fold in WEEKDAYS or t.fold.endswith(CONTRACTIONS)
-                            or not t.text.isalpha() for t in words)
-                if known and not _cued(text, s.start):
+                            or MEDICAL_SUFFIX.search(t.fold) or not t.text.isalpha() for t in words)
+                cued = _cued(text, s.start)
+                if not cued and len(words) == 1 and len(words[0].text) <= 4 and (
+                        words[0].mode != "mixed" or words[0].text.isupper()):
+                    continue  # "VASC", "TH", "gtt": short words in caps or lower-case lines are shorthand
+                if known and not cued:
                     capitalized = all(t.mode == "mixed" and t.text[0].isupper() and not t.text.isupper()
                                       for t in words) and not words[0].initial_pos
                     if not (capitalized and any(self.lex.is_name(t.fold) for t in words)):
@@ -165,13 +174,20 @@ class Detector:
                     continue
             elif s.type == "AGE":
                 value = patterns.age_value(piece)
-                if not self.config.all_ages and (value is None or value < 90):
-                    continue
+                if value is None or not self.config.all_ages and value < 90 or not (
+                        _AGE_AFTER.match(text, s.end) or _AGE_BEFORE.search(text, max(0, s.start - 12), s.start)):
+                    continue  # "95 percent", "Ninety-four patients": a number is an age only with an age word
             elif s.type == "DATE":
+                if not _DATE_SHAPE.search(piece):
+                    continue  # "the 5th", "9/11" in a table, a lone "4": not a date without a year or month
                 if not self.config.weekdays and _WEEKDAY_ONLY.fullmatch(piece):
                     continue
                 if not self.config.years and _bare_year(piece):
                     continue
+            elif s.type in ("PHONE", "ID", "MRN", "SSN"):
+                digits = sum(c.isdigit() for c in piece)
+                if digits < (7 if s.type == "PHONE" else 5) or _RANGE_WITH_UNIT.match(text, s.start):
+                    continue  # "850-4000 ng/mL", "1-800", years and counts
             kept.append(s)
         return kept
 
@@ -264,6 +280,13 @@ class Detector:
         return out
 
 
+# A learned DATE needs a date's shape: a month or weekday word, a year, or day/month/year numbers.
+_DATE_SHAPE = re.compile(
+    r"(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|sun|christmas|easter|"
+    r"thanksgiving)|\b(?:19|20)\d\d\b|['\u2019]\d\d\b|\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b")
+_AGE_AFTER = re.compile(r"[\s-]*(?:y/?o\b|y\.o\.|yrs?\b|years?\b|year-old|yo\b|m\b|f\b|male|female|man|woman)", re.I)
+_AGE_BEFORE = re.compile(r"\b(?:age[sd]?|aged|turn(?:s|ed|ing)?|is|was|be)\s*:?\s*$", re.I)
+_RANGE_WITH_UNIT = re.compile(r"[\d.,-]+\s*(?:mg|mcg|ng|g|ml|mL|cc|units?|mmhg|%|/)", re.I)
 _WEEKDAY_ONLY = re.compile(r"(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day)?s?|wednesdays?|tuesdays?|"
                            r"thursdays?|saturdays?", re.I)
 

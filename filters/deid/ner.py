@@ -86,7 +86,7 @@ def _segments(text: str, max_len: int = 600) -> Iterator[tuple[int, int]]:
 
 _CAND = re.compile(r"(?<![.!?:\n]\s)(?<=[\s,(/\"'])[A-Z][a-z'\u2019]+(?:-[A-Z][a-z]+)?")
 # Drug, procedure and disease word endings: capitalized, they are brand names or headings.
-_MEDICAL_SUFFIX = re.compile(
+MEDICAL_SUFFIX = re.compile(
     r"(?:ine|ol|ide|one|ex|cin|mycin|pril|sartan|statin|olol|azole|vir|mab|nib|ase|itis|osis|ectomy|otomy|ostomy"
     r"|plasty|scopy|graphy|logy|emia|pathy|algia|ism|ity|ness|tion|sion|ment|ics|ium|ous|al|ary|ate|ia|trips"
     r"|strips|dine|pam|lam|zide|fen|done|phen|cort|sone|lone|xacin|cillin|cycline|floxacin|tidine|prazole)$")
@@ -108,7 +108,7 @@ def model_windows(segment: str, offset: int, covered: list[Span], lex: Lexicon) 
     for m in _CAND.finditer(segment):
         w = m.group().lower().replace("\u2019", "'")
         w = w[:-2] if w.endswith("'s") else w.rstrip("'")
-        if w in STOPWORDS or w in MONTHS or w in WEEKDAYS or lex.is_word(w) or _MEDICAL_SUFFIX.search(w):
+        if w in STOPWORDS or w in MONTHS or w in WEEKDAYS or lex.is_word(w) or MEDICAL_SUFFIX.search(w):
             continue
         if "-" in w and all(lex.is_word(part) or lex.is_medical_proper(part) for part in w.split("-")):
             continue

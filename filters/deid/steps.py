@@ -33,8 +33,8 @@ class DeidParams(StepParams):
     policy: Literal["recall", "safe_harbor"] = "safe_harbor"
     #: auto: use spaCy NER when installed; on: require it; off: rules and dictionaries only.
     model: Literal["auto", "on", "off"] = "auto"
-    #: meddata's learned PHI tagger: auto (use when shipped), on (require), off.
-    learned: Literal["auto", "on", "off"] = "auto"
+    #: meddata's learned PHI tagger merged with the rules: off (default), auto (use when shipped), on.
+    learned: Literal["auto", "on", "off"] = "off"
     #: Shift dates by whole weeks so weekdays stay true.
     keep_weekday: bool = False
     #: Content fields to de-identify (default: all of them).
@@ -155,8 +155,8 @@ class PhiScanParams(StepParams):
     min_spans: int = 1
     policy: Literal["recall", "safe_harbor"] = "safe_harbor"
     model: Literal["auto", "on", "off"] = "auto"
-    #: meddata's learned PHI tagger: auto (use when shipped), on (require), off.
-    learned: Literal["auto", "on", "off"] = "auto"
+    #: meddata's learned PHI tagger merged with the rules: off (default), auto (use when shipped), on.
+    learned: Literal["auto", "on", "off"] = "off"
     fields: tuple[str, ...] = ("messages", "prompt", "completion", "chosen", "rejected", "text", "answer")
 
     @field_validator("types")

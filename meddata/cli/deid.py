@@ -35,8 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "recall: also every age, weekday, state and country")
         q.add_argument("--model", choices=("auto", "on", "off"), default="auto",
                        help="spaCy NER: auto (use when installed), on (require), off (rules only)")
-        q.add_argument("--learned", choices=("auto", "on", "off"), default="auto",
-                       help="meddata's learned PHI tagger: auto (use when shipped), on (require), off (rules only)")
+        q.add_argument("--learned", choices=("auto", "on", "off"), default="off",
+                       help="meddata's learned PHI tagger, merged with the rules: off (default), auto (use when "
+                            "shipped), on (require it)")
         q.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
         q.add_argument("--text-field", default="text", help="input field holding the text (default: text)")
 
@@ -106,7 +107,7 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[i:i + size]
 
 
-def _init_worker(policy: str, model: str, learned: str = "auto") -> None:
+def _init_worker(policy: str, model: str, learned: str = "off") -> None:
     global _worker
     from meddata.filters.deid.detector import Detector, config_for
 
@@ -117,7 +118,7 @@ def _detect_chunk(texts: list[str]) -> list[list[dict]]:
     return [[s.as_dict() for s in spans] for spans in _worker.detect_many(texts)]
 
 
-def detect_all(texts: list[str], policy: str, model: str, jobs: int, learned: str = "auto") -> list[list[dict]]:
+def detect_all(texts: list[str], policy: str, model: str, jobs: int, learned: str = "off") -> list[list[dict]]:
     """Spans for every text, in order; ``jobs`` > 1 spreads chunks over processes."""
     if jobs <= 1 or len(texts) <= _CHUNK:
         _init_worker(policy, model, learned)
