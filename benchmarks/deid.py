@@ -147,6 +147,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    logging.getLogger("tldextract").setLevel(logging.CRITICAL)  # Presidio's URL recognizer tries the network
     notes = load_notes(args.notes)
     chars = sum(map(len, notes))
     print(f"{len(notes)} MTSamples notes, {chars:,} characters (from {SHARED / 'mtsamples'})")
