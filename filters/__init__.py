@@ -1,5 +1,3 @@
-"""meddata.filters: importing this package registers every step module in it."""
-
-from meddata.registry import import_submodules
-
-import_submodules(__name__, __path__)
+"""meddata.filters: step modules register when the step registry loads them (the
+``meddata.steps`` entry point names :mod:`meddata.filters.registered`), so importing one filter,
+such as ``meddata.filters.deid`` for ``meddata deid``, does not import all the others."""

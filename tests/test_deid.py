@@ -17,7 +17,7 @@ from meddata.filters.deid.surrogate import Surrogates, shift_date
 
 @pytest.fixture(scope="module")
 def det() -> Detector:
-    return Detector(DetectorConfig(model="off"))
+    return Detector(DetectorConfig(model="off", learned="off"))
 
 
 def found(det: Detector, text: str) -> dict[str, str]:
@@ -134,12 +134,16 @@ def test_name_found_once_is_flagged_everywhere(det):
     assert spans.count("O'Brien") == 2 and "con't" not in " ".join(spans)
 
 
-def test_policies_differ_on_ages_years_and_states():
-    text = "A 45-year-old from Ohio, diagnosed in 2012; her mother is 97."
+def test_policies_differ_on_ages_weekdays_and_states():
+    text = "A 45-year-old from Ohio, diagnosed in 2012, seen on Tuesday; her mother is 97. Hx MI '92."
     recall = {text[s.start:s.end] for s in Detector(config_for("recall", model="off")).detect(text)}
     safe = {text[s.start:s.end] for s in Detector(config_for("safe_harbor", model="off")).detect(text)}
-    assert {"45", "Ohio", "2012", "97"} <= recall
-    assert "97" in safe and not {"45", "Ohio", "2012"} & safe
+    default = {text[s.start:s.end] for s in Detector(config_for(model="off")).detect(text)}
+    assert {"45", "Ohio", "2012", "Tuesday", "97", "'92"} <= recall
+    # Safe Harbor: dates and years (a year can reveal an age over 89) and ages over 89 go;
+    # ages up to 89, weekdays and states are clinically needed and stay
+    assert {"97", "2012", "'92"} <= safe and not {"45", "Ohio", "Tuesday"} & safe
+    assert default == safe
 
 
 def test_rules_only_mode_warns_once():

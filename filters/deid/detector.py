@@ -10,13 +10,14 @@ mention of it in that note is flagged too (``Mr. Jones`` ... ``Jones reports``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from meddata.filters.deid import patterns
 from meddata.filters.deid.dictionaries import MONTHS, STOPWORDS, WEEKDAYS, lexicon
-from meddata.filters.deid.names import CONTRACTIONS, MEDICAL_FOLLOWERS, TITLES, NameFinder
-from meddata.filters.deid.ner import MODEL, _segments, load_model, model_spans, model_windows
+from meddata.filters.deid.names import CONTRACTIONS, MEDICAL_FOLLOWERS, RELATIONS, TITLES, NameFinder
+from meddata.filters.deid.ner import MEDICAL_SUFFIX, MODEL, _segments, load_model, model_spans, model_windows
 from meddata.filters.deid.places import PlaceFinder
 from meddata.filters.deid.spans import Span, merge_spans
 from meddata.filters.deid.tokens import Token, tokenize
@@ -30,21 +31,29 @@ class DetectorConfig:
 
     model: str = "auto"        # auto: use spaCy if installed | on: require it | off: rules only
     model_name: str = MODEL
+    # meddata's own PHI tagger: auto (use when shipped) | on (require) | off. Off by default: v0.1
+    # adds little recall on held-out real notes and costs precision there (README, model CARD)
+    learned: str = "off"
     all_ages: bool = True      # every age (i2b2 practice); False flags only ages over 89 (Safe Harbor minimum)
-    years: bool = True         # bare years ("in 2012", "'92") are flagged too
+    years: bool = True         # bare years ("in 2012", "'92", "MI 92") are flagged too
     regions: bool = True       # states and countries too (not required by Safe Harbor)
+    weekdays: bool = True      # weekday names ("seen on Tuesday"; not a Safe Harbor identifier)
     propagate: bool = True     # a name found once is flagged everywhere in the same text
 
 
-SAFE_HARBOR = dict(all_ages=False, years=False, regions=False)
-"""The Safe Harbor minimum: ages over 89 only, bare years and states kept."""
+SAFE_HARBOR = dict(all_ages=False, regions=False, weekdays=False)
+"""Safe Harbor: every date element and year (a year can reveal an age over 89), ages over 89;
+ages up to 89, weekdays, states and countries are kept (clinically needed, not identifiers)."""
+POLICIES = ("safe_harbor", "recall")
+DEFAULT_POLICY = "safe_harbor"
 
 
-def config_for(policy: str = "recall", **overrides) -> DetectorConfig:
-    """``recall`` (default: every age, year, state and country, as i2b2-style gold standards
-    mark them) or ``safe_harbor`` (only what the HIPAA rule requires)."""
-    if policy not in ("recall", "safe_harbor"):
-        raise ValueError(f"policy must be 'recall' or 'safe_harbor', got {policy!r}")
+def config_for(policy: str = DEFAULT_POLICY, **overrides) -> DetectorConfig:
+    """``safe_harbor`` (default: what the HIPAA rule requires, keeping ages up to 89, weekdays,
+    states) or ``recall`` (also every age, weekday, state and country, as i2b2-style gold
+    standards mark them)."""
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
     base = SAFE_HARBOR if policy == "safe_harbor" else {}
     return DetectorConfig(**{**base, **overrides})
 
@@ -56,15 +65,28 @@ class Detector:
         self.names = NameFinder(self.lex)
         self.places = PlaceFinder(self.lex)
         self._model = None
-        if self.config.model != "off":
+        self._model_pending = False  # installed, loaded on the first text that needs it
+        if self.config.model == "auto" and _installed("spacy") and _installed(self.config.model_name):
+            self._model_pending = True
+        elif self.config.model != "off":
             self._model = load_model(self.config.model_name)
             if self._model is None and self.config.model == "on":
                 raise RuntimeError(f"spaCy model {self.config.model_name!r} is required (model: on) but not installed")
         self._hospital_words = {w for phrase in self.lex.hospital_words for w in phrase}
+        self._learned = None
+        if self.config.learned != "off":
+            self._learned = _load_learned()
+            if self._learned is None and self.config.learned == "on":
+                raise RuntimeError("meddata's learned PHI model is required (learned: on) but its files or spaCy "
+                                   "are missing")
+
+    @property
+    def uses_learned(self) -> bool:
+        return self._learned is not None
 
     @property
     def uses_model(self) -> bool:
-        return self._model is not None
+        return self._model is not None or self._model_pending
 
     def detect(self, text: str) -> list[Span]:
         return self.detect_many([text])[0]
@@ -76,22 +98,29 @@ class Detector:
             toks = tokenize(text)
             toks_all.append(toks)
             results.append(self._rules(text, toks))
-        if self._model is not None:
+        if self._model is not None or self._model_pending:
             jobs = []
             for i, text in enumerate(texts):
                 covered = merge_spans(results[i])
                 for s, e in _segments(text):
                     for a, b in model_windows(text[s:e], s, covered, self.lex):
                         jobs.append((i, text[a:b], a))
-            if jobs:
+            if jobs and self._model_pending:
+                # spaCy costs seconds to import: only texts with unexplained capitalized words pay for it
+                self._model_pending = False
+                self._model = load_model(self.config.model_name)
+            if jobs and self._model is not None:
                 found = model_spans(self._model, jobs, self.lex, batch_size=batch_size)
                 for i, spans in found.items():
                     results[i].extend(spans)
+        if self._learned is not None:
+            for i, found in enumerate(self._learned.spans_many(texts)):
+                results[i].extend(self.vet_learned(texts[i], toks_all[i], found))
         out = []
         for text, toks, spans in zip(texts, toks_all, results):
             if self.config.propagate:
                 spans = spans + self._propagate(toks, spans)
-            out.append(self._finish(text, spans))
+            out.append(self._finish(text, spans, toks))
         return out
 
     # -- steps ---------------------------------------------------------------------------
@@ -102,11 +131,65 @@ class Detector:
         spans.extend(patterns.find_ages(text, 0 if self.config.all_ages else 90))
         if not self.config.years:
             spans = [s for s in spans if not (s.type == "DATE" and _bare_year(text[s.start:s.end]))]
+        if not self.config.weekdays:
+            spans = [s for s in spans if not (s.type == "DATE" and _WEEKDAY_ONLY.fullmatch(text[s.start:s.end]))]
         spans.extend(self.names.find(text, toks))
         spans.extend(self.places.find(text, toks))
         if self.config.regions:
             spans.extend(self.places.regions(toks))
         return spans
+
+    def vet_learned(self, text: str, toks: list[Token], found: list[Span]) -> list[Span]:
+        """The learned model's spans that survive the vocabulary veto and the policy.
+
+        A name, place or hospital made only of known words (everyday, clinical, drug, disease
+        words: "Vanco", "BLOOD", "Charcot") is kept only after a cue ("wife bill", "Dr. green")
+        or, in mixed-case text, when it is capitalized mid-sentence and holds a dictionary name
+        ("met Grace Brown"); in ALL-CAPS and lower-case lines capitals say nothing, so there a
+        known word needs the cue. Other types keep the policy's limits (ages over 89 only, no
+        weekdays under Safe Harbor)."""
+        kept = []
+        for s in found:
+            piece = text[s.start:s.end]
+            if s.type in _CONTEXTUAL:
+                words = [t for t in toks if s.start <= t.start and t.end <= s.end and t.is_word]
+                if not words:
+                    continue
+                after = text[s.end:s.end + 30].split()
+                if after and after[0].lower().strip(".,;:()") in MEDICAL_FOLLOWERS:
+                    continue  # "Dubin-Johnson syndrome", "San Luis Valley syndrome": a disease
+                known = all(self.lex.is_word(t.fold) or self.lex.is_medical_proper(t.fold) or t.fold in STOPWORDS
+                            or t.fold in MONTHS or t.fold in WEEKDAYS or t.fold.endswith(CONTRACTIONS)
+                            or MEDICAL_SUFFIX.search(t.fold) or not t.text.isalpha() for t in words)
+                cued = _cued(text, s.start)
+                if not cued and len(words) == 1 and len(words[0].text) <= 4 and (
+                        words[0].mode != "mixed" or words[0].text.isupper()):
+                    continue  # "VASC", "TH", "gtt": short words in caps or lower-case lines are shorthand
+                if known and not cued:
+                    capitalized = all(t.mode == "mixed" and t.text[0].isupper() and not t.text.isupper()
+                                      for t in words) and not words[0].initial_pos
+                    if not (capitalized and any(self.lex.is_name(t.fold) for t in words)):
+                        continue
+                if s.type == "HOSPITAL" and "\n" in piece:
+                    continue
+            elif s.type == "AGE":
+                value = patterns.age_value(piece)
+                if value is None or not self.config.all_ages and value < 90 or not (
+                        _AGE_AFTER.match(text, s.end) or _AGE_BEFORE.search(text, max(0, s.start - 12), s.start)):
+                    continue  # "95 percent", "Ninety-four patients": a number is an age only with an age word
+            elif s.type == "DATE":
+                if not _DATE_SHAPE.search(piece):
+                    continue  # "the 5th", "9/11" in a table, a lone "4": not a date without a year or month
+                if not self.config.weekdays and _WEEKDAY_ONLY.fullmatch(piece):
+                    continue
+                if not self.config.years and _bare_year(piece):
+                    continue
+            elif s.type in ("PHONE", "ID", "MRN", "SSN"):
+                digits = sum(c.isdigit() for c in piece)
+                if digits < (7 if s.type == "PHONE" else 5) or _RANGE_WITH_UNIT.match(text, s.start):
+                    continue  # "850-4000 ng/mL", "1-800", years and counts
+            kept.append(s)
+        return kept
 
     def _propagate(self, toks: list[Token], spans: list[Span]) -> list[Span]:
         seeds: dict[str, str] = {}
@@ -144,7 +227,36 @@ class Detector:
             out.append(Span(t.start, t.end, typ, "propagate"))
         return out
 
-    def _finish(self, text: str, spans: list[Span]) -> list[Span]:
+    def _eponyms(self, toks: list[Token]) -> list[tuple[int, int]]:
+        """Character ranges of multi-word eponyms ("Charcot-Marie-Tooth", "Guillain Barre"):
+        disease names, never a person, whatever their capitals."""
+        out = []
+        index = self.lex.eponyms
+        for i, t in enumerate(toks):
+            phrases = index.get(t.fold) if t.is_word else None
+            if not phrases:
+                continue
+            for phrase in phrases:
+                j, k, end = i, 0, t.end
+                while k < len(phrase) and j < len(toks):
+                    tj = toks[j]
+                    if tj.text == "-" and k:
+                        j += 1
+                        continue
+                    if not tj.is_word or tj.fold != phrase[k]:
+                        break
+                    end, j, k = tj.end, j + 1, k + 1
+                if k == len(phrase):
+                    out.append((t.start, end))
+                    break
+        return out
+
+    def _finish(self, text: str, spans: list[Span], toks: list[Token] | None = None) -> list[Span]:
+        if toks is not None and any(s.type in _CONTEXTUAL and s.source != "cue" for s in spans):
+            ranges = self._eponyms(toks)
+            if ranges:
+                spans = [s for s in spans if not (s.type in _CONTEXTUAL and s.source != "cue" and any(
+                    a <= s.start and s.end <= b for a, b in ranges))]
         # a month or weekday word inside a name or place is part of it ("April Jones", "Mt. Carmel")
         contextual = [s for s in spans if s.type in _CONTEXTUAL]
         if contextual:
@@ -166,6 +278,44 @@ class Detector:
             if b > a and any(c.isalnum() for c in text[a:b]):
                 out.append(Span(a, b, s.type, s.source))
         return out
+
+
+# A learned DATE needs a date's shape: a month or weekday word, a year, or day/month/year numbers.
+_DATE_SHAPE = re.compile(
+    r"(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|sun|christmas|easter|"
+    r"thanksgiving)|\b(?:19|20)\d\d\b|['\u2019]\d\d\b|\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b")
+_AGE_AFTER = re.compile(r"[\s-]*(?:y/?o\b|y\.o\.|yrs?\b|years?\b|year-old|yo\b|m\b|f\b|male|female|man|woman)", re.I)
+_AGE_BEFORE = re.compile(r"\b(?:age[sd]?|aged|turn(?:s|ed|ing)?|is|was|be)\s*:?\s*$", re.I)
+_RANGE_WITH_UNIT = re.compile(r"[\d.,-]+\s*(?:mg|mcg|ng|g|ml|mL|cc|units?|mmhg|%|/)", re.I)
+_WEEKDAY_ONLY = re.compile(r"(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day)?s?|wednesdays?|tuesdays?|"
+                           r"thursdays?|saturdays?", re.I)
+
+
+_CUE_BEFORE = re.compile(r"(?:\b(?:" + "|".join(sorted(TITLES | RELATIONS)) + r")\.?|\b(?:per|by|with|called|"
+                         r"paged|notified|aware|informed|spoke|to)\s+(?:dr|md|rn|np|pa)\.?)\s*[:,]?\s*$", re.I)
+
+
+def _cued(text: str, start: int) -> bool:
+    """A title or relative right before: "Dr. green", "wife bill", "spoke to dr pat"."""
+    return bool(_CUE_BEFORE.search(text, max(0, start - 30), start))
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _load_learned():
+    """meddata's learned PHI model, or None when its module, files or spaCy are missing."""
+    try:
+        from meddata.filters.deid import learned
+    except ImportError:
+        return None
+    return learned.load()
 
 
 def _bare_year(s: str) -> bool:

@@ -9,6 +9,9 @@ that are also everyday or clinical words (``Brown``, ``Rose``, ``Mark``): those 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import os
+import pickle
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -70,6 +73,9 @@ class Lexicon:
     frequent_last: frozenset[str] = field(default=frozenset())
     big_cities: frozenset[str] = field(default=frozenset())   # known without context, even lower-case
     english: frozenset[str] = field(default=frozenset())      # everyday words that are not names
+    medical: frozenset[str] = field(default=frozenset())      # drug, abbreviation and ICD-10-CM words
+    eponyms: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # "charcot marie", "guillain barre"
+    surname_words: frozenset[str] = field(default=frozenset())  # surnames that are everyday words ("custard")
     surrogate_first: tuple[str, ...] = field(default=())
     surrogate_last: tuple[str, ...] = field(default=())
     surrogate_cities: tuple[str, ...] = field(default=())
@@ -103,8 +109,9 @@ class Lexicon:
         return False
 
     def is_medical_proper(self, word: str) -> bool:
+        """A drug, brand, eponym, abbreviation or disease word: not a name without a cue."""
         w = _fold(word)
-        return w in self.stoplist or w in self.clinical_proper
+        return w in self.stoplist or w in self.clinical_proper or w in self.medical
 
 
 def _phrase_index(phrases: list[str]) -> dict[str, list[tuple[str, ...]]]:
@@ -118,9 +125,53 @@ def _phrase_index(phrases: list[str]) -> dict[str, list[tuple[str, ...]]]:
     return index
 
 
+CACHE_VERSION = 1  # bump when Lexicon's fields or their derivation change
+
+
+def cache_dir() -> Path:
+    """Where compiled word sets are kept between runs: ``$MEDDATA_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/meddata``, else ``~/.cache/meddata``. Only public dictionaries go here."""
+    env = os.environ.get("MEDDATA_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "meddata"
+
+
+def _data_key() -> str:
+    digest = hashlib.sha256(f"{CACHE_VERSION}".encode())
+    for path in sorted(DATA.iterdir()):
+        if path.is_file() and path.suffix in (".txt", ".gz", ".tsv"):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
 @lru_cache(maxsize=1)
 def lexicon() -> Lexicon:
-    """The shared dictionaries (about 0.3 s to load, once per process)."""
+    """The shared dictionaries, once per process: read from the user cache (about 0.1 s) or
+    built from the word lists (about 1 s) and cached for the next run. The cache is keyed by
+    the lists' content, so an edited list is never shadowed by a stale cache."""
+    path = cache_dir() / f"deid-lexicon-{_data_key()}.pickle"
+    try:
+        with path.open("rb") as fh:
+            lex = pickle.load(fh)  # noqa: S301 - our own file, written below from shipped word lists
+        if isinstance(lex, Lexicon):
+            return lex
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
+        pass
+    lex = _build_lexicon()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with tmp.open("wb") as fh:
+            pickle.dump(lex, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only home: build again next time
+    return lex
+
+
+def _build_lexicon() -> Lexicon:
     first_raw = _lines("first_names.txt")
     last_raw = _lines("surnames.txt.gz")
     first = frozenset(w.lower() for w in first_raw)
@@ -148,6 +199,9 @@ def lexicon() -> Lexicon:
     sur_first = tuple(w for w in first_raw[:6000] if w.lower() not in amb and w.isalpha() and len(w) > 2)
     sur_last = tuple(w for w in last_raw[:5000] if w.lower() not in amb and w.isalpha() and len(w) > 2)
     sur_cities = tuple(c for c in cities_us if c.replace(" ", "").isalpha() and c.lower() not in amb)
+    # a town or country named in a disease ("Lyme", "Boston exanthem") is still a place
+    medical = frozenset(_lines("medical_terms.txt.gz")) - first - big - {c.lower() for c in cities_us} - frozenset(
+        states) - frozenset(c.lower() for c in _lines("countries.txt"))
     return Lexicon(
         first=first, last=last, ambiguous=amb, clinical=clinical, clinical_proper=proper,
         stoplist=frozenset(_lines("medical_stoplist.txt")),
@@ -160,6 +214,9 @@ def lexicon() -> Lexicon:
         street_suffixes=frozenset(s.lower() for s in _lines("street_suffixes.txt")),
         big_cities=frozenset(big),
         english=frozenset(_lines("english_words.txt.gz")),
+        medical=medical,
+        eponyms=_phrase_index(_lines("eponyms.txt")),
+        surname_words=frozenset(_lines("surname_words.txt")),
         frequent_last=frozenset(w.lower() for w in last_raw[:FREQUENT_SURNAMES]) | frozenset(
             w.lower() for w in last_raw[CENSUS_SURNAMES:]),
         surrogate_first=sur_first, surrogate_last=sur_last, surrogate_cities=sur_cities,

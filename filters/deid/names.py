@@ -80,6 +80,11 @@ followed covering coverage update updated updates made making knows told tells a
 discussed feels felt thinks thought plans plan changed increased decreased started stopped held gave given
 into in at to on of for with by about re regarding concerned prescribed wrote written signed
 """.split())
+# Spoken fillers and greetings that open a turn in dialogues ("Patient: Yeah, ...", "Hm, okay").
+INTERJECTIONS = frozenset("""
+yeah yea yep yup nope nah um umm uh uhm hmm hm mm mhm ah aha oh ooh ok okay hi hello hey bye thanks well alright
+i've i'm i'll i'd
+""".split())
 CONTRACTIONS = ("'t", "'ll", "'re", "'ve", "'d", "'m")  # "con't", "pt's", "doesn't": shorthand, not names
 DRUG_ENDING = re.compile(r"(?:ol|ine|ide|cin|mycin|pril|sartan|statin|azole|vir|mab|nib|pam|lam|zide|done|cillin"
                           r"|cycline|floxacin|tidine|prazole|itis|osis|ectomy|otomy|ostomy|plasty|scopy|emia|pathy)$")
@@ -118,6 +123,8 @@ class NameFinder:
         if tok.is_initial and tok.mode == "mixed":
             return "initial"
         w = tok.fold
+        if w in INTERJECTIONS:
+            return "word"
         if tok.mode == "mixed" and tok.text.isupper() and len(w) <= 4 and (
                 w in self.lex.clinical or self.lex.is_common(w) or not self.lex.is_name(w)):
             return "word"  # "ED", "ICU", "ADA": abbreviations in a mixed line
@@ -127,6 +134,8 @@ class NameFinder:
         if in_dict and not self.lex.is_frequent_name(w) and w in self.lex.english:
             return "word"  # "Later", "Query": rare census surnames that are everyday words
         if in_dict:
+            if (tok.mode != "mixed" or tok.text.isupper()) and w in self.lex.surname_words:
+                return "weak"  # "CUSTARD TAKEN WELL": capitals say nothing here, and it is a word
             if len(w) < 3 and not (tok.mode == "mixed" and tok.text[0].isupper() and tok.text[1:].islower()):
                 return "weak"
             if self.lex.is_common(w) or self.lex.is_medical_proper(w) or not self.lex.is_frequent_name(w) or (
@@ -151,6 +160,7 @@ class NameFinder:
             s = self.strength(tok)
             if s == "word":
                 return after_cue and tok.fold not in STOPWORDS and tok.fold not in MONTHS and tok.fold not in TITLES \
+                    and tok.fold not in INTERJECTIONS \
                     and tok.fold not in self.lex.clinical and not tok.fold.endswith(CONTRACTIONS)
             return True
         s = self.strength(tok)
@@ -161,6 +171,13 @@ class NameFinder:
 
     # -- main --------------------------------------------------------------------------
     def find(self, text: str, toks: list[Token]) -> list[Span]:
+        spans = self._find(text, toks)
+        # a word joined to another by an underscore is an identifier or a speaker role
+        # ("Guest_family:", "patient_id"), not a person's name
+        return [s for s in spans if text[s.end:s.end + 1] != "_" and text[s.start - 1:s.start] != "_"] \
+            if "_" in text else spans
+
+    def _find(self, text: str, toks: list[Token]) -> list[Span]:
         spans: list[Span] = []
         spans += self._after_cues(text, toks)
         spans += self._credentials(toks)
@@ -182,7 +199,7 @@ class NameFinder:
         n = 0
         while j < len(toks) and n < limit:
             t = toks[j]
-            if last_word is not None and t.start - toks[j - 1].end > 1:
+            if last_word is not None and (t.start - toks[j - 1].end > 1 or t.line_first):
                 break
             if t.text == "." and last_word is not None and (toks[last_word].is_initial or (
                     toks[last_word].mode == "mixed" and len(toks[last_word].text) <= 2)):
@@ -222,7 +239,7 @@ class NameFinder:
         spans: list[Span] = []
         for m in CUE.finditer(text):
             cue = m.group().strip(" :-=,").lower()
-            cue_word = re.sub(r"\s+(?:is|was|named)$", "", cue)
+            cue_word = re.sub(r"[\s,]+(?:is|was|named)$", "", cue)  # "name, is able": no label
             i = bisect.bisect_left(starts, m.end())
             if i >= len(toks):
                 continue
@@ -245,6 +262,9 @@ class NameFinder:
                 # weak cues need a capitalized non-clinical word
                 if not any(toks[k].text[0].isupper() and self.strength(toks[k]) != "word" for k in range(got[0], got[1] + 1)):
                     got = None
+            if got and toks[j].mode == "mixed" and cue_word in _LABEL_ONLY and not any(
+                    self.strength(toks[k]) != "word" for k in range(got[0], got[1] + 1)):
+                got = None  # a speaker label in a transcript: "Patient: Yeah, it hurts", "Doctor: Well, ..."
             if got and (toks[j].mode != "mixed" or cue_word == "cc") and cue_word in _LABEL_ONLY | {"cc", "pcp"}:
                 # a caseless label (or "CC:", often the chief complaint) needs a name-like value,
                 # not "PT: AMBULATING" or "CC: FALL AT HOME"
@@ -265,8 +285,8 @@ class NameFinder:
             if w in TITLES or w in RELATIONS:
                 j = i + 1
                 is_title = w in TITLES and w not in RELATIONS
-                if is_title and j < len(toks) and toks[j].text in (":", "-"):
-                    continue  # "MS: alert", "MS- sedated": a section label, not a title
+                if is_title and j < len(toks) and toks[j].text in (":", "-", ","):
+                    continue  # "MS: alert", "MS- sedated": a section label; "Doctor, I've been": addressed
                 if w in ("sr", "fr") and not (t.mode == "mixed" and t.text[0].isupper() and j < len(toks)
                                               and toks[j].text == "."):
                     continue  # "hr 70 sr w/occ pvc", "20 fr foley": sinus rhythm, French gauge
@@ -292,6 +312,8 @@ class NameFinder:
                 if j >= len(toks):
                     continue
                 nxt = toks[j]
+                if nxt.line_first:
+                    continue  # "REC'D COLACE/MOM\nGU--": a cue never reaches into the next line
                 if nxt.mode != t.mode and "\n" in text[t.end:nxt.start]:
                     continue  # "COLACE/MOM\nGU--": the next line is another section
                 if w in RELATIONS and (nxt.mode == "mixed" and not nxt.text[0].isupper() or nxt.fold in _VERBISH):
@@ -304,7 +326,8 @@ class NameFinder:
                 if got is None and is_title and self._plain_word_after_title(toks[j]):
                     got = (j, j)  # "dr green aware", "Dr. Green": a title makes an everyday word a surname
                 if got is None and j + 1 < len(toks) and toks[j].text.isalpha() and toks[j].fold not in STOPWORDS \
-                        and toks[j + 1].start - toks[j].end == 1 and self.strength(toks[j + 1]) == "strong":
+                        and toks[j + 1].start - toks[j].end == 1 and not toks[j + 1].line_first \
+                        and self.strength(toks[j + 1]) == "strong":
                     got = (j, j + 1)  # "DAUGHTER ANIL FAIRWEATHER": a surname vouches for an everyday first name
                 if got:
                     a, b = got
@@ -320,7 +343,7 @@ class NameFinder:
                 if k >= 0 and k < i - 1 and toks[k].is_word:
                     end = k
                     while k - 1 >= 0 and toks[k - 1].is_word and self._nameish(toks[k - 1], True) and \
-                            toks[k].start - toks[k - 1].end <= 1 and end - k < 2:
+                            toks[k].start - toks[k - 1].end <= 1 and not toks[k].line_first and end - k < 2:
                         k -= 1
                     if all(self._nameish(toks[x], True) and (toks[x].mode != "mixed" or toks[x].text[0].isupper())
                            for x in range(k, end + 1)) and \
@@ -341,9 +364,9 @@ class NameFinder:
         for i, t in enumerate(toks):
             if t.lower not in CREDENTIALS and not (t.lower in ("m", "d", "r") and i + 2 < len(toks)):
                 continue
-            if t.lower in ("m", "d"):
-                # M.D. / D.O.
-                if not (toks[i + 1].text == "." and toks[i + 2].lower in ("d", "o")):
+            if t.lower in ("m", "d", "r"):
+                # M.D. / D.O. / R.N.; a lone "R" is right ("ARMS R AND L", "R. FEMORAL")
+                if not (toks[i + 1].text == "." and toks[i + 2].lower in {"m": ("d",), "d": ("o",), "r": ("n",)}[t.lower]):
                     continue
             if t.lower in ("do", "pa", "ms", "ma", "pt", "ot", "od") and t.text.islower():
                 continue
@@ -358,8 +381,11 @@ class NameFinder:
                 if tk.text == "." and k - 1 >= 0 and toks[k - 1].is_initial:
                     k -= 1
                     continue
+                caseless_ok = tk.mode == "mixed" or self.strength(tk) in ("strong", "weak") or len(tk.text) == 1
                 if tk.is_word and (tk.text[0].isupper() or tk.mode != "mixed") and tk.fold not in STOPWORDS \
-                        and self.strength(tk) != "word" and tk.lower not in CREDENTIALS:
+                        and self.strength(tk) != "word" and tk.lower not in CREDENTIALS and caseless_ok:
+                    # in ALL-CAPS or lower-case lines an unknown word before "PA"/"PT" is shorthand or a
+                    # typo ("ASSYMPTOMATIC, PA P'S", "LYTE REPLETION, PT NEEDS"), not a name
                     k -= 1
                     continue
                 break
@@ -379,7 +405,7 @@ class NameFinder:
             j, words = i, []
             while j < n:
                 tj = toks[j]
-                if words and tj.start - toks[j - 1].end > 1:
+                if words and (tj.start - toks[j - 1].end > 1 or tj.line_first):
                     break
                 if tj.text == "." and words and toks[words[-1]].is_initial:
                     j += 1
@@ -421,7 +447,7 @@ class NameFinder:
                 end = keep[-1]
                 # "LEONA LABOWICH": an unknown word right after a first name is its surname
                 if toks[end].fold in self.lex.first and end + 1 < len(toks) and \
-                        toks[end + 1].start - toks[end].end == 1 and toks[end + 1].text.isalpha() and \
+                        toks[end + 1].start - toks[end].end == 1 and not toks[end + 1].line_first and toks[end + 1].text.isalpha() and \
                         len(toks[end + 1].text) >= 3 and self.strength(toks[end + 1]) == "unknown":
                     end += 1
                 return Span(toks[keep[0]].start, toks[end].end, "NAME", "dict")

@@ -13,6 +13,7 @@ import logging
 import re
 import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from meddata.filters.deid.dictionaries import MONTHS, STOPWORDS, WEEKDAYS, Lexicon
 from meddata.filters.deid.spans import Span
@@ -31,12 +32,32 @@ class RulesOnlyWarning(UserWarning):
     """spaCy or its model is missing: detection runs on rules and dictionaries only."""
 
 
+@contextmanager
+def builtin_factories_only() -> Iterator[None]:
+    """While loading a pipeline made of spaCy's own components, do not import every package
+    that registers a spaCy factory (Presidio's pulls in transformers: seconds of start-up)."""
+    from spacy.util import registry
+
+    tables = [t for t in (getattr(registry, "factories", None), getattr(registry, "_entry_point_factories", None))
+              if t is not None and hasattr(t, "entry_points")]
+    before = [t.entry_points for t in tables]
+    for t in tables:
+        t.entry_points = False
+    try:
+        yield
+    finally:
+        for t, value in zip(tables, before):
+            t.entry_points = value
+
+
 def load_model(name: str = MODEL):
     """The spaCy pipeline with only NER enabled, or None (with one warning) when unavailable."""
     try:
         import spacy
 
-        nlp = spacy.load(name, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
+        with builtin_factories_only():
+            nlp = spacy.load(name, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer",
+                                            "senter"])
     except (ImportError, OSError) as exc:
         if name not in _warned:
             _warned.add(name)
@@ -65,7 +86,7 @@ def _segments(text: str, max_len: int = 600) -> Iterator[tuple[int, int]]:
 
 _CAND = re.compile(r"(?<![.!?:\n]\s)(?<=[\s,(/\"'])[A-Z][a-z'\u2019]+(?:-[A-Z][a-z]+)?")
 # Drug, procedure and disease word endings: capitalized, they are brand names or headings.
-_MEDICAL_SUFFIX = re.compile(
+MEDICAL_SUFFIX = re.compile(
     r"(?:ine|ol|ide|one|ex|cin|mycin|pril|sartan|statin|olol|azole|vir|mab|nib|ase|itis|osis|ectomy|otomy|ostomy"
     r"|plasty|scopy|graphy|logy|emia|pathy|algia|ism|ity|ness|tion|sion|ment|ics|ium|ous|al|ary|ate|ia|trips"
     r"|strips|dine|pam|lam|zide|fen|done|phen|cort|sone|lone|xacin|cillin|cycline|floxacin|tidine|prazole)$")
@@ -87,7 +108,7 @@ def model_windows(segment: str, offset: int, covered: list[Span], lex: Lexicon) 
     for m in _CAND.finditer(segment):
         w = m.group().lower().replace("\u2019", "'")
         w = w[:-2] if w.endswith("'s") else w.rstrip("'")
-        if w in STOPWORDS or w in MONTHS or w in WEEKDAYS or lex.is_word(w) or _MEDICAL_SUFFIX.search(w):
+        if w in STOPWORDS or w in MONTHS or w in WEEKDAYS or lex.is_word(w) or MEDICAL_SUFFIX.search(w):
             continue
         if "-" in w and all(lex.is_word(part) or lex.is_medical_proper(part) for part in w.split("-")):
             continue

@@ -74,6 +74,10 @@ _RANGE_BEFORE = _ending_with(
 _RANGE_AFTER = re.compile(
     r"^\s*(?:mg|mcg|ug|gtts?|g\b|l\b|s\b|liters?|lpm|assist|am\b|pm\b|a\b|p\b|%|cc|ml|hrs?\b|hours?|units?|u\b|mm|cm|"
     r"times|tabs?|beats|breaths|bpm|mmhg|l/|mg/|mcg/|liters?/|people|persons|staff|nurses)", re.I)
+# After an uncued "1-2": a word that is no month, weekday or time cue means a count or range.
+_COUNTED_AFTER = re.compile(
+    r"\s+(?!(?:at|on|in|@|am|pm|hrs?|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|sun|"
+    r"admission|admit|discharge|surgery|visit)\b)[A-Za-z]{2,}", re.I)
 _VERB_AFTER = re.compile(r"\s+(?:be|have|not|need|require|also|go|want|benefit|take|try|get|do|help|cause|use|"
                          r"consider|return|call|come|improve|develop|resume|continue|see|stay|remain)\b", re.I)
 _VENT_BEFORE = re.compile(r"\b(?:psv|cpap|bipap|peep|simv|imv|ps|vent(?:ilator)?|settings?|ac)\b[^\n]{0,12}$", re.I)
@@ -106,6 +110,8 @@ def _date_ok(m: re.Match, text: str) -> bool:
                 return False  # "rales 1/3 up", "1/2 NS": fractions
             if "-" in s and (_RANGE_AFTER.match(after) or not cued and _RANGE_BEFORE.search(before)):
                 return False  # "rr 12-18", "x 3-4", "1-2 assist", "4-6p": ranges
+            if "-" in s and not cued and _COUNTED_AFTER.match(after):
+                return False  # "1-2 loose stools", "3-4 TIMES", "12-15 range": a count, not a date
         return True
     if kind == "mdy":
         words = re.split(r"[\s\-/.,]+", s.strip())
@@ -152,6 +158,26 @@ def _date_matches(text: str) -> Iterator[re.Match]:
             yield m
 
 
+# Spelled-out dates, as dictated: "July thirty first O eight", "March third, two thousand nine".
+_UNITS_WORD = r"(?:one|two|three|four|five|six|seven|eight|nine)"
+_ORD_WORD = r"(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)"
+_SPELLED_DAY = (r"(?:(?:twenty|thirty)[\s-]+(?:" + _ORD_WORD + "|" + _UNITS_WORD + r")|" + _ORD_WORD
+                + r"|tenth|eleventh|twelfth|(?:thir|four|fif|six|seven|eigh|nine)teenth|twentieth|thirtieth|"
+                + r"ten|eleven|twelve|(?:thir|four|fif|six|seven|eigh|nine)teen|twenty|thirty|" + _UNITS_WORD + ")")
+_SPELLED_YEAR = (r"(?:(?:o|oh|zero)[\s-]+" + _UNITS_WORD + r"|two\s+thousand(?:\s+(?:and\s+)?\w+)?|"
+                 r"nineteen[\s-]+(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[\s-]+" + _UNITS_WORD
+                 + r")?|ten|eleven|twelve|(?:thir|four|fif|six|seven|eigh|nine)teen|(?:o|oh)[\s-]+" + _UNITS_WORD + "))")
+SPELLED_DATE = re.compile(
+    r"\b(?:january|february|march|april|may|june|july|august|september|october|november|december)[\s,]+(?:the\s+)?"
+    + _SPELLED_DAY + r"\b(?:,?\s+(?:of\s+)?" + _SPELLED_YEAR + r"\b)?", re.I)
+# Two-digit years after an event in a history list: "PMH MI 92, CABG", "CVA 74'", "CHOLECYSTECTOMY 77'".
+_EVENT = (r"mi|ami|nstemi|stemi|cva|tia|cabg|ptca|pci|stent|avr|mvr|chf|dvt|pe|ca|cancer|stroke|surgery|sx|"
+          r"appy|chole|turp|tah|tkr|thr|orif|dx|dx'd|diagnosed|[a-z]*(?:ectomy|otomy|ostomy|plasty|scopy)")
+TWO_DIGIT_YEAR = re.compile(
+    r"\b(?:" + _EVENT + r")\s+(?:in\s+)?(?P<y>['\u2019]?(?:[3-9]\d|0\d)['\u2019]?)(?=\s*(?:[,;)]|\.(?!\d)|$|\s+(?:and|&|w/|with|s/p|x\d)\b))",
+    re.I | re.M)
+
+
 def find_dates(text: str) -> Iterator[Span]:
     for m in _date_matches(text):
         if _date_ok(m, text):
@@ -159,6 +185,10 @@ def find_dates(text: str) -> Iterator[Span]:
                 yield Span(m.start("ord"), m.end("ord"), "DATE")
             else:
                 yield Span(m.start(), m.end(), "DATE")
+    for m in SPELLED_DATE.finditer(text):
+        yield Span(m.start(), m.end(), "DATE")
+    for m in TWO_DIGIT_YEAR.finditer(text):
+        yield Span(m.start("y"), m.end("y"), "DATE")
 
 
 _NUMWORD = (r"(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|one\s+hundred(?:\s+and)?)"
@@ -172,6 +202,7 @@ AGE = re.compile(
   | (?P<c>\b(?P<n3>\d{2,3})\s?(?:yo|y/o)?\s?(?:m|f|male|female|man|woman|wm|wf|bm|bf|hm|hf)\b(?=[\s,.;]))
   | (?P<d>\b(?:in\s+(?:his|her|their)\s+)(?P<n4>(?:early|mid|late)[\s-]+)?(?P<n5>\d0'?s|nineties|hundreds)\b)
   | (?P<e>\b(?P<n6>nonagenarian|centenarian|supercentenarian)\b)
+  | (?P<h>\b(?:be|turn|turns|turned|turning|is|was|aged)\s+(?P<n9>(?:ninety|one\s+hundred)(?:[\s-]+(?:and\s+)?(?:one|two|three|four|five|six|seven|eight|nine))?)\b(?!\s+(?:percent|%|mg|minutes|min|seconds|days|pounds|lbs)))
   | (?P<g>\b(?:he|she|patient|pt|mother|father|mom|dad|wife|husband|sister|brother|son|daughter|grandmother|
         grandfather|grandma|grandpa)\s+(?:is|was|turned|turns|is\s+now|now)\s+(?P<n8>\d{1,3})\b
         (?!\s*(?:mg|%|kg|lbs?|cm|mm|days?|weeks?|months?|hours?|minutes?|am|pm|/|\.\d|percent)))
@@ -192,7 +223,7 @@ def _spelled_age(text: str) -> bool:
 
 
 _AGE_LEADS = (r"age|in\s|non|cen|sup|he|she|pat|pt|mot|fat|mom|dad|wif|hus|sis|bro|son|dau|gra|die|pas|ali"
-              r"|dec|dia|dx|exp|dea")
+              r"|dec|dia|dx|exp|dea|be|tur|is|was")
 AGE_DIGITS = re.compile(r"(?=[\dA-Za-z])(?=\d|\b(?:" + _AGE_LEADS + "))(?:" + AGE.pattern.replace("|" + _NUMWORD, "", 1) + ")", re.I | re.X)
 assert _NUMWORD not in AGE_DIGITS.pattern
 _WORDNUM = {w: i for i, w in enumerate(
@@ -221,7 +252,7 @@ def age_value(token: str) -> int | None:
 
 def find_ages(text: str, min_age: int = 0) -> Iterator[Span]:
     for m in (AGE if _spelled_age(text) else AGE_DIGITS).finditer(text):
-        for g in ("n1", "n2", "n3", "n5", "n6", "n7", "n8"):
+        for g in ("n1", "n2", "n3", "n5", "n6", "n7", "n8", "n9"):
             if m.group(g):
                 value = age_value(m.group(g))
                 if value is None or value > 125:
@@ -431,6 +462,16 @@ def find_emails(text: str) -> Iterator[Span]:
 find_biometric = _simple(BIOMETRIC, "BIOMETRIC")
 
 #: Every structured-identifier family except ages (ages take a threshold).
+# US military postal addresses: "PSC 2721, Box 8637, APO AA 06259", "USNS Ship\nFPO AP 12345"
+_MILITARY_ADDRESS = re.compile(
+    r"(?:\b(?:PSC|CMR|Unit)\s+\d{3,5},?\s+Box\s+\d{1,5},?\s*|\b(?:USNS|USS|USCGC)\s+[A-Z][A-Za-z]+,?\s*)?"
+    r"\b[ADF]PO\s+A[AEP],?\s+\d{5}\b")
+find_military_addresses = _simple(_MILITARY_ADDRESS, "LOCATION")
+# Ten-digit phone numbers with one separator missing: "(240444-1243)", "410-5551243".
+_RUN_TOGETHER_PHONE = re.compile(r"(?<![\w/.-])(?:\d{6}[-.]\d{4}|\d{3}[-.]\d{7})(?![\w-]|\.\d)")
+find_run_together_phones = _simple(_RUN_TOGETHER_PHONE, "PHONE")
+
 FAMILIES: tuple[Callable[[str], Iterator[Span]], ...] = (
     find_emails, find_urls, find_ips, find_ssn, find_phones, find_ids, find_dates, find_biometric,
+    find_military_addresses, find_run_together_phones,
 )

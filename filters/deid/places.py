@@ -111,6 +111,9 @@ class PlaceFinder:
             self._regions.setdefault(words[0], []).append(words)
         for v in self._regions.values():
             v.sort(key=len, reverse=True)
+        # "from university of maryland", "UNIV OF PENN": a university (hospital) named for a state, any case
+        state_names = "|".join(sorted((re.escape(n) for n in states if n.islower()), key=len, reverse=True))
+        self.university = re.compile(r"\b(?:university|univ\.?)\s+of\s+(?:" + state_names + r"|penn)\b", re.I)
         self.room = re.compile(r"\b(?:room|rm\.?)\s*#?\s*(\d{1,4}[A-Z]?(?:-\d{1,3}[A-Z]?)?)\b(?!\s*(?:mg|ml|%))", re.I)
 
     def find(self, text: str, toks: list[Token]) -> list[Span]:
@@ -121,6 +124,7 @@ class PlaceFinder:
         spans += self._cues(text, toks)
         spans += self._facility_acronyms(toks)
         spans += self._wards(toks)
+        spans += [Span(m.start(), m.end(), "HOSPITAL", "rule") for m in self.university.finditer(text)]
         if "\n" in text:
             spans += self._address_block(text)
         return spans
@@ -186,7 +190,7 @@ class PlaceFinder:
             t, num = toks[i], toks[i + 1]
             if toks[i - 1].lower not in ("to", "from", "on", "at") or not t.text.isalpha() or len(t.text) < 4:
                 continue
-            if not (num.text.isdigit() and len(num.text) <= 2 and num.start - t.end == 1) or (
+            if not (num.text.isdigit() and len(num.text) <= 2 and num.start - t.end == 1 and not num.line_first) or (
                     t.text.isupper() and len(t.text) < 6):
                 continue  # "SIMV 4": an acronym and a setting
             after = toks[i + 2] if i + 2 < len(toks) else None
@@ -282,7 +286,8 @@ class PlaceFinder:
             if i + n > last:
                 continue
             k = 1
-            while k < n and toks[i + k].lower == phrase[k] and toks[i + k].start - toks[i + k - 1].end <= 1:
+            while k < n and toks[i + k].lower == phrase[k] and toks[i + k].start - toks[i + k - 1].end <= 1 and \
+                    not toks[i + k].line_first:
                 k += 1
             if k == n:
                 return n
@@ -372,8 +377,8 @@ class PlaceFinder:
         j = i - 1
         while j >= 0 and i - j <= 6:
             tj = toks[j]
-            if toks[j + 1].start - tj.end > 1 or "\n" in tj.text:
-                break
+            if toks[j + 1].start - tj.end > 1 or "\n" in tj.text or toks[j + 1].initial_pos:
+                break  # a name never reaches back over a line or sentence start ("SpO2 91% RA\nGeneral:")
             if tj.text in (".", "-", "'", "&") and j - 1 >= 0:
                 j -= 1
                 continue
@@ -476,7 +481,7 @@ class PlaceFinder:
             words = []
             while j < len(toks) and len(words) < 4:
                 t = toks[j]
-                if words and t.start - toks[j - 1].end > 1:
+                if words and (t.start - toks[j - 1].end > 1 or t.line_first):
                     break
                 if t.text in ("-", ".", "'") and words:
                     j += 1

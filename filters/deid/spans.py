@@ -33,7 +33,7 @@ PHI_TYPES: tuple[str, ...] = (
 _PRIORITY = {t: i for i, t in enumerate(
     ("EMAIL", "URL", "IP", "SSN", "PHONE", "DATE", "MRN", "ID", "BIOMETRIC", "AGE", "HOSPITAL", "NAME", "LOCATION")
 )}
-_SOURCE_RANK = {"rule": 0, "cue": 1, "dict": 2, "spacy": 3, "propagate": 4}
+_SOURCE_RANK = {"rule": 0, "cue": 1, "dict": 2, "spacy": 3, "model": 3, "propagate": 4}
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,10 +28,13 @@ class DeidParams(StepParams):
     strategy: Literal["surrogate", "mask", "redact"] = "surrogate"
     #: Environment variable holding the secret key for surrogates (consistent across runs).
     key_env: str = "MEDDATA_DEID_KEY"
-    #: recall (every age, year, state, as i2b2-style gold marks them) or safe_harbor (the minimum).
-    policy: Literal["recall", "safe_harbor"] = "recall"
+    #: safe_harbor (what the HIPAA rule requires; keeps ages up to 89, weekdays, states) or recall
+    #: (also every age, weekday, state and country, as i2b2-style gold marks them).
+    policy: Literal["recall", "safe_harbor"] = "safe_harbor"
     #: auto: use spaCy NER when installed; on: require it; off: rules and dictionaries only.
     model: Literal["auto", "on", "off"] = "auto"
+    #: meddata's learned PHI tagger merged with the rules: off (default), auto (use when shipped), on.
+    learned: Literal["auto", "on", "off"] = "off"
     #: Shift dates by whole weeks so weekdays stay true.
     keep_weekday: bool = False
     #: Content fields to de-identify (default: all of them).
@@ -79,7 +82,7 @@ class _DetectingStep(Mapper):
     def setup(self, ctx: StepContext) -> None:
         from meddata.filters.deid.detector import Detector, config_for
 
-        self._model_detector = Detector(config_for(self.params.policy, model=self.params.model))
+        self._model_detector = Detector(config_for(self.params.policy, model=self.params.model, learned=self.params.learned))
 
     def _detect_rows(self, rows: list[dict], fields: tuple[str, ...]) -> list[tuple[list[str], list]]:
         """Each row's texts with the spans found in each text (one detector batch for all rows)."""
@@ -152,6 +155,8 @@ class PhiScanParams(StepParams):
     min_spans: int = 1
     policy: Literal["recall", "safe_harbor"] = "safe_harbor"
     model: Literal["auto", "on", "off"] = "auto"
+    #: meddata's learned PHI tagger merged with the rules: off (default), auto (use when shipped), on.
+    learned: Literal["auto", "on", "off"] = "off"
     fields: tuple[str, ...] = ("messages", "prompt", "completion", "chosen", "rejected", "text", "answer")
 
     @field_validator("types")

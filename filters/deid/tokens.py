@@ -27,6 +27,7 @@ class Token:
     fold: str  # lower case, curly apostrophe straightened, possessive "'s" removed
     is_word: bool  # starts with a letter (not a number or punctuation)
     is_initial: bool  # a single capital letter
+    line_first: bool = False  # first token of its line: no name or place runs on from the line above
 
 
 _UPPER = re.compile(r"[A-Z]")
@@ -89,7 +90,7 @@ def tokenize(text: str) -> list[Token]:
             if fold.endswith("'s"):
                 fold = fold[:-2]
             tok = Token(t, pos + a, pos + b, low, mode, initial, fold, t[0].isalpha(),
-                        len(t) == 1 and t.isupper())
+                        len(t) == 1 and t.isupper(), prev is None)
             append(tok)
             prev3, prev2, prev = prev2, prev, tok
         pos += len(line) + 1

@@ -29,11 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = p.add_subparsers(dest="deid_verb", metavar="ACTION")
 
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--policy", choices=("recall", "safe_harbor"), default="recall",
-                       help="recall (default): also every age, bare year, state and country; "
-                            "safe_harbor: only what the HIPAA rule requires")
+        q.add_argument("--policy", choices=("safe_harbor", "recall"), default="safe_harbor",
+                       help="safe_harbor (default): what the HIPAA rule requires (dates, years, ages over 89, "
+                            "names, places, contacts, ids), keeping ages up to 89, weekdays and states; "
+                            "recall: also every age, weekday, state and country")
         q.add_argument("--model", choices=("auto", "on", "off"), default="auto",
                        help="spaCy NER: auto (use when installed), on (require), off (rules only)")
+        q.add_argument("--learned", choices=("auto", "on", "off"), default="off",
+                       help="meddata's learned PHI tagger, merged with the rules: off (default), auto (use when "
+                            "shipped), on (require it)")
         q.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
         q.add_argument("--text-field", default="text", help="input field holding the text (default: text)")
 
@@ -71,6 +75,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
+def _lean_spacy() -> None:
+    """A ``meddata deid`` process runs only spaCy pipelines made of NumPy CNNs; thinc imports
+    torch whenever it is installed, which costs seconds of start-up for nothing. Keep it out
+    of this process (never done when the detector is used as a library)."""
+    if "torch" not in sys.modules and "thinc" not in sys.modules:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # "import torch" raises ImportError
+    import warnings
+
+    from meddata.filters.deid.ner import RulesOnlyWarning
+
+    # the rules-only notice is logged once; as a Python warning too it would print twice
+    warnings.filterwarnings("ignore", category=RulesOnlyWarning)
+
+
 def _read_rows(path: str, text_field: str | None) -> Iterator[tuple[int, dict]]:
     from meddata.filters.deid.evaluate import json_lines
 
@@ -89,30 +107,30 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[i:i + size]
 
 
-def _init_worker(policy: str, model: str) -> None:
+def _init_worker(policy: str, model: str, learned: str = "off") -> None:
     global _worker
     from meddata.filters.deid.detector import Detector, config_for
 
-    _worker = Detector(config_for(policy, model=model))
+    _worker = Detector(config_for(policy, model=model, learned=learned))
 
 
 def _detect_chunk(texts: list[str]) -> list[list[dict]]:
     return [[s.as_dict() for s in spans] for spans in _worker.detect_many(texts)]
 
 
-def detect_all(texts: list[str], policy: str, model: str, jobs: int) -> list[list[dict]]:
+def detect_all(texts: list[str], policy: str, model: str, jobs: int, learned: str = "off") -> list[list[dict]]:
     """Spans for every text, in order; ``jobs`` > 1 spreads chunks over processes."""
     if jobs <= 1 or len(texts) <= _CHUNK:
-        _init_worker(policy, model)
+        _init_worker(policy, model, learned)
         return [s for chunk in _chunks(texts, _CHUNK) for s in _detect_chunk(chunk)]
-    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(policy, model)) as pool:
+    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(policy, model, learned)) as pool:
         return [s for res in pool.map(_detect_chunk, _chunks(texts, _CHUNK)) for s in res]
 
 
 def _detected(args: argparse.Namespace) -> tuple[list[dict], list[list[dict]]]:
     """The input rows and the PHI spans found in each row's text field."""
     rows = [row for _, row in _read_rows(args.input, args.text_field)]
-    return rows, detect_all([r[args.text_field] for r in rows], args.policy, args.model, args.jobs)
+    return rows, detect_all([r[args.text_field] for r in rows], args.policy, args.model, args.jobs, args.learned)
 
 
 def _output(path: str) -> Path:
@@ -127,6 +145,7 @@ def _summary(counts: Counter[str]) -> str:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    _lean_spacy()
     rows, spans = _detected(args)
     out = _output(args.out)
     counts: Counter[str] = Counter()
@@ -139,6 +158,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    _lean_spacy()
     from meddata.filters.deid.evaluate import evaluate, load_gold
 
     try:
@@ -154,7 +174,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 raise CliError(f"{args.pred}:{n}: field 'spans' must be a list of {{start, end, type}}")
             preds[str(row["id"])] = spans
     else:
-        spans = detect_all([g["text"] for g in gold], args.policy, args.model, args.jobs)
+        spans = detect_all([g["text"] for g in gold], args.policy, args.model, args.jobs, args.learned)
         preds = {g["id"]: s for g, s in zip(gold, spans)}
     report = evaluate(gold, preds)
     print(report.format())
@@ -167,6 +187,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_redact(args: argparse.Namespace) -> int:
+    _lean_spacy()
     from meddata.filters.deid.replace import replace_spans
     from meddata.filters.deid.surrogate import Surrogates, key_from_env
 

