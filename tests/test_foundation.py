@@ -24,7 +24,7 @@ def _qa_recipe(path: Path, steps: list | None = None) -> dict:
     return {
         "name": "t",
         "inputs": [{"builder": "table", "path": str(path), "source": "medquad",
-                    "columns": {"id": "qid", "user": "question", "assistant": "answer"}}],
+                    "columns": {"user": "question", "assistant": "answer"}}],
         "steps": steps if steps is not None else ["normalize_text", {"length_filter": {"min_chars": 80}}],
     }
 
