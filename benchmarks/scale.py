@@ -35,8 +35,10 @@ from pathlib import Path
 
 import psutil
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ROOT = Path(__file__).resolve().parents[1]
+#: ../shared/data next to the checkout (or next to the folder of worktrees), or $MEDDATA_SHARED_DATA.
+SHARED = next((p for p in (Path(os.environ.get("MEDDATA_SHARED_DATA", "/nonexistent")), ROOT.parent / "shared" / "data",
+                           ROOT.parent.parent / "shared" / "data") if p.is_dir()), ROOT.parent / "shared" / "data")
 _SENT = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -179,6 +181,7 @@ output: {{formats: [arrow], card: false, keep_checkpoints: last}}
 def run_meddata(data: Path, work: Path, engine: str, procs: int) -> tuple[dict, set[str]]:
     out = work / f"meddata-{engine}"
     shutil.rmtree(out, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
     recipe = work / "scale.yaml"
     recipe.write_text(RECIPE.format(path=data))
     meddata = str(Path(sys.executable).parent / "meddata")

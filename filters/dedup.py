@@ -29,13 +29,11 @@ from typing import Any, Literal
 
 import pyarrow as pa
 from datasets import Dataset
-from datasets.table import InMemoryTable
 from pydantic import Field, field_validator, model_validator
 
 from meddata.records import (
     CONTENT_COLUMNS,
     MESSAGE_COLUMNS,
-    REASON_COLUMN,
     ROLES,
     TEXT_FIELDS,
     column_strings,
@@ -155,35 +153,6 @@ def pick_kept(members: Sequence[int], keep: str, lengths: Sequence[int], scores:
     return min(members)
 
 
-def dropped_rows(dataset: Dataset, drop_idx: list[int], reasons: Sequence[str | None],
-                 duplicate_of: dict[int, str]) -> Dataset:
-    """The dropped rows with their ``__reason__`` and ``meta.annotations.duplicate_of``.
-
-    Built in Arrow (a take, one rewritten string column): ``Dataset.map``/``add_column`` on a
-    selection would first rewrite the whole selection through the Python feature casts."""
-    table = dataset.select(drop_idx).with_format("arrow")[:] if drop_idx else \
-        dataset.with_format("arrow")[:0]
-    if duplicate_of and "meta" in table.column_names:
-        meta = table.column("meta").combine_chunks()
-        parts = meta.flatten()
-        at = meta.type.get_field_index("annotations")
-        notes = []
-        for i, raw in zip(drop_idx, parts[at].to_pylist()):
-            if i in duplicate_of:
-                ann = json.loads(raw) if raw else {}
-                ann["duplicate_of"] = duplicate_of[i]
-                raw = json.dumps(ann, sort_keys=True, default=str)
-            notes.append(raw)
-        parts[at] = pa.array(notes, type=pa.string())
-        meta = pa.StructArray.from_arrays(parts, fields=list(meta.type), mask=meta.is_null())
-        table = table.set_column(table.column_names.index("meta"), "meta", meta)
-    dropped_reasons = [reasons[i] for i in drop_idx]
-    table = table.append_column(REASON_COLUMN, pa.array(dropped_reasons, type=pa.string()))
-    digest = hashlib.sha1(repr((dataset._fingerprint, drop_idx, dropped_reasons, sorted(duplicate_of.items())))
-                          .encode()).hexdigest()
-    return Dataset(InMemoryTable(table), fingerprint=digest)  # hashing the table itself is slow
-
-
 def scope_values(dataset: Dataset, scope: str) -> list[str | None] | None:
     return meta_values(dataset, "patient_id") if scope == "patient" else None
 
@@ -219,10 +188,9 @@ def resolve(
                 reasons[m] = reason
                 duplicate_of[m] = ids[kept]
         listed.append({"members": [ids[m] for m in sorted(members)], "kept": ids[kept]})
-    keep_idx = [i for i, r in enumerate(reasons) if r is None]
-    drop_idx = [i for i, r in enumerate(reasons) if r is not None]
-    result = GlobalResult(kept=dataset.select(keep_idx),
-                          dropped=dropped_rows(dataset, drop_idx, reasons, duplicate_of))
+    # decisions, not copies: the runner streams the rows once (kept -> checkpoint, dropped -> log)
+    result = GlobalResult(source=dataset, reasons=reasons,
+                          drop_notes={i: {"duplicate_of": kept_id} for i, kept_id in duplicate_of.items()})
     result.report = {
         **(report or {}),
         "n_clusters": len(listed),

@@ -73,8 +73,8 @@ def write_dataset_dict(ds: Dataset, target: Path) -> DatasetDict:
         (target / name).mkdir()
         writers[name] = pa.ipc.new_stream(str(target / name / DATA_FILE), schema)
     has_split = SPLIT_COLUMN in table.column_names and table.num_rows > 0
-    for batch in table.to_batches(max_chunksize=BATCH):
-        part = pa.Table.from_batches([batch])
+    for off in range(0, table.num_rows, BATCH):
+        part = table.slice(off, BATCH).combine_chunks()
         if not has_split:
             writers["train"].write_table(part.select(columns).cast(schema))
             continue

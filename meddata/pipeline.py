@@ -39,7 +39,7 @@ from meddata.engine.sink import SinkReport, StepSink, service_url
 from meddata.errors import UserError
 from meddata.recipe import Recipe
 from meddata.records import BASE_FEATURES, REASON_COLUMN
-from meddata.steps import Builder, GlobalResult, GlobalStep, Mapper, Step, StepContext
+from meddata.steps import Builder, GlobalResult, GlobalStep, Mapper, Step, StepContext, annotate_row
 
 logger = logging.getLogger("meddata")
 
@@ -461,12 +461,7 @@ class Runner:
             dropped = batch.filter(pc.invert(pa.array(keep)))
             drop_idx = [off + j for j, k in enumerate(keep) if not k]
             for idx, row in zip(drop_idx, dropped.to_pylist()):
-                note = result.drop_notes.get(idx)
-                if note and isinstance(row.get("meta"), dict):
-                    ann = json.loads(row["meta"].get("annotations") or "{}")
-                    ann.update(note)
-                    row["meta"]["annotations"] = json.dumps(ann, sort_keys=True, default=str)
-                sink.drop(row, result.reasons[idx])
+                sink.drop(annotate_row(row, result.drop_notes.get(idx)), result.reasons[idx])
 
     # -- output ------------------------------------------------------------------------------
     def _finish(self, ds: Dataset) -> BuildResult:

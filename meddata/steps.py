@@ -284,6 +284,11 @@ class GlobalResult:
             drop_idx = [i for i, r in enumerate(self.reasons) if r is not None]
             src = self.source
             table = src.select(drop_idx).with_format("arrow")[:] if drop_idx else src.with_format("arrow")[:0]
+            if self.drop_notes:
+                rows = table.to_pylist()
+                for i, row in zip(drop_idx, rows):
+                    annotate_row(row, self.drop_notes.get(i))
+                table = pa.Table.from_pylist(rows, schema=table.schema)
             table = table.append_column(REASON_COLUMN, pa.array([self.reasons[i] for i in drop_idx], pa.string()))
             self._dropped = Dataset(table)
         return self._dropped
@@ -291,6 +296,17 @@ class GlobalResult:
     @dropped.setter
     def dropped(self, value: Dataset | None) -> None:
         self._dropped = value
+
+
+def annotate_row(row: dict, note: Mapping[str, Any] | None) -> dict:
+    """Merge ``note`` into ``row["meta"]["annotations"]`` (a JSON object string)."""
+    import json
+
+    if note and isinstance(row.get("meta"), dict):
+        ann = json.loads(row["meta"].get("annotations") or "{}")
+        ann.update(note)
+        row["meta"]["annotations"] = json.dumps(ann, sort_keys=True, default=str)
+    return row
 
 
 class GlobalStep(Step):

@@ -23,6 +23,8 @@ from meddata.errors import UserError
 
 #: Rows buffered before one Arrow record batch is written.
 FLUSH_ROWS = 2000
+#: Largest record batch written (tables arriving in many small chunks are rebatched).
+BATCH_ROWS = 10_000
 #: This many service failures in a row (each after the client's own retries) stop the build.
 UNREACHABLE_AFTER = 20
 WITHHELD = "withheld: raw PHI (de-identify before this step to keep content in the drop log)"
@@ -128,8 +130,8 @@ class StepSink:
             for item in pc.value_counts(status).to_pylist():
                 if item["values"] is not None:
                     self.report.phi_status[item["values"]] += item["counts"]
-        for batch in table.to_batches():
-            self._writer.write_batch(batch)
+        for off in range(0, table.num_rows, BATCH_ROWS):  # whole batches, whatever the input's chunks
+            self._writer.write_table(table.slice(off, BATCH_ROWS).combine_chunks())
 
     # -- drops and quarantines -------------------------------------------------------------
     def drop(self, row: Mapping[str, Any], reason: str) -> None:
