@@ -24,9 +24,10 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 from datasets import Dataset
 from pydantic import Field, field_validator, model_validator
@@ -90,6 +91,42 @@ def contents(dataset: Dataset, fields: Sequence[str] | None) -> list[str]:
     names = table.column_names
     values = [table.column(c).to_pylist() for c in names]
     return [row_content(dict(zip(names, row)), fields) for row in zip(*values)]
+
+
+class LazyContents(Sequence[str]):
+    """The compared content of every row, built from the memory-mapped table a slice at a time:
+    global steps walk a million rows without holding a million strings."""
+
+    BATCH = 10_000
+
+    def __init__(self, dataset: Dataset, fields: Sequence[str] | None):
+        columns = sorted({spec.partition(".")[0] for spec in fields or DEFAULT_FIELDS})
+        self.table = arrow_columns(dataset, columns)
+        self.fields = fields
+        self.n = len(dataset)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _rows(self, start: int, stop: int) -> list[str]:
+        if self.table.num_columns == 0:
+            return [""] * (stop - start)
+        return [row_content(r, self.fields) for r in self.table.slice(start, stop - start).to_pylist()]
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            start, stop, step = i.indices(self.n)
+            rows = self._rows(start, stop) if stop > start else []
+            return rows if step == 1 else rows[::step]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self._rows(i, i + 1)[0]
+
+    def __iter__(self) -> Iterator[str]:
+        for start in range(0, self.n, self.BATCH):
+            yield from self._rows(start, min(start + self.BATCH, self.n))
 
 
 def meta_values(dataset: Dataset, key: str) -> list[Any]:
@@ -239,21 +276,30 @@ class ExactDedup(GlobalStep):
 
     def apply(self, dataset: Dataset, ctx: StepContext) -> GlobalResult:
         p: ExactDedupParams = self.params
-        texts = contents(dataset, p.fields)
         scope = scope_values(dataset, p.scope)
-        groups: dict[tuple[str | None, bytes], list[int]] = {}
+        n = len(dataset)
+        # compact columns, not texts: a 16-byte digest and a length per row
+        digests = np.zeros(n, dtype="V16")
+        lengths = np.zeros(n, dtype=np.int64)
         empty = []
-        for i, text in enumerate(texts):
+        for i, text in enumerate(LazyContents(dataset, p.fields)):
+            lengths[i] = len(text)
             norm = normalize_exact(text, p.normalize)
             if not norm.strip():
                 empty.append(i)
                 continue
-            key = (scope[i] if scope else None, hashlib.blake2b(norm.encode(), digest_size=16).digest())
-            groups.setdefault(key, []).append(i)
-        clusters = [g for g in groups.values() if len(g) > 1]
+            key = norm if scope is None else f"{scope[i]}\x1f{norm}"
+            digests[i] = np.void(hashlib.blake2b(key.encode(), digest_size=16).digest())
+        rows = np.setdiff1d(np.arange(n), np.asarray(empty, dtype=np.int64))
+        uniq, inverse, counts = np.unique(digests[rows], return_inverse=True, return_counts=True)
+        dup = counts[inverse] > 1
+        members, group = rows[dup], inverse[dup]
+        order = np.lexsort((members, group))
+        members, group = members[order], group[order]
+        cuts = np.flatnonzero(np.diff(group)) + 1
+        clusters = [c.tolist() for c in np.split(members, cuts)] if len(members) else []
         clusters.sort(key=lambda g: g[0])
-        return resolve(self, dataset, clusters, empty, "exact_duplicate", [len(t) for t in texts],
-                       {"unique": len(groups)})
+        return resolve(self, dataset, clusters, empty, "exact_duplicate", lengths.tolist(), {"unique": len(uniq)})
 
 
 # -- near duplicates -------------------------------------------------------------------------
@@ -285,8 +331,12 @@ class MinHashDedup(GlobalStep):
         from meddata.filters.minhash import Shingler, near_duplicates
 
         p: MinHashDedupParams = self.params
-        texts = contents(dataset, p.fields)
-        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        texts = LazyContents(dataset, p.fields)
+        lengths, empty = [], []
+        for i, t in enumerate(texts):
+            lengths.append(len(t))
+            if not t.strip():
+                empty.append(i)
         scope = scope_values(dataset, p.scope)
         found = near_duplicates(
             texts, threshold=p.threshold, shingler=Shingler(p.ngram, p.unit, p.normalize),
@@ -297,4 +347,4 @@ class MinHashDedup(GlobalStep):
         report = {"bands": found.bands, "rows": found.rows, "candidate_pairs": found.candidate_pairs,
                   "identical_pairs": found.identical_pairs, "verified_pairs": found.verified_pairs,
                   "accepted_pairs": found.accepted_pairs, "no_shingles": found.no_shingles - len(empty)}
-        return resolve(self, dataset, clusters, empty, "near_duplicate", [len(t) for t in texts], report)
+        return resolve(self, dataset, clusters, empty, "near_duplicate", lengths, report)
