@@ -184,3 +184,17 @@ def test_logs_come_from_this_runs_checkpoints_when_a_step_moves_to_the_raw_store
     assert len(log) == second.steps[-1].n_dropped
     assert all(row["content"].startswith("withheld") for row in log)
     assert not list((second.out_dir / ".work").glob("01-length_filter-*"))
+
+
+@pytest.mark.parametrize("keep", ["last", "none"])
+def test_keep_checkpoints_bounds_the_rows_left_on_disk(tmp_path, build, keep):
+    data = _qa_recipe(MEDQUAD, ["normalize_text", {"length_filter": {"min_chars": 600}}])
+    data["output"] = {"keep_checkpoints": keep, "card": False}
+    first = build(data)
+    with_rows = sorted(d.parent.name.split("-")[1] for d in (first.out_dir / ".work").glob("*/data"))
+    assert with_rows == (["length_filter"] if keep == "last" else [])
+    # the logs of every step stay, so the build folder's drop log is complete
+    assert 0 < len(read_jsonl(first.out_dir / "dropped" / "02-length_filter.jsonl")) == first.steps[-1].n_dropped
+    second = build(data)
+    assert [s.reused for s in second.steps] == [keep == "last"] * 3
+    assert second.totals == first.totals
