@@ -205,28 +205,61 @@ from datatrove.pipeline.filters import LambdaFilter, GopherRepetitionFilter
 from datatrove.pipeline.dedup.exact_dedup import ExactDedupConfig, ExactDedupSignature, ExactFindDedups, ExactDedupFilter
 from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupSignature, MinhashDedupBuckets,
                                               MinhashDedupCluster, MinhashDedupFilter)
-from datatrove.utils.hashing import HashConfig
+import datatrove.utils.hashes.xxhash as dt_xxhash
+import xxhash
 
-src, out, tasks = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+# datatrove 0.10.1 passes str to xxhash, which xxhash 4 refuses: encode first (same hash, same speed)
+def xxh64(data):
+    return xxhash.xxh64_intdigest(data.encode() if isinstance(data, str) else data)
+
+
+def xxh32(data):
+    return xxhash.xxh32_intdigest(data.encode() if isinstance(data, str) else data)
+
+
+dt_xxhash.xxhash64, dt_xxhash.xxhash32 = xxh64, xxh32
+
+
 def adapter(self, data, path, id_in_file):
     return {"text": data["question"] + "\\n\\n" + data["answer"], "id": data["id"]}
-def run(pipeline, name, n=tasks):
-    LocalPipelineExecutor(pipeline=pipeline, tasks=n, workers=min(n, tasks), logging_dir=f"{out}/logs/{name}",
-                          skip_completed=False).run()
-read = lambda folder, **kw: JsonlReader(folder, adapter=kw.pop("adapter", None), compression=None, **kw)
-run([read(src, adapter=adapter, glob_pattern="input-*.jsonl"),
-     LambdaFilter(lambda d: 50 <= len(d.text) <= 20000), GopherRepetitionFilter(),
-     JsonlWriter(f"{out}/filtered", compression=None)], "filter")
-exact = ExactDedupConfig(content_getter=lambda d: " ".join(d.text.split()), hash_config=HashConfig(precision=64))
-run([read(f"{out}/filtered"), ExactDedupSignature(f"{out}/exact_sigs", config=exact)], "exact1")
-run([ExactFindDedups(f"{out}/exact_sigs", f"{out}/exact_dups", config=exact)], "exact2", 1)
-run([read(f"{out}/filtered"), ExactDedupFilter(f"{out}/exact_dups", config=exact),
-     JsonlWriter(f"{out}/exact", compression=None)], "exact3")
-mh = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8, hash_config=HashConfig(precision=64))
-run([read(f"{out}/exact"), MinhashDedupSignature(f"{out}/mh_sigs", config=mh)], "mh1")
-run([MinhashDedupBuckets(f"{out}/mh_sigs", f"{out}/mh_buckets", config=mh)], "mh2", mh.num_buckets)
-run([MinhashDedupCluster(f"{out}/mh_buckets", f"{out}/mh_remove", config=mh)], "mh3", 1)
-run([read(f"{out}/exact"), MinhashDedupFilter(f"{out}/mh_remove"), JsonlWriter(f"{out}/final", compression=None)], "mh4")
+
+
+def length_ok(doc):
+    return 50 <= len(doc.text) <= 20000
+
+
+def normalized(doc):
+    return " ".join(doc.text.split()).encode()
+
+
+def main():
+    src, out, tasks = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+    def run(pipeline, name, n=tasks):
+        LocalPipelineExecutor(pipeline=pipeline, tasks=n, workers=min(n, tasks), logging_dir=f"{out}/logs/{name}",
+                              skip_completed=False).run()
+
+    def read(folder, **kw):
+        return JsonlReader(folder, compression=None, **kw)
+
+    run([read(src, adapter=adapter, glob_pattern="input-*.jsonl"), LambdaFilter(length_ok), GopherRepetitionFilter(),
+         JsonlWriter(f"{out}/filtered", compression=None)], "filter")
+    exact = ExactDedupConfig(content_getter=normalized)
+    run([read(f"{out}/filtered"), ExactDedupSignature(f"{out}/exact_sigs", config=exact)], "exact1")
+    run([ExactFindDedups(f"{out}/exact_sigs", f"{out}/exact_dups", config=exact)], "exact2", 1)
+    run([read(f"{out}/filtered"), ExactDedupFilter(f"{out}/exact_dups", config=exact),
+         JsonlWriter(f"{out}/exact", compression=None)], "exact3")
+    mh = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8)
+    run([read(f"{out}/exact"), MinhashDedupSignature(f"{out}/mh_sigs", config=mh)], "mh1")
+    run([MinhashDedupBuckets(f"{out}/mh_sigs", f"{out}/mh_buckets", config=mh)], "mh2", mh.num_buckets)
+    run([MinhashDedupCluster(f"{out}/mh_buckets", f"{out}/mh_remove", config=mh)], "mh3", 1)
+    run([read(f"{out}/exact"), MinhashDedupFilter(f"{out}/mh_remove"), JsonlWriter(f"{out}/final", compression=None)],
+        "mh4")
+
+
+if __name__ == "__main__":
+    main()
 """
 
 
