@@ -24,18 +24,17 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 from datasets import Dataset
-from datasets.table import InMemoryTable
 from pydantic import Field, field_validator, model_validator
 
 from meddata.records import (
     CONTENT_COLUMNS,
     MESSAGE_COLUMNS,
-    REASON_COLUMN,
     ROLES,
     TEXT_FIELDS,
     column_strings,
@@ -92,6 +91,42 @@ def contents(dataset: Dataset, fields: Sequence[str] | None) -> list[str]:
     names = table.column_names
     values = [table.column(c).to_pylist() for c in names]
     return [row_content(dict(zip(names, row)), fields) for row in zip(*values)]
+
+
+class LazyContents(Sequence[str]):
+    """The compared content of every row, built from the memory-mapped table a slice at a time:
+    global steps walk a million rows without holding a million strings."""
+
+    BATCH = 10_000
+
+    def __init__(self, dataset: Dataset, fields: Sequence[str] | None):
+        columns = sorted({spec.partition(".")[0] for spec in fields or DEFAULT_FIELDS})
+        self.table = arrow_columns(dataset, columns)
+        self.fields = fields
+        self.n = len(dataset)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _rows(self, start: int, stop: int) -> list[str]:
+        if self.table.num_columns == 0:
+            return [""] * (stop - start)
+        return [row_content(r, self.fields) for r in self.table.slice(start, stop - start).to_pylist()]
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            start, stop, step = i.indices(self.n)
+            rows = self._rows(start, stop) if stop > start else []
+            return rows if step == 1 else rows[::step]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self._rows(i, i + 1)[0]
+
+    def __iter__(self) -> Iterator[str]:
+        for start in range(0, self.n, self.BATCH):
+            yield from self._rows(start, min(start + self.BATCH, self.n))
 
 
 def meta_values(dataset: Dataset, key: str) -> list[Any]:
@@ -155,35 +190,6 @@ def pick_kept(members: Sequence[int], keep: str, lengths: Sequence[int], scores:
     return min(members)
 
 
-def dropped_rows(dataset: Dataset, drop_idx: list[int], reasons: Sequence[str | None],
-                 duplicate_of: dict[int, str]) -> Dataset:
-    """The dropped rows with their ``__reason__`` and ``meta.annotations.duplicate_of``.
-
-    Built in Arrow (a take, one rewritten string column): ``Dataset.map``/``add_column`` on a
-    selection would first rewrite the whole selection through the Python feature casts."""
-    table = dataset.select(drop_idx).with_format("arrow")[:] if drop_idx else \
-        dataset.with_format("arrow")[:0]
-    if duplicate_of and "meta" in table.column_names:
-        meta = table.column("meta").combine_chunks()
-        parts = meta.flatten()
-        at = meta.type.get_field_index("annotations")
-        notes = []
-        for i, raw in zip(drop_idx, parts[at].to_pylist()):
-            if i in duplicate_of:
-                ann = json.loads(raw) if raw else {}
-                ann["duplicate_of"] = duplicate_of[i]
-                raw = json.dumps(ann, sort_keys=True, default=str)
-            notes.append(raw)
-        parts[at] = pa.array(notes, type=pa.string())
-        meta = pa.StructArray.from_arrays(parts, fields=list(meta.type), mask=meta.is_null())
-        table = table.set_column(table.column_names.index("meta"), "meta", meta)
-    dropped_reasons = [reasons[i] for i in drop_idx]
-    table = table.append_column(REASON_COLUMN, pa.array(dropped_reasons, type=pa.string()))
-    digest = hashlib.sha1(repr((dataset._fingerprint, drop_idx, dropped_reasons, sorted(duplicate_of.items())))
-                          .encode()).hexdigest()
-    return Dataset(InMemoryTable(table), fingerprint=digest)  # hashing the table itself is slow
-
-
 def scope_values(dataset: Dataset, scope: str) -> list[str | None] | None:
     return meta_values(dataset, "patient_id") if scope == "patient" else None
 
@@ -219,10 +225,9 @@ def resolve(
                 reasons[m] = reason
                 duplicate_of[m] = ids[kept]
         listed.append({"members": [ids[m] for m in sorted(members)], "kept": ids[kept]})
-    keep_idx = [i for i, r in enumerate(reasons) if r is None]
-    drop_idx = [i for i, r in enumerate(reasons) if r is not None]
-    result = GlobalResult(kept=dataset.select(keep_idx),
-                          dropped=dropped_rows(dataset, drop_idx, reasons, duplicate_of))
+    # decisions, not copies: the runner streams the rows once (kept -> checkpoint, dropped -> log)
+    result = GlobalResult(source=dataset, reasons=reasons,
+                          drop_notes={i: {"duplicate_of": kept_id} for i, kept_id in duplicate_of.items()})
     result.report = {
         **(report or {}),
         "n_clusters": len(listed),
@@ -271,21 +276,30 @@ class ExactDedup(GlobalStep):
 
     def apply(self, dataset: Dataset, ctx: StepContext) -> GlobalResult:
         p: ExactDedupParams = self.params
-        texts = contents(dataset, p.fields)
         scope = scope_values(dataset, p.scope)
-        groups: dict[tuple[str | None, bytes], list[int]] = {}
+        n = len(dataset)
+        # compact columns, not texts: a 16-byte digest and a length per row
+        digests = np.zeros(n, dtype="V16")
+        lengths = np.zeros(n, dtype=np.int64)
         empty = []
-        for i, text in enumerate(texts):
+        for i, text in enumerate(LazyContents(dataset, p.fields)):
+            lengths[i] = len(text)
             norm = normalize_exact(text, p.normalize)
             if not norm.strip():
                 empty.append(i)
                 continue
-            key = (scope[i] if scope else None, hashlib.blake2b(norm.encode(), digest_size=16).digest())
-            groups.setdefault(key, []).append(i)
-        clusters = [g for g in groups.values() if len(g) > 1]
+            key = norm if scope is None else f"{scope[i]}\x1f{norm}"
+            digests[i] = np.void(hashlib.blake2b(key.encode(), digest_size=16).digest())
+        rows = np.setdiff1d(np.arange(n), np.asarray(empty, dtype=np.int64))
+        uniq, inverse, counts = np.unique(digests[rows], return_inverse=True, return_counts=True)
+        dup = counts[inverse] > 1
+        members, group = rows[dup], inverse[dup]
+        order = np.lexsort((members, group))
+        members, group = members[order], group[order]
+        cuts = np.flatnonzero(np.diff(group)) + 1
+        clusters = [c.tolist() for c in np.split(members, cuts)] if len(members) else []
         clusters.sort(key=lambda g: g[0])
-        return resolve(self, dataset, clusters, empty, "exact_duplicate", [len(t) for t in texts],
-                       {"unique": len(groups)})
+        return resolve(self, dataset, clusters, empty, "exact_duplicate", lengths.tolist(), {"unique": len(uniq)})
 
 
 # -- near duplicates -------------------------------------------------------------------------
@@ -317,8 +331,12 @@ class MinHashDedup(GlobalStep):
         from meddata.filters.minhash import Shingler, near_duplicates
 
         p: MinHashDedupParams = self.params
-        texts = contents(dataset, p.fields)
-        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        texts = LazyContents(dataset, p.fields)
+        lengths, empty = [], []
+        for i, t in enumerate(texts):
+            lengths.append(len(t))
+            if not t.strip():
+                empty.append(i)
         scope = scope_values(dataset, p.scope)
         found = near_duplicates(
             texts, threshold=p.threshold, shingler=Shingler(p.ngram, p.unit, p.normalize),
@@ -329,4 +347,4 @@ class MinHashDedup(GlobalStep):
         report = {"bands": found.bands, "rows": found.rows, "candidate_pairs": found.candidate_pairs,
                   "identical_pairs": found.identical_pairs, "verified_pairs": found.verified_pairs,
                   "accepted_pairs": found.accepted_pairs, "no_shingles": found.no_shingles - len(empty)}
-        return resolve(self, dataset, clusters, empty, "near_duplicate", [len(t) for t in texts], report)
+        return resolve(self, dataset, clusters, empty, "near_duplicate", lengths, report)

@@ -202,6 +202,8 @@ class Mix(GlobalStep):
         seed = ctx.seed if p.seed is None else p.seed
         sources: list[str] = dataset["source"] if len(dataset) else []
         split_col = dataset[SPLIT_COLUMN] if SPLIT_COLUMN in dataset.column_names and len(dataset) else None
+        if split_col is not None and all(s is None for s in split_col):
+            split_col = None  # the column exists (a later split step declares it) but no split ran yet
         specs = p.specs()
         listed = set().union(*(s.listed() for s in specs.values()))
 

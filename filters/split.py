@@ -112,12 +112,10 @@ class Split(GlobalStep):
         seed = ctx.seed if p.seed is None else p.seed
         groups = assign_groups(sizes, p.ratios, seed)
         labels = [groups[k] for k in keys]
-        if SPLIT_COLUMN in columns:
-            dataset = dataset.remove_columns(SPLIT_COLUMN)
-        kept = dataset.add_column(SPLIT_COLUMN, labels, feature=Value("string"))
         self.stat_update("split.groups", len(sizes))
         self.stat_update("split.rows_without_key", without)
-        return GlobalResult(kept=kept, report=self._report(keys, groups, without, seed))
+        return GlobalResult(source=dataset, new_columns={SPLIT_COLUMN: labels},
+                            report=self._report(keys, groups, without, seed))
 
     def _report(self, keys: list[str], groups: Mapping[str, str], without: int, seed: int) -> dict[str, Any]:
         """Counts only: group keys may be patient identifiers and never leave the step."""

@@ -1,20 +1,33 @@
-"""Write a finished build: a DatasetDict (``save_to_disk``) plus JSONL/Parquet per split,
-the exports the recipe asks for, and configs for LLaMA-Factory, axolotl and the TRL CLI
-(:mod:`meddata.toolconfigs`). Columns that no row filled are dropped, so a
-messages-only build has exactly ``id, source, messages, meta``."""
+"""Write a finished build: a DatasetDict folder (``datasets.load_from_disk``) plus JSONL/Parquet
+per split, the exports the recipe asks for, and configs for LLaMA-Factory, axolotl and the TRL
+CLI (:mod:`meddata.toolconfigs`). Columns that no row filled are dropped, so a messages-only
+build has exactly ``id, source, messages, meta``.
+
+The final step's rows are streamed once, in Arrow batches, into one Arrow file per split
+(no per-split ``select``/``flatten_indices``); JSONL and Parquet are then written from those
+memory-mapped files, batch by batch.
+"""
 
 from __future__ import annotations
 
+import json
+import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from datasets import Dataset, DatasetDict, Features
 
 from meddata.formats import EXPORTERS, write_jsonl
 from meddata.recipe import Recipe
 from meddata.records import SPLIT_COLUMN
 
 SPLIT_ORDER = ("train", "validation", "test")
+BATCH = 10_000
+DATA_FILE = "data-00000-of-00001.arrow"
 
 
 def drop_empty_columns(ds: Dataset) -> Dataset:
@@ -26,30 +39,73 @@ def drop_empty_columns(ds: Dataset) -> Dataset:
     return ds.remove_columns(empty) if empty else ds
 
 
-def to_splits(ds: Dataset) -> DatasetDict:
-    """Group rows by the split step's column; a build without a split step is all 'train'."""
-    if SPLIT_COLUMN not in ds.column_names:
-        return DatasetDict({"train": drop_empty_columns(ds.flatten_indices())})
-    labels = ds[SPLIT_COLUMN]
-    names = sorted(set(labels), key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 99, s))
-    out = {}
+def _split_names(table: pa.Table) -> list[str]:
+    if SPLIT_COLUMN not in table.column_names or table.num_rows == 0:
+        return ["train"]
+    names = [v for v in pc.unique(table.column(SPLIT_COLUMN)).to_pylist() if v is not None]
+    return sorted(names or ["train"], key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 99, s))
+
+
+def _write_split_folder(folder: Path, features: Features) -> None:
+    """The two small files ``load_from_disk`` needs next to a split's Arrow file."""
+    (folder / "state.json").write_text(json.dumps({
+        "_data_files": [{"filename": DATA_FILE}], "_fingerprint": secrets.token_hex(8),
+        "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
+        "_output_all_columns": False, "_split": None,
+    }, indent=2))
+    (folder / "dataset_info.json").write_text(json.dumps({
+        "citation": "", "description": "", "features": features.to_dict(), "homepage": "", "license": "",
+    }, indent=2))
+
+
+def write_dataset_dict(ds: Dataset, target: Path) -> DatasetDict:
+    """Stream ``ds`` (flat) into one Arrow file per split under ``target``; return them memory-mapped."""
+    table = ds.with_format("arrow")[:] if ds._indices is not None else ds.data.table
+    names = _split_names(table)
+    empty = {c for c in table.column_names
+             if c not in ("id", "source", "meta") and (table.num_rows == 0 or table.column(c).null_count == table.num_rows)}
+    columns = [c for c in table.column_names if c != SPLIT_COLUMN and c not in empty]
+    features = Features({c: ds.features[c] for c in columns})
+    schema = features.arrow_schema
+    target.mkdir(parents=True)
+    writers = {}
     for name in names:
-        part = ds.select([i for i, s in enumerate(labels) if s == name]).remove_columns(SPLIT_COLUMN)
-        out[name] = drop_empty_columns(part.flatten_indices())
-    return DatasetDict(out)
+        (target / name).mkdir()
+        writers[name] = pa.ipc.new_stream(str(target / name / DATA_FILE), schema)
+    has_split = SPLIT_COLUMN in table.column_names and table.num_rows > 0
+    for off in range(0, table.num_rows, BATCH):
+        part = table.slice(off, BATCH).combine_chunks()
+        if not has_split:
+            writers["train"].write_table(part.select(columns).cast(schema))
+            continue
+        labels = part.column(SPLIT_COLUMN)
+        for name in names:
+            chosen = part.filter(pc.equal(labels, name))
+            if chosen.num_rows:
+                writers[name].write_table(chosen.select(columns).cast(schema))
+    for name, w in writers.items():
+        w.close()
+        _write_split_folder(target / name, features)
+    (target / "dataset_dict.json").write_text(json.dumps({"splits": names}))
+    return DatasetDict({name: Dataset.from_file(str(target / name / DATA_FILE)) for name in names})
+
+
+def iter_rows(ds: Dataset) -> Iterator[dict]:
+    """Rows of a flat dataset, decoded from Arrow a batch at a time."""
+    for batch in ds.data.table.to_batches(max_chunksize=BATCH):
+        yield from batch.to_pylist()
 
 
 def write_outputs(ds: Dataset, recipe: Recipe, out_dir: Path) -> Path:
-    """Write every requested format; return the ``save_to_disk`` folder."""
-    splits = to_splits(ds)
+    """Write every requested format; return the ``load_from_disk`` folder."""
     dataset_dir = out_dir / "dataset"
     tmp = out_dir / "dataset.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    # then swap, so a failed write never leaves half a dataset; an empty split needs an
-    # explicit shard, or datasets writes none and cannot load the folder back
-    splits.save_to_disk(str(tmp), num_shards={k: 1 for k, part in splits.items() if len(part) == 0})
+    write_dataset_dict(ds, tmp)  # then swap, so a failed write never leaves half a dataset
     shutil.rmtree(dataset_dir, ignore_errors=True)
     tmp.rename(dataset_dir)
+    splits = DatasetDict({name: Dataset.from_file(str(dataset_dir / name / DATA_FILE))
+                          for name in json.loads((dataset_dir / "dataset_dict.json").read_text())["splits"]})
     formats = set(recipe.output.formats)
     for fmt, folder in (("jsonl", "jsonl"), ("parquet", "parquet")):
         target = out_dir / folder
@@ -59,9 +115,11 @@ def write_outputs(ds: Dataset, recipe: Recipe, out_dir: Path) -> Path:
         target.mkdir(parents=True)
         for name, part in splits.items():
             if fmt == "jsonl":
-                write_jsonl(part, target / f"{name}.jsonl")
+                write_jsonl(iter_rows(part), target / f"{name}.jsonl")
             else:
-                part.to_parquet(str(target / f"{name}.parquet"))
+                with pq.ParquetWriter(str(target / f"{name}.parquet"), part.data.table.schema) as writer:
+                    for batch in part.data.table.to_batches(max_chunksize=BATCH):
+                        writer.write_batch(batch)
     exports = out_dir / "exports"
     shutil.rmtree(exports, ignore_errors=True)
     for name in recipe.output.exports:

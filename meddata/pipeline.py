@@ -1,10 +1,14 @@
-"""The pipeline runner: inputs -> steps -> output, with checkpoints, stats and accounting.
+"""The pipeline runner: plan -> reuse or run each step -> account.
 
 It owns everything engine-independent: step order, fingerprints and reuse of finished
-steps, drop logs and quarantine, per-step stats and the conservation check
-(rows read = rows out + dropped + quarantined - rows created by generators).
-Checkpoints that still hold raw PHI live in a temporary folder removed at the end of the
-run, so PHI never lingers in a cache.
+steps, per-step stats, the conservation check (rows read = rows out + dropped +
+quarantined - rows created by generators) and the checks that keep a failed build from
+passing as a success (0 rows out, most of a step's input quarantined, unreachable services,
+duplicate ids). Engines write each step's outcomes once, through step sinks
+(:mod:`meddata.engine.sink`), into the step's checkpoint folder.
+
+Checkpoints whose rows still hold raw PHI stay in a private (0700) folder of this run,
+removed at the end, on SIGTERM/SIGINT, and (if the run was killed) at the next start.
 """
 
 from __future__ import annotations
@@ -12,31 +16,50 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import secrets
 import shutil
+import signal
 import sys
-import tempfile
+import threading
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import Dataset, Features, concatenate_datasets, load_from_disk
+from datasets import Dataset, Features, concatenate_datasets
 
 from meddata import __version__
 from meddata.engine import Engine, get_engine
-from meddata.engine.batch import CONSUMED_STAT, STATS_COLUMN
+from meddata.engine.sink import SinkReport, StepSink, service_url
+from meddata.errors import UserError
 from meddata.recipe import Recipe
-from meddata.records import BASE_FEATURES, REASON_COLUMN, STATUS_COLUMN
-from meddata.steps import Builder, GlobalStep, Mapper, Step, StepContext
+from meddata.records import BASE_FEATURES, REASON_COLUMN
+from meddata.steps import Builder, GlobalResult, GlobalStep, Mapper, Step, StepContext, annotate_row
 
 logger = logging.getLogger("meddata")
+
+RAW_PREFIX = ".raw-"
+#: Rows per Arrow slice when the runner streams a global step's decisions.
+GLOBAL_BATCH = 10_000
 
 
 class ConservationError(RuntimeError):
     """Rows were lost or invented: the counts do not add up."""
+
+
+class BuildFailed(UserError, RuntimeError):
+    """The build ran but its result is not a success (0 rows out, a step quarantined most of
+    its input, rows waiting for a service). Outputs and logs are written; the message says
+    which step and what to look at."""
+
+
+class DuplicateIdError(UserError, ValueError):
+    """A builder produced the same id twice: ids must identify rows."""
 
 
 @dataclass
@@ -55,6 +78,8 @@ class StepStats:
     params: dict[str, Any] = field(default_factory=dict)
     phi_status: dict[str, int] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
+    #: Quarantined rows a service failed to answer, by service: retried on the next run.
+    retry: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_dropped(self) -> int:
@@ -68,10 +93,17 @@ class BuildResult:
     stats_path: Path
     steps: list[StepStats]
     totals: dict[str, int]
+    #: Why this build is not a success (0 rows out, a step quarantined most of its input, rows
+    #: waiting for a service), one line each; empty when it is. ``meddata build`` exits non-zero.
+    problems: list[str] = field(default_factory=list)
 
     @property
     def rows_out(self) -> int:
         return self.totals["out"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
 def schema_for(recipe: Recipe) -> Features:
@@ -90,44 +122,54 @@ def _digest(*parts: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def _phi_counts(ds: Dataset) -> dict[str, int]:
-    """``meta.phi_status`` value counts, computed in Arrow (also on selected views)."""
-    if len(ds) == 0:
-        return {}
-    meta = ds.with_format("arrow")["meta"]
-    counts = pc.value_counts(pc.struct_field(meta, "phi_status")).to_pylist()
-    return {c["values"]: c["counts"] for c in counts if c["values"] is not None}
+def load_checkpoint_data(step_dir: Path) -> Dataset:
+    """A step's kept rows: its shards, memory-mapped, in order."""
+    shards = sorted((step_dir / "data").glob("shard-*.arrow"))
+    if not shards:
+        raise FileNotFoundError(f"{step_dir}: no data shards")
+    parts = [Dataset.from_file(str(p)) for p in shards]
+    return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
 
 
-def _withhold_if_raw(row: dict) -> dict:
-    """Drop-log rows keep content only when they carry no raw PHI."""
-    meta = row.get("meta") or {}
-    if meta.get("phi_status") == "raw":
-        return {
-            "id": row.get("id"),
-            "source": row.get("source"),
-            "meta": {k: meta.get(k) for k in ("builder", "file", "locator", "phi_status")},
-            "content": "withheld: raw PHI (de-identify before this step to keep content in the drop log)",
-        }
-    return {k: v for k, v in row.items() if v is not None and not k.startswith("__")}
+def id_hashes(ds: Dataset) -> np.ndarray:
+    """64-bit hashes of the ``id`` column: a compact column for uniqueness checks."""
+    out = np.empty(len(ds), dtype=np.uint64)
+    pos = 0
+    for chunk in ds.data.table.column("id").chunks:
+        for value in chunk.to_pylist():
+            out[pos] = int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8).digest(), "little")
+            pos += 1
+    return out
 
 
-class _JsonlSink:
-    def __init__(self, path: Path):
-        self.path = path
-        self.count = 0
-        self._fh = None
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
-    def write(self, obj: dict) -> None:
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("w", encoding="utf-8")
-        self._fh.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
-        self.count += 1
 
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
+def remove_stale_raw(work: Path) -> list[Path]:
+    """Raw-PHI folders of runs that were killed (their process is gone): removed."""
+    removed = []
+    for d in work.glob(f"{RAW_PREFIX}*"):
+        try:
+            pid = int(d.name[len(RAW_PREFIX):].split("-")[0])
+        except ValueError:
+            pid = -1
+        if pid != os.getpid() and (pid < 0 or not _pid_alive(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    if removed:
+        logger.info("removed %d raw-PHI scratch folder(s) left by killed runs", len(removed))
+    return removed
+
+
+class _Terminated(SystemExit):
+    """SIGTERM, turned into an exception so the run's cleanup (raw PHI) happens."""
 
 
 class Runner:
@@ -141,14 +183,20 @@ class Runner:
         num_proc: int | None = None,
         limit: int | None = None,
         engine: str | None = None,
+        engine_options: dict[str, Any] | None = None,
+        strict: bool = False,
     ):
         self.recipe = recipe
+        #: Raise :class:`BuildFailed` for a build with problems (else they are logged as errors
+        #: and listed in ``BuildResult.problems``; the CLI always fails on them).
+        self.strict = strict
         self.out_dir = Path(recipe.output_dir(out_dir)).resolve()
         self.num_proc = num_proc or recipe.engine.num_proc
         self.limit = limit
         self.engine_name = engine or recipe.engine.name
+        self.engine_options = {**recipe.engine.options, **(engine_options or {})}
         self.work = self.out_dir / ".work"
-        self.raw_work = Path(tempfile.mkdtemp(prefix="meddata-raw-"))
+        self.raw_work = self.work / f"{RAW_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         self.features = schema_for(recipe)
         self.stats: list[StepStats] = []
         #: The checkpoint folder of each step of this run (saved or reused), by step index.
@@ -156,204 +204,264 @@ class Runner:
 
     # -- checkpoints ----------------------------------------------------------------------
     def _ctx(self, step_dir: Path) -> StepContext:
-        return StepContext(
-            step_dir=step_dir,
-            recipe_dir=self.recipe.base_dir,
-            num_proc=self.num_proc,
-            seed=self.recipe.seed,
-            llm_configs=self.recipe.llms,
-        )
+        return StepContext(step_dir=step_dir, recipe_dir=self.recipe.base_dir, num_proc=self.num_proc,
+                           seed=self.recipe.seed, llm_configs=self.recipe.llms)
 
-    def _find_checkpoint(self, tag: str) -> Path | None:
+    def _find(self, tag: str) -> Path | None:
         for root in (self.work, self.raw_work):
             d = root / tag
             if (d / "DONE").exists():
                 return d
         return None
 
-    def _save_checkpoint(self, tag: str, ds: Dataset, st: StepStats, drops: Path, quar: Path) -> Dataset:
-        raw = st.phi_status.get("raw", 0) > 0 and not self.recipe.output.keep_raw_checkpoints
-        root = self.raw_work if raw else self.work
-        for store in (self.work, self.raw_work):  # an older checkpoint of this step may be in either
-            for old in store.glob(f"{st.index:02d}-*"):
-                if old.name != tag:
-                    shutil.rmtree(old, ignore_errors=True)
-        d = root / tag
-        if d.exists():
-            shutil.rmtree(d)
-        d.mkdir(parents=True)
-        # datasets writes no shard for an empty dataset and then cannot load it back
-        ds.save_to_disk(str(d / "data"), num_shards=1 if len(ds) == 0 else None)
-        for src in (drops, quar):
-            if src.exists():
-                shutil.move(str(src), d / src.name)
-        (d / "stats.json").write_text(json.dumps(asdict(st), default=str))
-        (d / "DONE").write_text("ok")
-        self.checkpoints[st.index] = d
-        return load_from_disk(str(d / "data"))
+    @staticmethod
+    def _has_data(d: Path | None) -> bool:
+        return d is not None and (d / "data").is_dir()
 
-    def _load_checkpoint(self, d: Path, index: int) -> tuple[Dataset, StepStats]:
+    def _reuse(self, d: Path, index: int) -> StepStats:
         st = StepStats(**json.loads((d / "stats.json").read_text()))
         st.index, st.reused = index, True
         self.checkpoints[index] = d
-        return load_from_disk(str(d / "data")), st
+        self.stats.append(st)
+        logger.info("reused step %d %s (checkpoint %s)", index, st.name, d.name)
+        return st
+
+    def _prune(self, index: int) -> None:
+        """keep_checkpoints: last/none: an input no longer needed keeps its logs, not its rows."""
+        if self.recipe.output.keep_checkpoints == "all":
+            return
+        d = self.checkpoints.get(index)
+        if d is not None and d.parent == self.work:
+            shutil.rmtree(d / "data", ignore_errors=True)
+
+    def _settle(self, tag: str, st: StepStats, d: Path) -> Path:
+        """Place a finished step's folder: .work, or the run's raw-PHI folder while rows are raw."""
+        raw = st.phi_status.get("raw", 0) > 0 and not self.recipe.output.keep_raw_checkpoints
+        for store in (self.work, self.raw_work):  # an older checkpoint of this step may be in either
+            for old in store.glob(f"{st.index:02d}-*"):
+                if old != d:
+                    shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(d / "scratch", ignore_errors=True)
+        if not raw:
+            target = self.work / tag
+            d.rename(target)
+            d = target
+        (d / "stats.json").write_text(json.dumps(asdict(st), default=str))
+        if st.retry:
+            urls = ", ".join(f"{s} at {service_url(s, self.recipe.llms)}" for s in st.retry)
+            logger.warning("step %d %s: %d rows got no answer from %s; they are retried on the next run",
+                           st.index, st.name, sum(st.retry.values()), urls)
+        else:
+            (d / "DONE").write_text("ok")
+        self.checkpoints[st.index] = d
+        return d
 
     # -- running ----------------------------------------------------------------------------
     def run(self) -> BuildResult:
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(exist_ok=True)
+        remove_stale_raw(self.work)
+        self.raw_work.mkdir(mode=0o700)
+        os.chmod(self.raw_work, 0o700)  # mkdir's mode is filtered by the umask
+        previous = self._catch_sigterm()
         datasets.disable_progress_bars()  # engines show one bar per step instead
-        engine = get_engine(self.engine_name, num_proc=self.num_proc, **self.recipe.engine.options)
+        engine = None
         try:
-            ds, fp = self._read_inputs(engine)
-            for i, step in enumerate(self.recipe.steps, start=len(self.recipe.inputs)):
-                ds, fp = self._run_step(engine, i, step, ds, fp)
+            engine = get_engine(self.engine_name, num_proc=self.num_proc, **self.engine_options)
+            ds = self._run_all(engine)
             return self._finish(ds)
         finally:
-            engine.close()
+            if engine is not None:
+                engine.close()
             if "meddata.llm" in sys.modules:  # stop LLM clients' event-loop threads
                 sys.modules["meddata.llm"].close_all()
             datasets.enable_progress_bars()
             shutil.rmtree(self.raw_work, ignore_errors=True)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
-    def _read_inputs(self, engine: Engine) -> tuple[Dataset, str]:
-        parts, fps = [], []
+    @staticmethod
+    def _catch_sigterm():
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def _raise(signum, frame):
+            raise _Terminated(128 + signum)
+
+        return signal.signal(signal.SIGTERM, _raise)
+
+    def _plan(self) -> list[tuple[int, Step, str]]:
+        """(index, step, checkpoint tag) for every input and step; tags chain fingerprints."""
+        plan, fps = [], []
         for i, builder in enumerate(self.recipe.inputs):
             tag = f"{i:02d}-{builder.name}"
             fp = _digest(__version__, tag, builder.params.model_dump(), builder.fingerprint_extra(self._ctx(self.work)),
                          self.limit, dict(self.features))
-            tag = f"{tag}-{fp}"
-            found = self._find_checkpoint(tag)
-            if found:
-                ds, st = self._load_checkpoint(found, i)
-                logger.info("reused step %d %s (checkpoint %s)", i, builder.name, found.name)
-            else:
-                ds, st = self._read_one(engine, i, builder, tag)
-            self.stats.append(st)
-            parts.append(ds)
+            plan.append((i, builder, f"{tag}-{fp}"))
             fps.append(fp)
-        ds = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
-        return ds, _digest(*fps)
+        fp = _digest(*fps)
+        for i, step in enumerate(self.recipe.steps, start=len(self.recipe.inputs)):
+            fp = _digest(fp, __version__, step.name, step.params.model_dump(), step.fingerprint_extra(self._ctx(self.work)))
+            plan.append((i, step, f"{i:02d}-{step.name}-{fp}"))
+        return plan
 
-    def _read_one(self, engine: Engine, i: int, builder: Builder, tag: str) -> tuple[Dataset, StepStats]:
-        scratch = self.raw_work / f"scratch-{tag}"
-        drops, quar = _JsonlSink(scratch / "dropped.jsonl"), _JsonlSink(scratch / "quarantine.jsonl")
-        drop_reasons: Counter[str] = Counter()
+    def _resume_point(self, plan: list[tuple[int, Step, str]]) -> int:
+        """The last step whose rows are on disk and whose predecessors all finished, or -1."""
+        n_inputs = len(self.recipe.inputs)
+        found = [self._find(tag) for _, _, tag in plan]
+        best = -1
+        for k in range(n_inputs, len(plan)):
+            if all(found[: k + 1]) and self._has_data(found[k]):
+                best = k
+        return best
 
-        def on_drop(row: dict, reason: str) -> None:
-            drop_reasons[reason] += 1
-            drops.write({"step": builder.name, "reason": reason, **_withhold_if_raw(row)})
+    def _run_all(self, engine: Engine) -> Dataset:
+        plan = self._plan()
+        n_inputs = len(self.recipe.inputs)
+        resume = self._resume_point(plan)
+        if resume >= 0:
+            for index, _, tag in plan[: resume + 1]:
+                self._reuse(self._find(tag), index)
+            ds = load_checkpoint_data(self.checkpoints[resume])
+        else:
+            parts = []
+            for index, builder, tag in plan[:n_inputs]:
+                found = self._find(tag)
+                if self._has_data(found):
+                    self._reuse(found, index)
+                else:
+                    self._read_one(engine, index, builder, tag)
+                parts.append(load_checkpoint_data(self.checkpoints[index]))
+                self._check_ids(index, parts)
+            ds = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+        for index, step, tag in plan[max(resume + 1, n_inputs):]:
+            found = self._find(tag)
+            if self._has_data(found):
+                self._reuse(found, index)
+            else:
+                self._run_step(engine, index, step, tag, ds)
+            ds = load_checkpoint_data(self.checkpoints[index])
+            for prev in (range(n_inputs) if index == n_inputs else [index - 1]):
+                self._prune(prev)
+        return ds
 
-        def on_quarantine(entry: dict) -> None:
-            quar.write({"step": builder.name, **entry})
-
-        t0 = time.perf_counter()
-        ctx = self._ctx(scratch)
-        try:
-            result = engine.read(builder, ctx, self.features, limit=self.limit, on_drop=on_drop,
-                                 on_quarantine=on_quarantine, scratch=scratch)
-        finally:
-            drops.close()
-            quar.close()
-        st = StepStats(
-            index=i, name=builder.name, kind="builder", rows_in=len(result.dataset) + result.dropped + result.quarantined,
-            rows_out=len(result.dataset), dropped=dict(drop_reasons), quarantined=result.quarantined,
-            seconds=time.perf_counter() - t0, counters=builder.take_stats(), params=builder.params.model_dump(),
-            phi_status=_phi_counts(result.dataset),
+    def _check_ids(self, index: int, parts: list[Dataset]) -> None:
+        """Ids must be unique, within an input and across inputs: fail naming the builder."""
+        hashes = [id_hashes(p) for p in parts]
+        mine, earlier = hashes[-1], np.concatenate(hashes[:-1]) if len(hashes) > 1 else np.empty(0, np.uint64)
+        uniq, counts = np.unique(mine, return_counts=True)
+        repeated = uniq[counts > 1]
+        across = np.intersect1d(uniq, earlier) if len(earlier) else np.empty(0, np.uint64)
+        if not len(repeated) and not len(across):
+            return
+        bad = repeated if len(repeated) else across
+        pos = int(np.flatnonzero(np.isin(mine, bad[:1]))[0])
+        example = parts[-1].data.table.column("id")[pos].as_py()
+        name = self.recipe.inputs[index].name
+        if len(repeated):
+            what = f"{len(repeated):,} ids occur more than once, e.g. {example!r}"
+        else:
+            what = f"{len(across):,} ids were already produced by an earlier input, e.g. {example!r}"
+        raise DuplicateIdError(
+            f"inputs[{index}] {name!r}: {what}; every row needs a unique id (fix the builder's id "
+            "rule, or give the inputs different sources)"
         )
-        ds = self._save_checkpoint(tag, result.dataset, st, drops.path, quar.path)
-        shutil.rmtree(scratch, ignore_errors=True)
-        return ds, st
 
-    def _run_step(self, engine: Engine, i: int, step: Step, ds: Dataset, fp_in: str) -> tuple[Dataset, str]:
-        fp = _digest(fp_in, __version__, step.name, step.params.model_dump(), step.fingerprint_extra(self._ctx(self.work)))
-        tag = f"{i:02d}-{step.name}-{fp}"
-        found = self._find_checkpoint(tag)
-        if found:
-            out, st = self._load_checkpoint(found, i)
-            logger.info("reused step %d %s (checkpoint %s)", i, step.name, found.name)
-            self.stats.append(st)
-            return out, fp
-        scratch = self.raw_work / f"scratch-{tag}"
-        scratch.mkdir(parents=True, exist_ok=True)
-        ctx = self._ctx(scratch)
+    def _step_dir(self, tag: str) -> Path:
+        d = self.raw_work / tag
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        return d
+
+    def _read_one(self, engine: Engine, i: int, builder: Builder, tag: str) -> None:
+        d = self._step_dir(tag)
         t0 = time.perf_counter()
-        st = StepStats(index=i, name=step.name, kind=step.kind, rows_in=len(ds), params=step.params.model_dump())
+        report = engine.read(builder, self._ctx(d / "scratch"), self.features, d, limit=self.limit)
+        n_in = report.kept + sum(report.dropped.values()) + report.quarantined
+        st = self._stats_from(i, builder, report, rows_in=n_in, seconds=time.perf_counter() - t0)
+        self._settle(tag, st, d)
+        self.stats.append(st)
+
+    def _stats_from(self, i: int, step: Step, report: SinkReport, *, rows_in: int, seconds: float) -> StepStats:
+        return StepStats(
+            index=i, name=step.name, kind=step.kind, rows_in=rows_in, rows_out=report.kept,
+            dropped=dict(report.dropped), quarantined=report.quarantined, seconds=seconds,
+            counters=dict(report.counters), params=step.params.model_dump(), phi_status=dict(report.phi_status),
+            retry=dict(report.retry),
+        )
+
+    def _run_step(self, engine: Engine, i: int, step: Step, tag: str, ds: Dataset) -> None:
+        d = self._step_dir(tag)
+        ctx = self._ctx(d / "scratch")
+        (d / "scratch").mkdir()
+        t0 = time.perf_counter()
         if isinstance(step, GlobalStep):
-            kept, dropped, report = self._global(engine, step, ds, ctx)
-            counters = step.take_stats()
-            consumed = len(ds) - (len(dropped) if dropped is not None else 0)
-            quarantined = None
+            result = engine.apply_global(step, ds, ctx)
+            report = self._write_global(step, result, ds, d)
+            report.counters.update(step.take_stats())
+            consumed = len(ds) - sum(report.dropped.values()) - report.quarantined
         elif isinstance(step, Mapper):
-            mapped = engine.map_rows(step, ds, ctx, scratch)
-            kept, dropped, quarantined, counters, consumed = self._split_outcomes(mapped)
-            report = {}
+            report = engine.map_rows(step, ds, ctx, self.features, d)
+            consumed = report.consumed
+            result = None
         else:
             raise TypeError(f"step {step.name!r} is a {step.kind}; only mappers, filters and global steps run here")
-        st.rows_out = len(kept)
-        drops, quar = scratch / "dropped.jsonl", scratch / "quarantine.jsonl"
-        st.dropped = self._write_drops(step.name, dropped, drops)
-        st.quarantined = self._write_quarantine(step.name, quarantined, quar)
+        st = self._stats_from(i, step, report, rows_in=len(ds), seconds=0.0)
         st.created = st.rows_out - consumed
         if st.created and not step.creates_rows:
             raise ConservationError(
-                f"step {step.name!r} turned {consumed} rows into {st.rows_out} but does not declare "
-                "creates_rows = True"
+                f"step {step.name!r} turned {consumed} rows into {st.rows_out} but does not declare creates_rows = True"
             )
-        st.counters, st.report = counters, report
+        st.report = result.report if result is not None else {}
         st.seconds = time.perf_counter() - t0
-        st.phi_status = _phi_counts(kept)
-        out = self._save_checkpoint(tag, kept, st, drops, quar)
-        shutil.rmtree(scratch, ignore_errors=True)
+        self._settle(tag, st, d)
         self.stats.append(st)
-        return out, fp
 
-    def _global(self, engine: Engine, step: GlobalStep, ds: Dataset, ctx: StepContext):
-        result = engine.apply_global(step, ds, ctx)
-        extra = set(result.kept.column_names) - set(ds.column_names)
-        if extra:
-            raise RuntimeError(f"global step {step.name!r} added undeclared columns {sorted(extra)}")
-        return result.kept, result.dropped, result.report
-
-    @staticmethod
-    def _split_outcomes(mapped: Dataset):
-        statuses = mapped[STATUS_COLUMN]
-        counters: Counter[str] = Counter()
-        for s in mapped[STATS_COLUMN]:
-            if s:
-                counters.update(json.loads(s))
-        consumed = int(counters.pop(CONSUMED_STAT, 0))
-        idx = {"keep": [], "drop": [], "quarantine": []}
-        for n, s in enumerate(statuses):
-            idx[s].append(n)
-        internal = [STATUS_COLUMN, STATS_COLUMN]
-        kept = mapped.select(idx["keep"]).remove_columns([*internal, REASON_COLUMN])
-        dropped = mapped.select(idx["drop"]).remove_columns(internal)
-        quarantined = mapped.select(idx["quarantine"]).remove_columns(internal)
-        return kept, dropped, quarantined, dict(counters), consumed
+    def _write_global(self, step: GlobalStep, result: GlobalResult, ds: Dataset, d: Path) -> SinkReport:
+        sink = StepSink(d, 0, step.name, self.features.arrow_schema)
+        try:
+            if result.decided:
+                self._write_decisions(result, sink)
+            else:
+                extra = set(result.kept.column_names) - set(ds.column_names)
+                if extra:
+                    raise RuntimeError(f"global step {step.name!r} added undeclared columns {sorted(extra)}")
+                for table in result.kept.with_format("arrow").iter(batch_size=GLOBAL_BATCH):
+                    sink.keep_table(_complete(table, sink.schema))
+                if result.dropped is not None and len(result.dropped):
+                    for table in result.dropped.with_format("arrow").iter(batch_size=GLOBAL_BATCH):
+                        for row in table.to_pylist():
+                            sink.drop(row, row.pop(REASON_COLUMN))
+        finally:
+            report = sink.close()
+        return report
 
     @staticmethod
-    def _write_drops(step_name: str, dropped: Dataset | None, path: Path) -> dict[str, int]:
-        reasons: Counter[str] = Counter()
-        if dropped is None or len(dropped) == 0:
-            return {}
-        sink = _JsonlSink(path)
-        for row in dropped:
-            reason = row.pop(REASON_COLUMN)
-            reasons[reason] += 1
-            sink.write({"step": step_name, "reason": reason, **_withhold_if_raw(row)})
-        sink.close()
-        return dict(reasons)
-
-    @staticmethod
-    def _write_quarantine(step_name: str, quarantined: Dataset | None, path: Path) -> int:
-        if quarantined is None or len(quarantined) == 0:
-            return 0
-        sink = _JsonlSink(path)
-        for row in quarantined:
-            info = json.loads(row[REASON_COLUMN])
-            sink.write({"step": step_name, "id": row.get("id"), "error": info["error"], "where": info["where"]})
-        sink.close()
-        return sink.count
+    def _write_decisions(result: GlobalResult, sink: StepSink) -> None:
+        """Stream the source once: kept rows (plus new columns) to the shard, dropped rows to the log."""
+        src = result.source
+        table = src.data.table if src._indices is None else None
+        n = len(src)
+        for name in result.new_columns:
+            if name not in sink.schema.names:
+                raise RuntimeError(f"a global step added undeclared column {name!r}")
+        for off in range(0, n, GLOBAL_BATCH):
+            stop = min(off + GLOBAL_BATCH, n)
+            batch = table.slice(off, stop - off) if table is not None else src.with_format("arrow")[off:stop]
+            reasons = result.reasons[off:stop]
+            keep = [r is None for r in reasons]
+            kept = batch.filter(pa.array(keep)) if not all(keep) else batch
+            for name, values in result.new_columns.items():
+                col = pa.array([v for v, k in zip(values[off:stop], keep) if k], sink.schema.field(name).type)
+                at = kept.column_names.index(name) if name in kept.column_names else -1
+                kept = kept.set_column(at, name, col) if at >= 0 else kept.append_column(name, col)
+            sink.keep_table(_complete(kept, sink.schema))
+            if all(keep):
+                continue
+            dropped = batch.filter(pc.invert(pa.array(keep)))
+            drop_idx = [off + j for j, k in enumerate(keep) if not k]
+            for idx, row in zip(drop_idx, dropped.to_pylist()):
+                sink.drop(annotate_row(row, result.drop_notes.get(idx)), result.reasons[idx])
 
     # -- output ------------------------------------------------------------------------------
     def _finish(self, ds: Dataset) -> BuildResult:
@@ -372,33 +480,60 @@ class Runner:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "totals": totals,
             "steps": [asdict(s) for s in self.stats],
-            "phi_status": _phi_counts(ds),
+            "phi_status": dict(self.stats[-1].phi_status) if self.stats else {},
         }, indent=2, default=str))
         result = BuildResult(self.out_dir, dataset_dir, stats_path, self.stats, totals)
         if self.recipe.output.card:
             from meddata.card import write_card
 
             write_card(result, self.recipe)
+        if self.recipe.output.keep_checkpoints == "none":
+            for index in list(self.checkpoints):
+                self._prune(index)
+        result.problems = self._problems(result)
+        for line in result.problems:
+            logger.warning("build problem: %s", line)
+        if result.problems and self.strict:
+            raise BuildFailed(result.problems[0])
         return result
 
+    def _problems(self, result: BuildResult) -> list[str]:
+        """A build that lost its rows is a failure, whatever the counts say."""
+        rate = self.recipe.output.max_quarantine_rate
+        problems = []
+        for s in self.stats:
+            if s.retry:
+                services = ", ".join(f"{k} at {service_url(k, self.recipe.llms)}" for k in s.retry)
+                problems.append(
+                    f"step {s.index} {s.name!r}: cannot reach {services} for {sum(s.retry.values()):,} of "
+                    f"{s.rows_in:,} rows; re-run when it is reachable: only those rows are sent again"
+                )
+            elif s.rows_in and s.quarantined / s.rows_in > rate:
+                problems.append(
+                    f"step {s.index} {s.name!r} quarantined {s.quarantined:,} of {s.rows_in:,} rows (more than "
+                    f"output.max_quarantine_rate {rate:g}); see {self.out_dir / 'quarantine.jsonl'}"
+                )
+        if result.totals["out"] == 0:
+            last = next((s for s in self.stats if s.rows_out == 0), None)
+            where = f"; no rows left after step {last.index} {last.name!r}" if last is not None else ""
+            problems.append(f"the build produced 0 rows{where} (see {self.out_dir / 'stats.json'} and the drop log)")
+        return problems
+
     def _collect_logs(self) -> dict[str, int]:
-        """Copy every step's drop log and quarantine into the build folder; count lines."""
+        """Concatenate every step's drop and quarantine shards into the build folder; count lines."""
         drop_dir = self.out_dir / "dropped"
         shutil.rmtree(drop_dir, ignore_errors=True)
         quarantine = self.out_dir / "quarantine.jsonl"
         dropped_lines = quarantined_lines = 0
-        with quarantine.open("w", encoding="utf-8") as qfh:
+        with quarantine.open("wb") as qfh:
             for st in self.stats:
-                d = self.checkpoints[st.index]
-                if (d / "dropped.jsonl").exists():
+                logs = self.checkpoints[st.index] / "logs"
+                shards = sorted(logs.glob("dropped-*.jsonl"))
+                if shards:
                     drop_dir.mkdir(exist_ok=True)
-                    target = drop_dir / f"{st.index:02d}-{st.name}.jsonl"
-                    shutil.copyfile(d / "dropped.jsonl", target)
-                    dropped_lines += sum(1 for _ in target.open(encoding="utf-8"))
-                if (d / "quarantine.jsonl").exists():
-                    for line in (d / "quarantine.jsonl").open(encoding="utf-8"):
-                        qfh.write(line)
-                        quarantined_lines += 1
+                    with (drop_dir / f"{st.index:02d}-{st.name}.jsonl").open("wb") as dfh:
+                        dropped_lines += sum(_append(p, dfh) for p in shards)
+                quarantined_lines += sum(_append(p, qfh) for p in sorted(logs.glob("quarantine-*.jsonl")))
         return {"dropped_lines": dropped_lines, "quarantine_lines": quarantined_lines}
 
     def _check_conservation(self, final: Dataset, logs: dict[str, int]) -> dict[str, int]:
@@ -433,6 +568,24 @@ class Runner:
         if problems:
             raise ConservationError("counts do not add up:\n  " + "\n  ".join(problems))
         return totals
+
+
+def _complete(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Add the schema's columns a table lacks, as nulls."""
+    for f in schema:
+        if f.name not in table.column_names:
+            table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
+    return table
+
+
+def _append(src: Path, dst) -> int:
+    """Copy ``src`` onto the open binary file ``dst``; return its line count."""
+    lines = 0
+    with src.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            dst.write(chunk)
+            lines += chunk.count(b"\n")
+    return lines
 
 
 def run(recipe: Recipe, out_dir: str | Path | None = None, **kwargs: Any) -> BuildResult:

@@ -32,8 +32,13 @@ class OutputConfig(BaseModel):
     #: Extra exports written next to the build: alpaca, sharegpt, trl_standard.
     exports: list[str] = Field(default_factory=list)
     card: bool = True
-    #: Keep raw-PHI checkpoints between runs (off: they live in a temp dir removed at the end).
+    #: Keep raw-PHI checkpoints between runs (off: they live in a private folder removed at the end).
     keep_raw_checkpoints: bool = False
+    #: Step checkpoints kept after the build: all (resume from any step), last (resume from
+    #: the last step; least disk that still reuses a finished build) or none.
+    keep_checkpoints: Literal["all", "last", "none"] = "all"
+    #: A step that quarantines more than this share of its input fails the build.
+    max_quarantine_rate: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
 class EngineConfig(BaseModel):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -55,6 +55,17 @@ class Quarantine:
     file: str | None = None
     locator: str | None = None
     row: Mapping[str, Any] | None = None
+    #: The service that did not answer (``"llms.<name>"``) when the failure is one of transport
+    #: (connection refused, timeout, 429/5xx after retries), not of the input. Such rows are
+    #: retried on the next run: the step is not checkpointed as finished, and many in a row
+    #: stop the build with "cannot reach ...". Build these with :func:`service_failure`.
+    service: str | None = None
+
+
+def service_failure(error: str, service: str, row: Mapping[str, Any] | None = None) -> Quarantine:
+    """Quarantine ``row`` because ``service`` (``"llms.<name>"``) did not answer: the row is
+    retried on the next run instead of being counted as finished."""
+    return Quarantine(error=error, row=row, service=service)
 
 
 Outcome = dict | list | Drop | Quarantine
@@ -205,14 +216,97 @@ class Filter(Mapper):
         return row if ok else Drop(row, reason)
 
 
-@dataclass
 class GlobalResult:
-    """What a global step returns: the rows it keeps and, optionally, the rows it drops
-    (with a ``__reason__`` column; build it with :func:`split_by_reasons`)."""
+    """What a global step returns. Two forms:
 
-    kept: Dataset
-    dropped: Dataset | None = None
-    report: dict[str, Any] = field(default_factory=dict)
+    * decisions (preferred; what :func:`split_by_reasons` builds): ``source`` plus one drop
+      reason per row (``None`` = keep), optional ``drop_notes`` (row index -> annotations
+      merged into the dropped row's ``meta.annotations``) and ``new_columns`` (name -> one
+      value per row, e.g. split labels). The runner streams ``source`` once and writes kept
+      rows and the drop log from them: no copy of the dataset is ever built in memory.
+    * datasets: ``kept`` and, optionally, ``dropped`` (with a ``__reason__`` column), for steps
+      that reorder or rewrite rows (mixing). ``kept``/``dropped`` are also available, computed
+      on first use, from the decision form.
+    """
+
+    def __init__(
+        self,
+        kept: Dataset | None = None,
+        dropped: Dataset | None = None,
+        report: dict[str, Any] | None = None,
+        *,
+        source: Dataset | None = None,
+        reasons: Sequence[str | None] | None = None,
+        drop_notes: Mapping[int, Mapping[str, Any]] | None = None,
+        new_columns: Mapping[str, Sequence[Any]] | None = None,
+    ):
+        if kept is None and source is None:
+            raise ValueError("GlobalResult needs kept rows or a source with per-row reasons")
+        if source is not None:
+            reasons = list(reasons) if reasons is not None else [None] * len(source)
+            if len(reasons) != len(source):
+                raise ValueError(f"got {len(reasons)} reasons for {len(source)} rows")
+        self._kept, self._dropped = kept, dropped
+        self.report: dict[str, Any] = dict(report or {})
+        self.source, self.reasons = source, reasons
+        self.drop_notes = dict(drop_notes or {})
+        self.new_columns = {k: list(v) for k, v in (new_columns or {}).items()}
+
+    @property
+    def decided(self) -> bool:
+        """True when the result is per-row decisions over ``source`` (see the class docstring)."""
+        return self.source is not None
+
+    @property
+    def kept(self) -> Dataset:
+        if self._kept is None:
+            keep_idx = [i for i, r in enumerate(self.reasons) if r is None]
+            kept = self.source.select(keep_idx)
+            for name, values in self.new_columns.items():
+                if name in kept.column_names:
+                    kept = kept.remove_columns(name)
+                kept = kept.add_column(name, [values[i] for i in keep_idx])
+            self._kept = kept
+        return self._kept
+
+    @kept.setter
+    def kept(self, value: Dataset) -> None:
+        self._kept, self.source, self.reasons = value, None, None
+
+    @property
+    def dropped(self) -> Dataset | None:
+        if self._dropped is None and self.source is not None:
+            import pyarrow as pa
+            from datasets import Dataset
+
+            from meddata.records import REASON_COLUMN
+
+            drop_idx = [i for i, r in enumerate(self.reasons) if r is not None]
+            src = self.source
+            table = src.select(drop_idx).with_format("arrow")[:] if drop_idx else src.with_format("arrow")[:0]
+            if self.drop_notes:
+                rows = table.to_pylist()
+                for i, row in zip(drop_idx, rows):
+                    annotate_row(row, self.drop_notes.get(i))
+                table = pa.Table.from_pylist(rows, schema=table.schema)
+            table = table.append_column(REASON_COLUMN, pa.array([self.reasons[i] for i in drop_idx], pa.string()))
+            self._dropped = Dataset(table)
+        return self._dropped
+
+    @dropped.setter
+    def dropped(self, value: Dataset | None) -> None:
+        self._dropped = value
+
+
+def annotate_row(row: dict, note: Mapping[str, Any] | None) -> dict:
+    """Merge ``note`` into ``row["meta"]["annotations"]`` (a JSON object string)."""
+    import json
+
+    if note and isinstance(row.get("meta"), dict):
+        ann = json.loads(row["meta"].get("annotations") or "{}")
+        ann.update(note)
+        row["meta"]["annotations"] = json.dumps(ann, sort_keys=True, default=str)
+    return row
 
 
 class GlobalStep(Step):
@@ -225,22 +319,8 @@ class GlobalStep(Step):
 
 
 def split_by_reasons(dataset: Dataset, reasons: Iterable[str | None]) -> GlobalResult:
-    """Split ``dataset`` by a per-row list of drop reasons (None = keep)."""
-    import pyarrow as pa
-    from datasets import Dataset
-
-    from meddata.records import REASON_COLUMN
-
-    reasons = list(reasons)
-    if len(reasons) != len(dataset):
-        raise ValueError(f"got {len(reasons)} reasons for {len(dataset)} rows")
-    keep_idx = [i for i, r in enumerate(reasons) if r is None]
-    drop_idx = [i for i, r in enumerate(reasons) if r is not None]
-    kept = dataset.select(keep_idx)
-    # Dropped rows go through Arrow: add_column on a selected view is slow for many rows.
-    table = dataset.select(drop_idx).with_format("arrow")[:] if drop_idx else dataset.data.table.slice(0, 0)
-    table = table.append_column(REASON_COLUMN, pa.array([reasons[i] for i in drop_idx], pa.string()))
-    return GlobalResult(kept=kept, dropped=Dataset(table))
+    """Per-row drop reasons (None = keep) over ``dataset``, as a decision-form result."""
+    return GlobalResult(source=dataset, reasons=list(reasons))
 
 
 def iter_outcomes(outcome: Outcome) -> Iterator[dict | Drop | Quarantine]:

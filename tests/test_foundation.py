@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import datasets
@@ -24,7 +23,7 @@ def _qa_recipe(path: Path, steps: list | None = None) -> dict:
     return {
         "name": "t",
         "inputs": [{"builder": "table", "path": str(path), "source": "medquad",
-                    "columns": {"id": "qid", "user": "question", "assistant": "answer"}}],
+                    "columns": {"user": "question", "assistant": "answer"}}],
         "steps": steps if steps is not None else ["normalize_text", {"length_filter": {"min_chars": 80}}],
     }
 
@@ -161,13 +160,11 @@ def test_raw_phi_checkpoints_do_not_persist(tmp_path, build):
     shutil.copy(MEDQUAD, src)
     data = _qa_recipe(src, ["normalize_text"])
     data["inputs"][0]["phi_status"] = "raw"
-    temp_root = Path(tempfile.gettempdir())
-    before = set(temp_root.glob("meddata-raw-*"))
     result = build(data)
-    # the only Arrow data left is the final dataset; the raw checkpoints' temp folder is gone
+    # the only Arrow data left is the final dataset; the raw checkpoints' private folder is gone
     arrow = [p for p in result.out_dir.rglob("*.arrow") if "dataset" not in p.relative_to(result.out_dir).parts]
     assert arrow == []
-    assert set(temp_root.glob("meddata-raw-*")) == before
+    assert not list((result.out_dir / ".work").glob(".raw-*"))  # the run's private raw-PHI folder
     assert list((result.out_dir / "dataset").rglob("*.arrow"))
     rerun = build(data)
     assert not any(s.reused for s in rerun.steps)
@@ -187,3 +184,17 @@ def test_logs_come_from_this_runs_checkpoints_when_a_step_moves_to_the_raw_store
     assert len(log) == second.steps[-1].n_dropped
     assert all(row["content"].startswith("withheld") for row in log)
     assert not list((second.out_dir / ".work").glob("01-length_filter-*"))
+
+
+@pytest.mark.parametrize("keep", ["last", "none"])
+def test_keep_checkpoints_bounds_the_rows_left_on_disk(tmp_path, build, keep):
+    data = _qa_recipe(MEDQUAD, ["normalize_text", {"length_filter": {"min_chars": 600}}])
+    data["output"] = {"keep_checkpoints": keep, "card": False}
+    first = build(data)
+    with_rows = sorted(d.parent.name.split("-")[1] for d in (first.out_dir / ".work").glob("*/data"))
+    assert with_rows == (["length_filter"] if keep == "last" else [])
+    # the logs of every step stay, so the build folder's drop log is complete
+    assert 0 < len(read_jsonl(first.out_dir / "dropped" / "02-length_filter.jsonl")) == first.steps[-1].n_dropped
+    second = build(data)
+    assert [s.reused for s in second.steps] == [keep == "last"] * 3
+    assert second.totals == first.totals

@@ -172,7 +172,7 @@ class LLMGenerator(Mapper):
                 error += f"; raw output: {json.dumps(response.text[:RAW_OUTPUT_CHARS], ensure_ascii=False)}"
             else:
                 error += "; raw output withheld (the source row holds raw PHI)"
-        return Quarantine(error=error, row=row)
+        return Quarantine(error=error, row=row, service=None if response.invalid_output else f"llms.{self.params.llm}")
 
     def derived_row(self, row: Mapping[str, Any], index: int, model: str, **content: Any) -> dict:
         """A new row made from ``row``: content columns replaced, meta inherited, provenance set."""

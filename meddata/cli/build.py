@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-proc", type=int, help="worker processes for row-level steps")
     p.add_argument("--limit", type=int, help="read at most N records per input (quick trials)")
     p.add_argument("--engine", help="execution engine: local (default) or ray")
+    p.add_argument("--address", help="with --engine ray: the cluster to join ('auto' = the one this machine "
+                                     "belongs to, or HOST:PORT); default: start a local one")
     p.set_defaults(func=cmd_build)
 
     v = sub.add_parser("validate", help="check a recipe without running it",
@@ -27,7 +29,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     rec = recipe.load(args.recipe)
     logging.getLogger("meddata").info("building %s (%d inputs, %d steps)", rec.name, len(rec.inputs), len(rec.steps))
-    result = pipeline.run(rec, args.out, num_proc=args.num_proc, limit=args.limit, engine=args.engine)
+    options = {"address": args.address} if args.address else None
+    result = pipeline.run(rec, args.out, num_proc=args.num_proc, limit=args.limit, engine=args.engine,
+                          engine_options=options)
     print(format_funnel(result.steps, result.totals))
     reused = [s.name for s in result.steps if s.reused]
     if reused:
@@ -39,6 +43,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                         ("stats", result.stats_path), ("card", out / "README.md")):
         if path.exists():
             print(f"{label + ':':<11} {path}")
+    if result.problems:  # a build that lost its rows is not a success: one line, non-zero exit
+        raise pipeline.BuildFailed(result.problems[0])
     return 0
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """Engines execute steps; :mod:`meddata.pipeline` decides which and in what order."""
 
-from meddata.engine.base import Engine, ReadResult, get_engine, register_engine
+from meddata.engine.base import Engine, get_engine, register_engine
 from meddata.engine.local import LocalEngine
+from meddata.engine.sink import SinkReport, StepSink
 
-__all__ = ["Engine", "LocalEngine", "ReadResult", "get_engine", "register_engine"]
+__all__ = ["Engine", "LocalEngine", "SinkReport", "StepSink", "get_engine", "register_engine"]

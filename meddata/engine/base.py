@@ -1,28 +1,20 @@
-"""The engine interface: how a list of steps gets executed over data.
+"""The engine interface: how one step gets executed over data.
 
 The pipeline runner (:mod:`meddata.pipeline`) owns ordering, checkpoints, stats, drop logs
-and the conservation check; an engine only executes one step at a time. A Ray engine
-implements the same three methods without touching any step.
+and the conservation check; an engine only executes one step at a time, writing every
+outcome into step sinks (:mod:`meddata.engine.sink`) under the step's folder. The rows a
+step keeps are then ``<step_dir>/data/shard-*.arrow``, in shard order.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import Dataset, Features
 
+from meddata.engine.sink import SinkReport
 from meddata.steps import Builder, GlobalResult, GlobalStep, Mapper, StepContext
-
-
-@dataclass
-class ReadResult:
-    dataset: Dataset
-    #: Rows the builder dropped on purpose and malformed records, as written to JSONL files.
-    dropped: int
-    quarantined: int
 
 
 class Engine(ABC):
@@ -33,22 +25,14 @@ class Engine(ABC):
         self.options = options
 
     @abstractmethod
-    def read(
-        self,
-        builder: Builder,
-        ctx: StepContext,
-        features: Features,
-        *,
-        limit: int | None,
-        on_drop: Callable[[dict, str], None],
-        on_quarantine: Callable[[dict], None],
-        scratch: Path,
-    ) -> ReadResult:
-        """Stream a builder's rows into a Dataset; drops/quarantines go to the callbacks."""
+    def read(self, builder: Builder, ctx: StepContext, features: Features, step_dir: Path, *,
+             limit: int | None) -> SinkReport:
+        """Stream a builder's rows into ``step_dir``'s sinks."""
 
     @abstractmethod
-    def map_rows(self, step: Mapper, dataset: Dataset, ctx: StepContext, scratch: Path) -> Dataset:
-        """Apply a row-level step; return rows with ``__status__``/``__reason__``/``__stats__``."""
+    def map_rows(self, step: Mapper, dataset: Dataset, ctx: StepContext, features: Features,
+                 step_dir: Path) -> SinkReport:
+        """Apply a row-level step to ``dataset`` (flat, memory-mapped) into ``step_dir``'s sinks."""
 
     def apply_global(self, step: GlobalStep, dataset: Dataset, ctx: StepContext) -> GlobalResult:
         step.ensure_setup(ctx)

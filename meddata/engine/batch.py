@@ -1,71 +1,94 @@
-"""Engine-independent glue between a columnar batch and a step's row outcomes.
+"""Engine-independent glue between a batch of rows and a step's outcomes.
 
-Every engine (local ``datasets``, Ray Data) calls :func:`run_batch` on its batches, so
-steps behave the same wherever they run. Outcomes are encoded as rows with a
-``__status__`` (keep / drop / quarantine) and a ``__reason__``; the first row of each batch
-carries the step's counters as JSON in ``__stats__`` so they survive worker processes.
+Every engine (local processes, Ray tasks) calls :func:`run_batch` for row-level steps and
+:func:`run_builder` for builders, writing into a :class:`~meddata.engine.sink.StepSink`, so
+steps behave the same wherever they run.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Iterator
 from typing import Any
 
-from datasets import Features, Value
+import pyarrow as pa
+from tqdm.auto import tqdm
 
-from meddata.records import REASON_COLUMN, STATUS_COLUMN, mark_step
-from meddata.steps import Drop, Mapper, Quarantine, StepContext, iter_outcomes
+from meddata.engine.sink import StepSink
+from meddata.records import RecordError, mark_step, validate_row
+from meddata.steps import Builder, Drop, Mapper, Quarantine, StepContext, iter_outcomes
 
-STATS_COLUMN = "__stats__"
-CONSUMED_STAT = "_rows_consumed"
-
-
-def with_internal(features: Features) -> Features:
-    return Features(
-        {**features, STATUS_COLUMN: Value("string"), REASON_COLUMN: Value("string"), STATS_COLUMN: Value("string")}
-    )
+#: Rows per Arrow slice when a worker walks its part of a dataset.
+READ_BATCH = 1000
 
 
-def conform(row: Mapping[str, Any], columns: list[str]) -> dict[str, Any]:
+def conform(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
     """Project a row onto the dataset columns; absent columns become None."""
     return {c: row.get(c) for c in columns}
 
 
-def run_batch(batch: Mapping[str, list], *, step: Mapper, ctx: StepContext, columns: list[str]) -> dict:
-    """Apply a row-level step to one columnar batch and encode the outcomes."""
-    names = list(batch)
-    rows = [dict(zip(names, values)) for values in zip(*batch.values())]
+def _where(item: Quarantine, row: dict) -> str:
+    meta = row.get("meta") or {}
+    return f"{item.file or meta.get('file')}:{item.locator or meta.get('locator')}"
+
+
+def run_batch(rows: list[dict], *, step: Mapper, ctx: StepContext, columns: list[str], sink: StepSink) -> None:
+    """Apply a row-level step to a list of rows; every outcome goes to ``sink``."""
     step.ensure_setup(ctx)
     outcomes = step.process_batch(rows, ctx)
     if len(outcomes) != len(rows):
-        raise RuntimeError(
-            f"step {step.name!r}: process_batch returned {len(outcomes)} outcomes for {len(rows)} rows"
-        )
-    out: dict[str, list] = {c: [] for c in (*columns, STATUS_COLUMN, REASON_COLUMN, STATS_COLUMN)}
-    consumed = 0
+        raise RuntimeError(f"step {step.name!r}: process_batch returned {len(outcomes)} outcomes for {len(rows)} rows")
     for source_row, outcome in zip(rows, outcomes):
         kept_any = False
         for item in iter_outcomes(outcome):
             if isinstance(item, Drop):
-                row, status, reason = dict(item.row), "drop", item.reason
+                sink.drop(dict(item.row), item.reason)
             elif isinstance(item, Quarantine):
                 row = dict(item.row or source_row)
-                status = "quarantine"
-                meta = row.get("meta") or {}
-                where = f"{item.file or meta.get('file')}:{item.locator or meta.get('locator')}"
-                reason = json.dumps({"error": item.error, "where": where})
+                sink.quarantine({"id": row.get("id"), "error": item.error, "where": _where(item, row)}, item.service)
             else:
-                row, status, reason = mark_step(dict(item), step.name), "keep", None
+                sink.keep(conform(mark_step(dict(item), step.name), columns))
                 kept_any = True
-            for c in columns:
-                out[c].append(row.get(c))
-            out[STATUS_COLUMN].append(status)
-            out[REASON_COLUMN].append(reason)
-            out[STATS_COLUMN].append(None)
-        consumed += kept_any
-    stats = step.take_stats()
-    stats[CONSUMED_STAT] = consumed
-    if out[STATS_COLUMN]:
-        out[STATS_COLUMN][0] = json.dumps(stats)
-    return out
+        sink.report.consumed += kept_any
+    sink.count(step.take_stats())
+
+
+def iter_rows(table: pa.Table, start: int, stop: int, batch: int = READ_BATCH) -> Iterator[list[dict]]:
+    """Rows ``start:stop`` of a (memory-mapped) table as lists of dicts, ``batch`` at a time."""
+    for off in range(start, stop, batch):
+        yield table.slice(off, min(batch, stop - off)).to_pylist()
+
+
+def map_range(step: Mapper, ctx: StepContext, table: pa.Table, start: int, stop: int, sink: StepSink,
+              progress: bool = False) -> None:
+    """Run ``step`` over rows ``start:stop`` of ``table`` into ``sink``."""
+    columns = sink.schema.names
+    with tqdm(total=stop - start, desc=step.name, unit=" rows", leave=False, disable=not progress) as bar:
+        for rows in iter_rows(table, start, stop, step.batch_size):
+            run_batch(rows, step=step, ctx=ctx, columns=columns, sink=sink)
+            bar.update(len(rows))
+
+
+def run_builder(builder: Builder, ctx: StepContext, sink: StepSink, *, limit: int | None, progress: bool = True) -> None:
+    """Stream a builder's rows into ``sink``; invalid rows are quarantined with file:line."""
+    columns = sink.schema.names
+    builder.ensure_setup(ctx)
+    seen = 0
+    with tqdm(desc=f"read {builder.name}", unit=" rows", leave=False, disable=not progress) as bar:
+        for item in builder.read(ctx):
+            if limit is not None and seen >= limit:
+                break
+            seen += 1
+            bar.update()
+            if isinstance(item, Quarantine):
+                sink.quarantine({"error": item.error, "file": item.file, "locator": item.locator}, item.service)
+            elif isinstance(item, Drop):
+                sink.drop(dict(item.row), item.reason)
+            else:
+                meta = item.get("meta") or {}
+                try:
+                    validate_row(item, where=f"{meta.get('file')}:{meta.get('locator')}")
+                except RecordError as exc:
+                    sink.quarantine({"error": str(exc), "file": meta.get("file"), "locator": meta.get("locator")})
+                    continue
+                sink.keep(conform(item, columns))
+    sink.count(builder.take_stats())

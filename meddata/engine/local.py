@@ -1,93 +1,84 @@
-"""The default engine: Hugging Face ``datasets`` on this machine.
+"""The default engine: worker processes on this machine.
 
-Rows stream from builders straight into an Arrow file on disk, and every step writes
-memory-mapped Arrow, so a build larger than RAM works. ``num_proc`` > 1 runs row-level
-steps in worker processes (each runs the step's ``setup`` once).
+Builders stream into one sink. Row-level steps split the input (memory-mapped Arrow) into
+contiguous row ranges; each range runs in a worker process (each runs the step's ``setup``
+once) and writes its own shard, drop log and quarantine file, so no row passes through the
+driver and the rows a step keeps are written exactly once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
+import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from datasets import Dataset, Features, disable_progress_bars, enable_progress_bars
-from datasets.arrow_writer import ArrowWriter
+from datasets import Dataset, Features
 from tqdm.auto import tqdm
 
-from meddata.engine.base import Engine, ReadResult, register_engine
-from meddata.engine.batch import conform, run_batch, with_internal
-from meddata.records import RecordError, validate_row
-from meddata.steps import Builder, Drop, Mapper, Quarantine, StepContext
+from meddata.engine.base import Engine, register_engine
+from meddata.engine.batch import map_range, run_builder
+from meddata.engine.sink import SinkReport, StepSink
+from meddata.steps import Builder, Mapper, StepContext
 
-WRITER_BATCH = 1000
+#: Most rows one worker task handles (several tasks per worker keep the progress bar moving).
+SHARD_ROWS = 50_000
+
+
+def plan_shards(n_rows: int, workers: int, min_rows: int) -> list[tuple[int, int]]:
+    """Contiguous row ranges: at least one per worker, none over SHARD_ROWS, none (but the
+    only one) under ``min_rows``."""
+    if n_rows == 0:
+        return [(0, 0)]
+    n = max(workers, math.ceil(n_rows / SHARD_ROWS))
+    n = max(1, min(n, n_rows // max(min_rows, 1)))
+    size = math.ceil(n_rows / n)
+    return [(s, min(s + size, n_rows)) for s in range(0, n_rows, size)]
+
+
+def _map_shard(step: Mapper, ctx: StepContext, dataset: Dataset, features: Features, step_dir: Path,
+               shard: int, start: int, stop: int, progress: bool = False) -> SinkReport:
+    sink = StepSink(step_dir, shard, step.name, features.arrow_schema, ctx.llm_configs)
+    try:
+        map_range(step, ctx, dataset.data.table, start, stop, sink, progress=progress)
+    finally:
+        report = sink.close()
+    return report
 
 
 @register_engine
 class LocalEngine(Engine):
     name = "local"
 
-    def read(
-        self,
-        builder: Builder,
-        ctx: StepContext,
-        features: Features,
-        *,
-        limit: int | None,
-        on_drop: Callable[[dict, str], None],
-        on_quarantine: Callable[[dict], None],
-        scratch: Path,
-    ) -> ReadResult:
-        columns = list(features)
-        scratch.mkdir(parents=True, exist_ok=True)
-        path = scratch / "read.arrow"
-        builder.ensure_setup(ctx)
-        dropped = quarantined = seen = 0
-        with ArrowWriter(features=features, path=str(path), writer_batch_size=WRITER_BATCH) as writer:
-            bar = tqdm(desc=f"read {builder.name}", unit=" rows", leave=False)
-            for item in builder.read(ctx):
-                if limit is not None and seen >= limit:
-                    break
-                seen += 1
-                bar.update()
-                if isinstance(item, Quarantine):
-                    on_quarantine({"error": item.error, "file": item.file, "locator": item.locator})
-                    quarantined += 1
-                elif isinstance(item, Drop):
-                    on_drop(dict(item.row), item.reason)
-                    dropped += 1
-                else:
-                    meta = item.get("meta") or {}
-                    try:
-                        validate_row(item, where=f"{meta.get('file')}:{meta.get('locator')}")
-                    except RecordError as exc:
-                        on_quarantine({"error": str(exc), "file": meta.get("file"), "locator": meta.get("locator")})
-                        quarantined += 1
-                        continue
-                    writer.write(conform(item, columns))
-            bar.close()
-            writer.finalize()
-        return ReadResult(Dataset.from_file(str(path)), dropped=dropped, quarantined=quarantined)
-
-    def map_rows(self, step: Mapper, dataset: Dataset, ctx: StepContext, scratch: Path) -> Dataset:
-        scratch.mkdir(parents=True, exist_ok=True)
-        columns = list(dataset.features)
-        fn = partial(run_batch, step=step, ctx=ctx, columns=columns)
-        enable_progress_bars()
+    def read(self, builder: Builder, ctx: StepContext, features: Features, step_dir: Path, *,
+             limit: int | None) -> SinkReport:
+        sink = StepSink(step_dir, 0, builder.name, features.arrow_schema, ctx.llm_configs)
         try:
-            return self._map(step, dataset, fn, columns, scratch)
+            run_builder(builder, ctx, sink, limit=limit)
         finally:
-            disable_progress_bars()
+            report = sink.close()
+        return report
 
-    def _map(self, step: Mapper, dataset: Dataset, fn, columns: list[str], scratch: Path) -> Dataset:
-        return dataset.map(
-            fn,
-            batched=True,
-            batch_size=step.batch_size,
-            num_proc=self.num_proc if self.num_proc > 1 and len(dataset) > step.batch_size else None,
-            remove_columns=columns,
-            features=with_internal(dataset.features),
-            cache_file_name=str(scratch / "map.arrow"),
-            load_from_cache_file=False,
-            desc=step.name,
-        )
+    def map_rows(self, step: Mapper, dataset: Dataset, ctx: StepContext, features: Features,
+                 step_dir: Path) -> SinkReport:
+        shards = plan_shards(len(dataset), self.num_proc, step.batch_size)
+        total = SinkReport()
+        if self.num_proc <= 1 or len(shards) == 1:
+            for k, (start, stop) in enumerate(shards):
+                total.merge(_map_shard(step, ctx, dataset, features, step_dir, k, start, stop, progress=True))
+            return total
+        workers = min(self.num_proc, len(shards))
+        with tqdm(total=len(dataset), desc=step.name, unit=" rows", leave=False) as bar, \
+                ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {pool.submit(_map_shard, step, ctx, dataset, features, step_dir, k, start, stop): stop - start
+                       for k, (start, stop) in enumerate(shards)}
+            try:
+                for fut in as_completed(futures):
+                    total.merge(fut.result())
+                    bar.update(futures[fut])
+            except BaseException:
+                for proc in list(getattr(pool, "_processes", {}).values()):  # stop shards in flight now
+                    proc.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+        return total

@@ -1,32 +1,27 @@
-"""Ray Data engine: row-level steps run as ``map_batches`` over a Ray cluster.
+"""Ray engine: row-level steps run as Ray tasks over a cluster, one task per row range.
 
-Uses the same :func:`~meddata.engine.batch.run_batch` glue as the local engine, so steps do
-not know which engine runs them. Builders stream in the driver (their inputs are files on
-this machine); global steps get the whole dataset, as on the local engine. Starts a local
-cluster unless ``address`` is given (``engine: {name: ray, options: {address: auto}}``).
+Each task opens the step's input (memory-mapped Arrow shards on a path the cluster shares:
+one machine's folder, or a shared mount) and writes its own shard, drop log and quarantine
+file through the same :class:`~meddata.engine.sink.StepSink` as the local engine, so rows
+never pass through the driver. Starts a local cluster unless ``address`` is given
+(``--address auto`` or ``engine: {name: ray, options: {address: auto}}``).
 """
 
 from __future__ import annotations
 
 import logging
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-from datasets import Dataset
+from datasets import Dataset, Features
+from tqdm.auto import tqdm
 
 from meddata.engine.base import register_engine
-from meddata.engine.batch import run_batch, with_internal
-from meddata.engine.local import LocalEngine
+from meddata.engine.local import LocalEngine, _map_shard, plan_shards
+from meddata.engine.sink import SinkReport
 from meddata.steps import Mapper, StepContext
 
 logger = logging.getLogger("meddata")
-
-
-def _apply(batch: pa.Table, *, step: Mapper, ctx: StepContext, columns: list[str], schema: pa.Schema) -> pa.Table:
-    out = run_batch(batch.to_pydict(), step=step, ctx=ctx, columns=columns)
-    return pa.Table.from_pydict(out, schema=schema)
 
 
 @register_engine
@@ -43,21 +38,34 @@ class RayEngine(LocalEngine):
         self._started = False
         if not ray.is_initialized():
             kwargs = {"address": address} if address else {"num_cpus": max(num_proc, 1)}
-            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
+            # worker errors and warnings reach this process's log
+            ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False, **kwargs)
             self._started = True
-        ray.data.DataContext.get_current().execution_options.preserve_order = True
+        self._remote = ray.remote(_map_shard)
 
-    def map_rows(self, step: Mapper, dataset: Dataset, ctx: StepContext, scratch: Path) -> Dataset:
-        columns = list(dataset.features)
-        schema = with_internal(dataset.features).arrow_schema
-        table = dataset.with_format("arrow")[:]
-        fn = partial(_apply, step=step, ctx=ctx, columns=columns, schema=schema)
-        ds = self._ray.data.from_arrow(table).map_batches(
-            fn, batch_format="pyarrow", batch_size=step.batch_size, zero_copy_batch=True
-        )
-        tables = [t for t in self._ray.get(ds.to_arrow_refs()) if t.num_rows]
-        result = pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
-        return Dataset(result)
+    def _workers(self) -> int:
+        return max(self.num_proc, int(self._ray.cluster_resources().get("CPU", 1)))
+
+    def map_rows(self, step: Mapper, dataset: Dataset, ctx: StepContext, features: Features,
+                 step_dir: Path) -> SinkReport:
+        shards = plan_shards(len(dataset), self._workers(), step.batch_size)
+        total = SinkReport()
+        pending = {self._remote.remote(step, ctx, dataset, features, step_dir, k, start, stop): stop - start
+                   for k, (start, stop) in enumerate(shards)}
+        bar = tqdm(total=len(dataset), desc=step.name, unit=" rows", leave=False)
+        try:
+            while pending:
+                done, _ = self._ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    total.merge(self._ray.get(ref))
+                    bar.update(pending.pop(ref))
+        except BaseException:
+            for ref in pending:
+                self._ray.cancel(ref, force=True)
+            raise
+        finally:
+            bar.close()
+        return total
 
     def close(self) -> None:
         if self._started:

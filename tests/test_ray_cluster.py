@@ -1,0 +1,137 @@
+"""The Ray engine on a real two-node Ray cluster on 127.0.0.1 (``ray start --head`` plus a
+second ``ray start --address`` with its own CPU), started and stopped by the fixture: kept
+ids and rows are identical to the local engine's, on an example recipe and on a recipe with
+every global step."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import pytest
+from testutil import EXAMPLES
+
+from meddata import pipeline, recipe
+
+pytest.importorskip("ray")
+
+QUICKSTART = EXAMPLES / "recipes" / "quickstart.yaml"
+EVERY_GLOBAL = {
+    "name": "every-global",
+    "seed": 3,
+    "inputs": [
+        {"builder": "table", "path": "data/medquad_sample.jsonl", "source": "medquad",
+         "columns": {"id": "{source}-{qid}", "user": "question", "assistant": "answer"}},
+        {"builder": "table", "path": "data/chatdoctor_sample.json", "source": "chatdoctor",
+         "columns": {"user": "input", "assistant": "output"}},
+    ],
+    "steps": [
+        "normalize_text",
+        {"length_filter": {"min_chars": 40}},
+        {"exact_dedup": {"normalize": True}},
+        {"minhash_dedup": {"threshold": 0.7}},
+        {"decontaminate": {"eval_sets": ["data/curation/medqa_eval_sample.jsonl"]}},
+        {"mix": {"weights": {"medquad": 0.6, "chatdoctor": 0.4}, "total": 200}},
+        {"split": {"ratios": {"train": 0.8, "test": 0.2}}},
+    ],
+    "output": {"card": False},
+}
+
+
+#: This test cluster is ours alone: no token shared through ~/.ray with other clusters on the machine.
+PRIVATE_CLUSTER = {"RAY_AUTH_MODE": "disabled"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray_start(args: list[str], log: Path) -> subprocess.Popen:
+    ray = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` command, from this interpreter
+    return subprocess.Popen([*ray, "start", "--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1", *args],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, **PRIVATE_CLUSTER})
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop one node we started: its session's processes only (never ``ray stop``)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory):
+    import ray
+
+    tmp = tmp_path_factory.mktemp("ray")
+    saved = {k: os.environ.get(k) for k in PRIVATE_CLUSTER}
+    os.environ.update(PRIVATE_CLUSTER)
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    head = _ray_start(["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                       f"--dashboard-agent-listen-port={_free_port()}",
+                       f"--temp-dir={tmp / 'r'}"], tmp / "head.log")
+    nodes = [head]
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the head takes a while on a loaded machine
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert head.poll() is None, (tmp / "head.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the Ray head did not start"
+            time.sleep(0.5)
+        nodes.append(_ray_start([f"--address={address}", "--num-cpus=1",
+                                 f"--dashboard-agent-listen-port={_free_port()}"], tmp / "worker.log"))
+        ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False,
+                 _node_ip_address="127.0.0.1")
+        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
+            assert nodes[1].poll() is None, (tmp / "worker.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the second Ray node did not join"
+            time.sleep(0.5)
+        yield address
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        for proc in reversed(nodes):
+            _stop(proc)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _splits(result) -> dict[str, list[dict]]:
+    dd = datasets.load_from_disk(str(result.dataset_dir))
+    return {name: list(part) for name, part in dd.items()}
+
+
+@pytest.mark.parametrize("make", [lambda: recipe.load(QUICKSTART),
+                                  lambda: recipe.from_dict(EVERY_GLOBAL, base_dir=EXAMPLES, source="every-global.yaml")],
+                         ids=["quickstart", "every-global-step"])
+def test_two_node_cluster_builds_what_the_local_engine_builds(tmp_path, two_nodes, make):
+    import ray
+
+    local = pipeline.run(make(), tmp_path / "local", num_proc=2)
+    on_ray = pipeline.run(make(), tmp_path / "ray", engine="ray", num_proc=2, engine_options={"address": two_nodes})
+    assert ray.is_initialized() and len([n for n in ray.nodes() if n["Alive"]]) == 2
+    assert on_ray.totals == local.totals
+    assert [(s.name, s.rows_in, s.rows_out, s.dropped) for s in on_ray.steps] == \
+           [(s.name, s.rows_in, s.rows_out, s.dropped) for s in local.steps]
+    assert _splits(on_ray) == _splits(local)
+    assert local.totals["out"] > 0
