@@ -18,7 +18,6 @@ def _rows(result) -> list[dict]:
     return read_jsonl(result.out_dir / "jsonl" / "train.jsonl")
 
 
-@pytest.mark.xfail(strict=False, reason="duplicate ids fixed in builders by issue 12")
 def test_eval_items_match_the_parser(build):
     result = build({"name": "exam-eval", "inputs": [{"builder": "exam", "path": str(EXAM), "licence": "MIT"}]})
     rows = _rows(result)
@@ -58,7 +57,6 @@ def test_instruction_rows(build):
             assert assistant == f"{item.answer.capitalize()}." and item.context.split("\n")[0] in user
 
 
-@pytest.mark.xfail(strict=False, reason="duplicate ids fixed in builders by issue 12")
 def test_subject_filter_drops_with_reason(build):
     result = build({"name": "exam-subjects", "inputs": [
         {"builder": "exam", "path": str(EXAM), "format": "mmlu", "subjects": ["anatomy"]}]})

@@ -191,7 +191,6 @@ def test_boilerplate_list_spares_medical_text():
 # --------------------------------------------------------------------------- recipe + robustness
 
 
-@pytest.mark.xfail(strict=False, reason="duplicate ids fixed in builders by issue 12")
 def test_example_recipe_builds(build):
     path = EXAMPLES / "recipes" / "qa_site.yaml"
     result = build(yaml.safe_load(path.read_text()), base_dir=path.parent)

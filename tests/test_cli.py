@@ -43,6 +43,8 @@ def test_build_prints_funnel_and_locations(tmp_path):
     assert "read 500 = out" in out.stdout
     assert "length_filter" in out.stdout and "dropped too_long" in out.stdout
     assert f"dataset:    {tmp_path / 'qs' / 'dataset'}" in out.stdout
+    # progress bars end on the final count even when stderr is not a terminal (issue 12 item 10)
+    assert "read table: 300 rows" in out.stderr and "read table: 200 rows" in out.stderr
     again = run("build", str(EXAMPLES / "recipes" / "quickstart.yaml"), "--out", str(tmp_path / "qs"))
     assert "reused finished steps: table, table, normalize_text, length_filter" in again.stdout
 

@@ -66,6 +66,7 @@ def map_range(step: Mapper, ctx: StepContext, table: pa.Table, start: int, stop:
         for rows in iter_rows(table, start, stop, step.batch_size):
             run_batch(rows, step=step, ctx=ctx, columns=columns, sink=sink)
             bar.update(len(rows))
+        bar.refresh()  # a non-terminal shows only the last refresh: make it the final count
 
 
 def run_builder(builder: Builder, ctx: StepContext, sink: StepSink, *, limit: int | None, progress: bool = True) -> None:
@@ -91,4 +92,5 @@ def run_builder(builder: Builder, ctx: StepContext, sink: StepSink, *, limit: in
                     sink.quarantine({"error": str(exc), "file": meta.get("file"), "locator": meta.get("locator")})
                     continue
                 sink.keep(conform(item, columns))
+        bar.refresh()  # a non-terminal shows only the last refresh: make it the final count
     sink.count(builder.take_stats())
