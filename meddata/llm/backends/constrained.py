@@ -26,9 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 #: Tokens a free string may take at most when its schema sets no ``maxLength``.
-DEFAULT_STRING_TOKENS = 160
+DEFAULT_STRING_TOKENS = 128
 #: Tokens kept back at the end of the budget to close the JSON (quotes, brackets, braces).
 CLOSING_RESERVE = 24
+#: Tokens left at which an open string is closed whatever its length.
+MIN_CLOSING = 8
+#: A free string may not repeat a token sequence of this length (greedy loops of small models).
+REPEAT_NGRAM = 3
 #: Largest integer range offered as a choice between its values.
 MAX_CHOICES = 200
 
@@ -75,21 +79,31 @@ class Vocabulary:
         special = set(tokenizer.all_special_ids) | {i for i in getattr(tokenizer, "added_tokens_decoder", {})}
         texts = [""] * vocab_size
         plain = torch.zeros(vocab_size, dtype=torch.bool)
+        closers = torch.zeros(vocab_size, dtype=torch.bool)
         for i in range(min(len(tokenizer), vocab_size)):
             if i in special:
                 continue
             text = tokenizer.decode([i])
             texts[i] = text
-            if text and '"' not in text and "\\" not in text and all(ord(c) >= 0x20 for c in text):
+            if _plain(text):
                 plain[i] = True
+            elif len(text) > 1 and text.endswith('"') and _plain(text[:-1]):
+                closers[i] = True  # '."', '?"': text, then the closing quote
         self.texts = texts
         self.plain = plain
+        self.closers = closers
         quote = self.encode('"')
         if len(quote) != 1:
             raise Unsupported("the tokenizer has no single-token double quote")
         self.quote = quote[0]
         eos = tokenizer.eos_token_id
         self.eos = eos if eos is not None else tokenizer.pad_token_id
+        self.array_ends = (tuple(self.encode("]")), tuple(self.encode("[]")))
+
+
+def _plain(text: str) -> bool:
+    """Text that may stand inside a JSON string as it is."""
+    return bool(text) and '"' not in text and "\\" not in text and all(ord(c) >= 0x20 for c in text)
 
 
 def compile_schema(schema: dict | None, vocab: Vocabulary) -> Callable[[], Walker] | None:
@@ -239,8 +253,11 @@ class RowState:
             self.ins, self.done = None, True
             return
         self.pos, self.chars, self.tokens = 0, 0, 0
+        self.text_ids: list[int] = []
         if isinstance(self.ins, Choice):
             self.cands = list(range(len(self.ins.options)))
+        if isinstance(self.ins, FreeString):  # each string may take half of what is left, at most
+            self.cap = min(self.ins.max_tokens, max(8, (self.budget - self.used - CLOSING_RESERVE) // 2))
         if isinstance(self.ins, Literal) and not self.ins.ids:
             self._advance(None)
 
@@ -252,14 +269,22 @@ class RowState:
         if isinstance(ins, Literal):
             return [ins.ids[self.pos]]
         if isinstance(ins, Choice):
-            if left <= CLOSING_RESERVE and len(ins.options) == 2 and ins.options[0] in (
-                    tuple(self.vocab.encode("]")), tuple(self.vocab.encode("[]"))):
-                self.cands = [c for c in self.cands if c == 0] or self.cands  # out of budget: close
+            if self.pos == 0 and left < self.budget // 3 and ins.options[0] in self.vocab.array_ends:
+                self.cands = [0]  # another array item only while a third of the budget is left
             return sorted({ins.options[c][self.pos] for c in self.cands})
         assert isinstance(ins, FreeString)
-        if self.tokens >= ins.max_tokens or left <= CLOSING_RESERVE:
+        if left <= MIN_CLOSING or (self.tokens >= self.cap and self.chars >= ins.min_chars):
             return [self.vocab.quote]
         return "plain" if self.chars < ins.min_chars else "plain+quote"
+
+    def banned(self) -> list[int]:
+        """In a free string: tokens that would repeat a 3-gram of this string (a small model's
+        greedy loops), so the model must move on or close the string."""
+        if not isinstance(self.ins, FreeString) or len(self.text_ids) < REPEAT_NGRAM:
+            return []
+        ids, n = self.text_ids, REPEAT_NGRAM
+        prefix = tuple(ids[-(n - 1):])
+        return [ids[k + n - 1] for k in range(len(ids) - n + 1) if tuple(ids[k:k + n - 1]) == prefix]
 
     def consume(self, token: int) -> None:
         """Record the token chosen at the last step."""
@@ -277,10 +302,11 @@ class RowState:
             finished = [c for c in self.cands if len(ins.options[c]) == self.pos]
             if finished or not self.cands:
                 self._advance(finished[0] if finished else 0)
-        elif token == self.vocab.quote:
+        elif token == self.vocab.quote or (token < self.vocab.size and self.vocab.closers[token]):
             self._advance(None)
         else:
             self.tokens += 1
+            self.text_ids.append(token)
             self.chars += len(self.vocab.texts[token]) if token < len(self.vocab.texts) else 0
 
 
@@ -306,10 +332,14 @@ class SchemaLogitsProcessor:
             allowed = row.allowed()
             mask = torch.ones(scores.shape[-1], dtype=torch.bool, device=scores.device)
             if isinstance(allowed, str):
-                plain = row.vocab.plain.to(scores.device)
-                mask[: plain.shape[0]] = ~plain
+                vocab = row.vocab
+                ok = vocab.plain | vocab.closers if allowed == "plain+quote" else vocab.plain
+                mask[: ok.shape[0]] = ~ok.to(scores.device)
                 if allowed == "plain+quote":
-                    mask[row.vocab.quote] = False
+                    mask[vocab.quote] = False
+                banned = row.banned()
+                if banned:
+                    mask[banned] = True
             else:
                 mask[allowed] = False
             scores[i] = scores[i].masked_fill(mask, float("-inf"))
