@@ -52,14 +52,19 @@ def _cuda() -> bool:
 # --------------------------------------------------------------------------- shared inputs
 
 
-def prepare(work: Path, size: dict, seed: int) -> tuple[Path, Path]:
-    """Build the dataset (quickstart recipe on examples/data) and the random-init model."""
+def prepare(work: Path, size: dict, seed: int, base: str | None = None) -> tuple[Path, Path]:
+    """Build the dataset (quickstart recipe on examples/data) and the random-init model, or use
+    ``base`` (a local model's short name such as smollm2-135m-instruct, a .gguf or a folder)."""
     from datasets import load_from_disk
     from meddata.trainers.tiny import build_tiny_llama
 
     from meddata import pipeline, recipe
 
     build = pipeline.run(recipe.load(RECIPE), work / "build")
+    if base:
+        from meddata.trainers.models import resolve_model_path
+
+        return build.out_dir, Path(resolve_model_path(base))
     texts = [m["content"] for row in load_from_disk(str(build.dataset_dir))["train"] for m in row["messages"]]
     model = build_tiny_llama(work / "model", texts, vocab_size=size["vocab"], hidden=size["hidden"],
                              layers=size["layers"], heads=size["heads"], intermediate=size["intermediate"],
@@ -180,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq", type=int, default=1024, help="sequence length (packing block size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="write the results here as JSON too")
+    p.add_argument("--base", help="a real model instead of the random-init one: a short name "
+                   "(smollm2-135m-instruct, fetched with 'meddata models fetch'), a .gguf file or a folder")
     p.add_argument("--smoke", action="store_true", help="tiny model, 3 steps, CPU allowed: a check, not a benchmark")
     p.add_argument("--arm", choices=["meddata", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--build", type=Path, help=argparse.SUPPRESS)
@@ -202,9 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="meddata-bench-") as tmp:
         args.work = Path(tmp)
         t0 = time.perf_counter()
-        build, model = prepare(args.work, size, args.seed)
+        build, model = prepare(args.work, size, args.seed, args.base)
         n_params = _param_count(model)
-        print(f"model: Llama {size['layers']}x{size['hidden']}, {n_params / 1e6:.1f}M parameters; "
+        name = args.base or f"random-init Llama {size['layers']}x{size['hidden']}"
+        print(f"model: {name}, {n_params / 1e6:.1f}M parameters; "
               f"data: {build} (quickstart recipe on examples/data); setup {time.perf_counter() - t0:.0f}s")
         print(f"settings: {args.steps} steps, batch {args.batch} x {args.seq} tokens, packing, "
               f"{'bf16' if args.device == 'cuda' else 'fp32'}, device {args.device}")

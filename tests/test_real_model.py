@@ -85,14 +85,16 @@ def lora_run(model_dir, tmp_path_factory):
     from meddata import pipeline, recipe
 
     root = tmp_path_factory.mktemp("real-lora")
-    qs = pipeline.run(recipe.load(EXAMPLES / "recipes" / "quickstart.yaml"), root / "qs", limit=12)
+    # 4 rows, batch 4: every step sees the same rows, so a falling loss is learning, not luck
+    qs = pipeline.run(recipe.load(EXAMPLES / "recipes" / "quickstart.yaml"), root / "qs", limit=2)
     config = {
         "name": "real-lora", "output_dir": str(root / "run"), "seed": 0,
-        "model": {"name_or_path": MODEL},
+        "model": {"name_or_path": MODEL, "chat_template": "chatml"},
         "stages": [{"name": "sft", "type": "sft", "dataset": {"path": str(qs.out_dir)},
                     "peft": {"method": "lora", "r": 8, "alpha": 16, "target_modules": "all-linear"},
-                    "max_steps": 8, "learning_rate": 2e-3, "per_device_batch_size": 4, "max_length": 192,
-                    "gradient_checkpointing": False, "logging_steps": 1, "save_steps": 8, "warmup": 0}],
+                    "max_steps": 4, "learning_rate": 2e-3, "per_device_batch_size": 4, "max_length": 160,
+                    "gradient_checkpointing": False, "logging_steps": 1, "save_steps": 4, "warmup": 0,
+                    "lr_scheduler": "constant"}],
     }
     path = root / "run.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -104,8 +106,8 @@ def test_lora_steps_on_the_real_model_lower_the_loss(lora_run, model_dir):
     run = json.loads((lora_run / "run.json").read_text())
     assert run["base_model"] == model_dir  # the short name resolved to the cached folder
     curve = [loss for _, loss in run["stages"][0]["metrics"]["loss_curve"]]
-    assert len(curve) == 8
-    assert sum(curve[-3:]) / 3 < sum(curve[:3]) / 3, curve
+    assert len(curve) == 4
+    assert curve[-1] < curve[0] and curve[-2] < curve[0], curve
     assert (lora_run / "sft" / "adapter" / "adapter_config.json").is_file()
 
 

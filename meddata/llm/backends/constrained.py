@@ -5,8 +5,9 @@ wrong keys. Here the JSON skeleton is not left to the model: a walker over the r
 JSON schema forces every structural token (braces, keys, commas, quotes), lets the model
 choose only where the schema offers a choice (an enum value, an integer in range, whether
 an array gets another item) and writes free text only inside strings, where tokens that
-would break the JSON (a quote, a backslash, a control character, end of sequence) are
-masked out. The answer is therefore JSON of the schema's shape by construction; value-level
+would break the JSON (a quote, a backslash, a control character, a brace, end of sequence)
+are masked out; the model ends a string with the quote token or a token ending in one
+(``."``), and may not repeat a 3-token sequence inside one string (greedy loops). The answer is therefore JSON of the schema's shape by construction; value-level
 rules the walker does not enforce (a pattern, a length the budget cut short) are still
 checked by :func:`meddata.llm.structured.check_output`, with the client's repair turn and
 quarantine reason as before.
@@ -102,8 +103,9 @@ class Vocabulary:
 
 
 def _plain(text: str) -> bool:
-    """Text that may stand inside a JSON string as it is."""
-    return bool(text) and '"' not in text and "\\" not in text and all(ord(c) >= 0x20 for c in text)
+    """Text that may stand inside a JSON string as it is. Braces are left out too: in prose they
+    are rare, and a small model writes them when it wants to end the value, not the sentence."""
+    return bool(text) and not any(c in '"\\{}' or ord(c) < 0x20 for c in text)
 
 
 def compile_schema(schema: dict | None, vocab: Vocabulary) -> Callable[[], Walker] | None:
