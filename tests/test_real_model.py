@@ -60,11 +60,11 @@ def test_generators_write_schema_valid_rows_with_the_real_model(model_dir, tmp_p
     }
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    assert main(["build", str(path), "--limit", "3"]) == 0
+    assert main(["build", str(path), "--limit", "2"]) == 0
     stats = _stats(out)
     for step in ("passage_qa", "mcq_rationale"):
         counters = stats[step]["counters"]
-        assert counters["llm.requests"] == 3
+        assert counters["llm.requests"] == 2
         assert "llm.invalid_output" not in counters and stats[step]["quarantined"] == 0, stats[step]
     rows = read_jsonl(out / "jsonl" / "train.jsonl")
     made = [r for r in rows if r["meta"].get("generator_model") == MODEL]
