@@ -354,8 +354,7 @@ def evaluate(cfg: EvalConfig, base_dir: Path, out_dir: Path | None = None) -> Ev
     """Score every model on every benchmark; writes predictions under ``out_dir``."""
     from meddata.trainers import judge, models
 
-    model_paths = {name: str(_resolve(p, base_dir)) if _resolve(p, base_dir).exists() else p
-                   for name, p in cfg.models.items()}
+    model_paths = {name: models.resolve_model_path(p, base_dir) for name, p in cfg.models.items()}
     for name, path in model_paths.items():
         if not Path(path).exists() and (path.startswith((".", "/", "~")) or path.count("/") != 1):
             raise EvalConfigError(f"model {name!r}: {path} does not exist")

@@ -18,6 +18,21 @@ log = logging.getLogger("meddata.trainers")
 _DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
 
+def resolve_model_path(name_or_path: str, base_dir: str | Path | None = None) -> str:
+    """The folder or Hub id to load for ``name_or_path``: a local model's short name
+    (``smollm2-135m-instruct``) or a ``.gguf`` file becomes its cached Hugging Face folder
+    (see :mod:`meddata.models`); a path relative to ``base_dir`` that exists becomes absolute;
+    anything else (a Hub id) is returned unchanged. Every loader calls this."""
+    from meddata.models import is_model_reference, resolve_model
+
+    if is_model_reference(name_or_path):
+        return resolve_model(name_or_path, base_dir)
+    p = Path(name_or_path).expanduser()
+    if not p.is_absolute() and base_dir is not None:
+        p = Path(base_dir) / p
+    return str(p) if p.exists() else name_or_path
+
+
 def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
@@ -26,6 +41,7 @@ def load_tokenizer(path: str, spec: ModelSpec, template: chat_templates.ChatTemp
     """The tokenizer at ``path`` with ``template`` fitted (added tokens are returned too)."""
     from transformers import AutoTokenizer
 
+    path = resolve_model_path(path)
     tokenizer = AutoTokenizer.from_pretrained(path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
     added: list[str] = []
     if template is not None:
@@ -41,6 +57,7 @@ def load_causal_lm(path: str, spec: ModelSpec, hw: Hardware, *, quantize_4bit: b
     compute in the run's precision, placed on this process's GPU."""
     from transformers import AutoModelForCausalLM
 
+    path = resolve_model_path(path)
     kwargs: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
     kwargs["dtype"] = _DTYPES.get(spec.dtype, "auto")
     if spec.attn_implementation:
@@ -98,7 +115,7 @@ def merge_adapter(adapter_dir: Path, base_path: str, spec: ModelSpec, hw: Hardwa
     from transformers import AutoModelForCausalLM
 
     dtype = compute_dtype(precision) if precision in ("bf16", "fp16") else torch.float32
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, revision=spec.revision,
+    base = AutoModelForCausalLM.from_pretrained(resolve_model_path(base_path), dtype=dtype, revision=spec.revision,
                                                 trust_remote_code=spec.trust_remote_code)
     if base.get_input_embeddings().weight.shape[0] != len(tokenizer):
         base.resize_token_embeddings(len(tokenizer))
@@ -109,11 +126,12 @@ def merge_adapter(adapter_dir: Path, base_path: str, spec: ModelSpec, hw: Hardwa
 
 
 def load_for_inference(path: str | Path, *, device: str | None = None, dtype: str = "auto"):
-    """(model, tokenizer) for evaluation: a full checkpoint or a LoRA adapter folder."""
+    """(model, tokenizer) for evaluation: a full checkpoint, a LoRA adapter folder, a local
+    model's short name or a ``.gguf`` file."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = str(path)
+    path = resolve_model_path(str(path))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch_dtype = _DTYPES.get(dtype, "auto")
     tokenizer = AutoTokenizer.from_pretrained(path)

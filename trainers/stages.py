@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meddata.trainers import common, dpo, pretrain, publish, sft, speed
+from meddata.trainers import common, dpo, models, pretrain, publish, sft, speed
 from meddata.trainers.config import TrainConfigError
 from meddata.trainers.validate import Plan, StagePlan
 
@@ -87,8 +87,7 @@ def run(plan: Plan) -> RunResult:
     out_dir = plan.loaded.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     is_main = accelerate.PartialState().is_main_process
-    base = str(plan.loaded.resolve(plan.config.model.name_or_path)) \
-        if plan.loaded.resolve(plan.config.model.name_or_path).exists() else plan.config.model.name_or_path
+    base = models.resolve_model_path(plan.config.model.name_or_path, plan.loaded.base_dir)
     start_path, previous = base, "base"
     results: list[common.StageResult] = []
     for i, stage in enumerate(plan.stages):

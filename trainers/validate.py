@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meddata.trainers import chat_templates, data
+from meddata.trainers import chat_templates, data, models
 from meddata.trainers.config import LoadedConfig, StageSpec, TrainConfigError
 from meddata.trainers.hardware import Hardware, detect, precision_problem, qlora_problem, resolve_precision
+
+from meddata.models import is_model_reference
 
 log = logging.getLogger("meddata.trainers")
 
@@ -79,6 +81,8 @@ def _check_trl_args(stage: StageSpec, where: str) -> None:
 
 def _check_model_path(loaded: LoadedConfig) -> str:
     spec = loaded.config.model
+    if is_model_reference(spec.name_or_path):  # a local model's short name or a .gguf file
+        return models.resolve_model_path(spec.name_or_path, loaded.base_dir)
     local = loaded.resolve(spec.name_or_path)
     if local.exists():
         if not (local / "config.json").is_file():

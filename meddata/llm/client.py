@@ -37,6 +37,7 @@ from meddata.llm.loop import LoopThread
 from meddata.llm.ratelimit import RateLimiter
 from meddata.llm.structured import OutputError, check_output, repair_request
 from meddata.llm.types import ChatRequest, ChatResponse
+from meddata.models import REGISTRY as LOCAL_MODELS  # short names are not paths
 
 if TYPE_CHECKING:
     from meddata.steps import StepContext
@@ -301,7 +302,7 @@ def client_for(name: str, config: Mapping[str, Any] | LLMConfig, ctx: StepContex
     A worker process gets its own client (and connections); all share the cache file.
     """
     cfg = parse_config(name, config)
-    if cfg.backend == "transformers" and ctx is not None:
+    if cfg.backend == "transformers" and ctx is not None and cfg.model_path not in LOCAL_MODELS:
         cfg = cfg.model_copy(update={"model_path": str(ctx.resolve(str(cfg.model_path)))})
     cache_path = resolve_cache_path(cfg, ctx)
     endpoint = cfg.effective_base_url if cfg.backend == "openai" else cfg.model_path

@@ -64,7 +64,8 @@ class LLMConfig(BaseModel):
     #: Also cache requests built from raw-PHI rows (only ever sent to a local endpoint).
     cache_raw: bool = False
     #: How structured output is asked for: ``auto`` sends ``response_format`` (json_schema or
-    #: json_object); ``none`` relies on the prompt alone (servers that reject the field).
+    #: json_object); ``none`` relies on the prompt alone (servers that reject the field). For the
+    #: transformers backend, anything but ``none`` means schema-constrained decoding.
     response_format: Literal["auto", "json_schema", "json_object", "none"] = "auto"
     # transformers backend
     model_path: str | None = None
@@ -77,7 +78,8 @@ class LLMConfig(BaseModel):
         if self.backend == "openai" and not self.model:
             raise ValueError("backend 'openai' needs 'model' (the model name the server serves)")
         if self.backend == "transformers" and not self.model_path:
-            raise ValueError("backend 'transformers' needs 'model_path' (a local model folder)")
+            raise ValueError("backend 'transformers' needs 'model_path' (a local model folder, a .gguf file "
+                             "or a short name from 'meddata models list')")
         return self
 
     # -- derived values ------------------------------------------------------------------------

@@ -1,5 +1,12 @@
-"""Local backend: a causal LM from a folder, batched generation with the tokenizer's chat
-template, on CPU or GPU. Nothing leaves the machine, so the PHI guard always passes.
+"""Local backend: a causal LM from a folder, a ``.gguf`` file or a local model's short name
+(``smollm2-135m-instruct``, see :mod:`meddata.models`), batched generation with the
+tokenizer's chat template, on CPU or GPU. Nothing leaves the machine, so the PHI guard
+always passes.
+
+Requests with a JSON schema are decoded under the schema (:mod:`.constrained`): the JSON
+skeleton is forced and the model writes only the values, so even a 135M model answers in
+the right shape. ``response_format: none`` in the LLM's settings turns this off (the prompt
+alone asks for JSON, as with a server that ignores ``response_format``).
 
 Requests arriving together (the client launches a whole batch at once) are collected into
 batches of ``batch_size`` by a small micro-batcher and generated in a worker thread, so
@@ -27,7 +34,9 @@ class TransformersBackend(Backend):
     def __init__(self, llm_name: str, config: LLMConfig):
         super().__init__(config.effective_model)
         self.llm_name = llm_name
-        self.path = Path(str(config.model_path)).expanduser()
+        self.model_ref = str(config.model_path)
+        self.path = Path(self.model_ref).expanduser()
+        self.constrain = config.response_format != "none"
         self.device_spec = config.device
         self.dtype_spec = config.dtype
         self.batch_size = config.batch_size
@@ -36,6 +45,7 @@ class TransformersBackend(Backend):
         self._model = None
         self._tokenizer = None
         self._device = None
+        self._vocab = None
 
     @property
     def is_local(self) -> bool:
@@ -81,6 +91,13 @@ class TransformersBackend(Backend):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from meddata.models import ModelError, is_model_reference, resolve_model
+
+        if is_model_reference(self.model_ref):
+            try:
+                self.path = Path(resolve_model(self.model_ref))
+            except ModelError as exc:
+                raise PermanentError(f"llms.{self.llm_name}: {exc}") from None
         if not self.path.is_dir():
             raise PermanentError(f"llms.{self.llm_name}: model_path {self.path} is not a folder")
         device = self.device_spec
@@ -127,6 +144,11 @@ class TransformersBackend(Backend):
                 kwargs["temperature"] = temperature
                 if seed is not None:
                     torch.manual_seed(seed)
+            processor = self._schema_processor([requests[i] for i in idxs], max_tokens)
+            if processor is not None:
+                from transformers import LogitsProcessorList
+
+                kwargs["logits_processor"] = LogitsProcessorList([processor])
             with torch.no_grad():
                 generated = model.generate(**enc, **kwargs)
             new = generated[:, enc["input_ids"].shape[1]:].tolist()
@@ -141,6 +163,28 @@ class TransformersBackend(Backend):
                     finish_reason="stop" if end < len(ids) else "length",
                 )
         return out  # type: ignore[return-value]
+
+    def _schema_processor(self, requests: list[ChatRequest], max_tokens: int):
+        """A logits processor forcing each schema request's JSON shape (None when no request
+        of the batch has a schema the walker supports, or constraining is off)."""
+        from meddata.llm.backends import constrained
+
+        if not self.constrain or not any(r.json_schema for r in requests):
+            return None
+        if self._vocab is None:
+            try:
+                self._vocab = constrained.Vocabulary(self._tokenizer, self._model.config.vocab_size)
+            except constrained.Unsupported as exc:
+                logger.warning("llms.%s: constrained decoding off (%s)", self.llm_name, exc)
+                self.constrain = False
+                return None
+        rows = []
+        for r in requests:
+            factory = constrained.compile_schema(r.json_schema, self._vocab) if r.json_schema else None
+            rows.append(constrained.RowState(factory() if factory else None, self._vocab, max_tokens))
+        if not any(row.constrained for row in rows):
+            return None
+        return constrained.SchemaLogitsProcessor(rows)
 
     async def aclose(self) -> None:
         self._model = self._tokenizer = None
