@@ -124,6 +124,8 @@ def test_load_returns_none_without_model_files(tmp_path) -> None:
     assert learned.load(tmp_path) is None
     partial = tmp_path / "partial"
     shutil.copytree(learned.MODEL_DIR, partial)
+    (partial / "ner" / "model").unlink()  # an interrupted copy: weights missing
+    assert learned.load(partial) is None
     shutil.rmtree(partial / "ner")
     assert learned.load(partial) is None
 
