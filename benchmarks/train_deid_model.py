@@ -17,11 +17,13 @@ With ``--dev`` (the PhysioNet development gold, PHI already replaced by surrogat
 patients ``--dev-train`` (default 1-10) join the training data and patients ``--dev-valid``
 (default 11-17) are scored; no other patient is ever read. The corpus gold is untyped: its
 spans get a type from their shape (digits -> DATE/PHONE/ID, facility words -> HOSPITAL, towns
--> LOCATION, else NAME).
+-> LOCATION, else NAME). Each training note is used once as written and ``--dev-repeat`` - 1
+more times with its PHI swapped for other surrogates (and sometimes re-cased).
 
 The model is spaCy ``ner`` on a small hashed-embedding CNN trained from scratch (no word
-vectors, no other package), about 4 MB. Written to ``--out`` with ``info.json`` (version,
-data summary, scores).
+vectors, no other package), about 3 MB. Written to ``--out`` with ``info.json`` (version,
+data summary, scores). About 7 CPU minutes on one core; the same seed gives the same weights.
+``--speed CHARS`` only measures the shipped model's load time and characters per second.
 """
 
 from __future__ import annotations
@@ -306,6 +308,12 @@ am labs: k {n}.{n}, mg {n}.{n}|creat {n}.{n}({n}.{n})|hct {lo}->{lo}|FiO2 {lo}%/
 pa numbers {pa}|stat echo|visiting|H.O. notified|primary team aware|multiple phone calls|hospice/VNA visits|LP/CT head done
 pt intubated in ER|admitted to hosp|stat CXR|to be seen by transplant team|seen by cardiac surgeon|in {n}0's|bs {hi}'s
 Soc: husband and son in|social: husband visited|s/p MVR, LVEF <20%|GU irrigation|ate half of sandwich|OOB to chair all day
+con't to monitor|CON'T ON HEPARIN @ {lo}0 U/HR|cont to diurese|remains on dopa @ {n} mcg/kg/min|looks comfortable
+being weaned|tachypneic at times|lethargic but arousable|Continues on lasix gtt|Remains afebrile|Denies pain
+Appears comfortable|Tolerating TF at goal|Awaiting bed on floor|Resting quietly|Sleeping at intervals|Received pt
+Noted to have loose stool|Weaned to 2L NC|Titrated per protocol|Agitated at times|Restless overnight|qs uo
+Surgeon in to see pt|Team aware of above|Family updated by MD|Husband in to visit|Wife called x2|legs up in air
+Con't plan|CONT TO MONITOR|CONT CURRENT PLAN|cont abx|cont to wean|DENIES N/V|UA sent|ua+ for uti|s/p line change
 MEDICATIONS ON ADMISSION:|Sincerely,|Dear colleague,|cc: chart|Electronically signed|Dictated but not read
 ASA 325|MVI|Boost Plus|Ensure TID|Depends|Seroquel 25 qhs|Haldol 2mg IV|Zyprexa|Precedex gtt
 """
@@ -451,6 +459,24 @@ class Generator:
                 out.append((sep, None))
             out.extend(p)
         return out
+
+    def reshape(self, pieces: list[Piece]) -> list[Piece]:
+        """A real note's chunk with its (surrogate) PHI replaced by other surrogates of the
+        same type and letter case, and sometimes the whole chunk upper- or lower-cased: the
+        model sees the note's real clinical words around ever different names."""
+        makers = {"NAME": self.v.person, "LOCATION": self.v.city, "HOSPITAL": self.v.hospital,
+                  "DATE": self.v.date, "PHONE": self.v.phone, "ID": self.v.ident, "AGE": self.v.old_age,
+                  "EMAIL": self.v.email}
+        out: list[Piece] = []
+        for text, label in pieces:
+            if label is not None and self.rng.random() < 0.8:
+                if label == "NAME" and len(text.split()) == 1:
+                    new = self.v.first_name() if self.rng.random() < 0.5 else self.v.last_name()
+                else:
+                    new = makers[label]()
+                text = new.upper() if text.isupper() else new.lower() if text.islower() else new
+            out.append((text, label))
+        return self._case(out)
 
     def _case(self, pieces: list[Piece]) -> list[Piece]:
         r = self.rng.random()
@@ -740,7 +766,7 @@ def train(args: argparse.Namespace) -> None:
     from spacy.training import Example  # noqa: F401  (import early: fail fast without spaCy)
     from spacy.util import fix_random_seed, minibatch
 
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     fix_random_seed(args.seed)
     rng = random.Random(args.seed)
     sources = load_sources(args.data)
@@ -753,8 +779,10 @@ def train(args: argparse.Namespace) -> None:
         dev_train = read_dev(args.dev, parse_range(args.dev_train)) if args.dev_train else []
         dev_valid = read_dev(args.dev, parse_range(args.dev_valid)) if args.dev_valid else []
         for row in dev_train:
-            for _ in range(args.dev_repeat):
-                pieces.extend(dev_pieces(row))
+            chunks = dev_pieces(row)
+            pieces.extend(chunks)  # once as written
+            for _ in range(args.dev_repeat - 1):  # then with fresh surrogates and case shapes
+                pieces.extend(gen.reshape(c) for c in chunks)
     elif args.dev:
         print(f"development gold {args.dev} not found: training on synthetic data only")
     examples = [to_example(nlp, p) for p in pieces]
@@ -794,14 +822,14 @@ def train(args: argparse.Namespace) -> None:
                          args.dev_train if dev_train else None,
                      "physionet_dev_notes_validated": len(dev_valid), "physionet_dev_patients_validated":
                          args.dev_valid if dev_valid else None,
-                     "seconds": round(time.time() - t0)},
+                     "seconds": round(time.time() - t0), "cpu_seconds": round(time.process_time() - c0)},
         "scores": scores, "size_bytes": size,
     }
     (args.out / "info.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     for name, s in scores.items():
         print(f"{name:<22} lenient R {s['lenient']['recall']:.3f} P {s['lenient']['precision']:.3f}  "
               f"by type R {s['recall_by_type']}")
-    print(f"model {size / 1e6:.1f} MB -> {args.out} in {time.time() - t0:.0f}s")
+    print(f"model {size / 1e6:.1f} MB -> {args.out} in {time.time() - t0:.0f}s ({time.process_time() - c0:.0f}s CPU)")
 
 
 def main(argv: Iterable[str] | None = None) -> None:
@@ -811,7 +839,8 @@ def main(argv: Iterable[str] | None = None) -> None:
     ap.add_argument("--dev", type=Path, default=None, help="PhysioNet development gold JSONL (optional)")
     ap.add_argument("--dev-train", default="1-10", help="development patients to train on")
     ap.add_argument("--dev-valid", default="11-17", help="development patients to score")
-    ap.add_argument("--dev-repeat", type=int, default=3, help="times each training note is seen per epoch")
+    ap.add_argument("--dev-repeat", type=int, default=6,
+                    help="times each training note is seen per epoch (after the first with other surrogates)")
     ap.add_argument("--out", type=Path, default=ROOT / "filters" / "deid" / "model")
     ap.add_argument("--examples", type=int, default=14000, help="synthetic examples")
     ap.add_argument("--epochs", type=int, default=4)

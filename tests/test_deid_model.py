@@ -89,9 +89,8 @@ def test_load_gives_a_model_with_info(model: learned.LearnedModel) -> None:
 @pytest.mark.parametrize("shape, cases", [("mixed", MIXED), ("upper", UPPER), ("lower", LOWER)])
 def test_finds_phi_in_unseen_sentences_of_each_case_shape(model: learned.LearnedModel, shape: str, cases) -> None:
     missed = [value for text, value in cases if not covered(model, text, value)]
-    # at most two misses of seven or eight per shape (measured model-only recall is about 0.8;
-    # the model is one detector beside the rules, not the only one)
-    assert len(missed) <= 2, f"{shape}: missed {missed}"
+    # at most one miss of seven or eight per shape: the model is one detector beside the rules
+    assert len(missed) <= 1, f"{shape}: missed {missed}"
 
 
 def test_leaves_clinical_negatives_alone(model: learned.LearnedModel) -> None:
@@ -125,6 +124,8 @@ def test_load_returns_none_without_model_files(tmp_path) -> None:
     assert learned.load(tmp_path) is None
     partial = tmp_path / "partial"
     shutil.copytree(learned.MODEL_DIR, partial)
+    (partial / "ner" / "model").unlink()  # an interrupted copy: weights missing
+    assert learned.load(partial) is None
     shutil.rmtree(partial / "ner")
     assert learned.load(partial) is None
 

@@ -26,6 +26,7 @@ logger = logging.getLogger("meddata.deid")
 
 MODEL_DIR = Path(__file__).parent / "model"
 MAX_SEGMENT = 1000
+_REQUIRED = ("config.cfg", "meta.json", "tokenizer", "ner/cfg", "ner/model", "ner/moves", "vocab/strings.json")
 SOURCE = "model"  # Span.source of everything this model finds
 _EDGE = " \t\r\n,;:"
 _PAIRS = {"(": ")", "[": "]", '"': '"', "'": "'"}
@@ -122,8 +123,9 @@ def load(path: str | Path | None = None) -> LearnedModel | None:
     """The shipped tagger (cached per process), or None when spaCy or the model files are
     missing (detection then stays rules-only; the caller decides whether to warn)."""
     model_dir = Path(path) if path is not None else MODEL_DIR
-    if not (model_dir / "config.cfg").is_file() or not (model_dir / "ner").is_dir():
-        logger.debug("learned PHI model not found at %s", model_dir)
+    missing = [f for f in _REQUIRED if not (model_dir / f).is_file()]
+    if missing:
+        logger.debug("learned PHI model at %s lacks %s", model_dir, ", ".join(missing))
         return None
     spacy = _import_spacy()
     if spacy is None:
