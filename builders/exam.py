@@ -29,24 +29,13 @@ from meddata.steps import Builder, Drop, Quarantine, StepContext, StepParams
 EXAM_FEATURES = {"context": Value("string"), "subject": Value("string"), "explanation": Value("string")}
 
 
-class ExamParams(StepParams):
-    model_config = ConfigDict(populate_by_name=True)  # `as` in recipes, `as_` in Python
+class ExamPromptParams(StepParams):
+    """The user-turn templates of exam instruction rows ({question}, {options}, {context}); the
+    defaults are meddata.exams' one MCQ prompt, which `meddata eval` scores with too (or reads
+    back from the build's stats.json: prompt_from). Shared by `exam` and `mcq_instruction`."""
 
-    path: InputPath
-    format: Literal["medqa", "medmcqa", "pubmedqa", "mmlu"] | None = None  # None: detect per file
-    as_: Literal["eval", "instruction"] = Field("eval", alias="as")
-    #: Follow the answer with MedMCQA's explanation / PubMedQA's long answer (instruction rows).
-    explanation: bool = True
-    #: User-turn templates of instruction rows ({question}, {options}, {context}); `meddata eval`
-    #: reads them back from the build's stats.json (prompt_from) to score in the same format.
     template: str = exams.MCQ_TEMPLATE
     yes_no_maybe_template: str = exams.YES_NO_MAYBE_TEMPLATE
-    #: MedMCQA ``cop``: 1 for the original release (1 = opa), 0 for the Hugging Face export.
-    cop_base: Literal[0, 1] = 1
-    subjects: list[str] | None = None  # keep only these subjects (MMLU / MedMCQA), others dropped
-    source: str | None = None  # default: the format name
-    licence: str | None = None
-    encoding: str = "utf-8"
 
     @field_validator("template", "yes_no_maybe_template")
     @classmethod
@@ -55,6 +44,22 @@ class ExamParams(StepParams):
 
     def templates(self) -> exams.PromptTemplates:
         return exams.PromptTemplates(mcq=self.template, yes_no_maybe=self.yes_no_maybe_template)
+
+
+class ExamParams(ExamPromptParams):
+    model_config = ConfigDict(populate_by_name=True)  # `as` in recipes, `as_` in Python
+
+    path: InputPath
+    format: Literal["medqa", "medmcqa", "pubmedqa", "mmlu"] | None = None  # None: detect per file
+    as_: Literal["eval", "instruction"] = Field("eval", alias="as")
+    #: Follow the answer with MedMCQA's explanation / PubMedQA's long answer (instruction rows).
+    explanation: bool = True
+    #: MedMCQA ``cop``: 1 for the original release (1 = opa), 0 for the Hugging Face export.
+    cop_base: Literal[0, 1] = 1
+    subjects: list[str] | None = None  # keep only these subjects (MMLU / MedMCQA), others dropped
+    source: str | None = None  # default: the format name
+    licence: str | None = None
+    encoding: str = "utf-8"
 
 
 @register

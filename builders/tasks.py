@@ -28,6 +28,7 @@ import random
 import re
 from typing import Any, ClassVar
 
+from meddata.builders.exam import ExamPromptParams
 from meddata.builders.sections import canonical_title, find_section
 from pydantic import Field, field_validator
 
@@ -228,21 +229,9 @@ class QaMessages(TemplateTask):
 # --------------------------------------------------------------------------- MCQ -> instruction
 
 
-class McqInstructionParams(TaskParams):
+class McqInstructionParams(TaskParams, ExamPromptParams):
     #: Follow the answer with the item's explanation / long answer when it has one.
     explanation: bool = True
-    #: User-turn templates ({question}, {options}, {context}); the defaults are meddata.exams' one
-    #: MCQ prompt, which `meddata eval` scores with too (or reads back from stats.json: prompt_from).
-    template: str = exams.MCQ_TEMPLATE
-    yes_no_maybe_template: str = exams.YES_NO_MAYBE_TEMPLATE
-
-    @field_validator("template", "yes_no_maybe_template")
-    @classmethod
-    def _placeholders(cls, v: str) -> str:
-        return exams.check_template(v)
-
-    def templates(self) -> exams.PromptTemplates:
-        return exams.PromptTemplates(mcq=self.template, yes_no_maybe=self.yes_no_maybe_template)
 
 
 @register

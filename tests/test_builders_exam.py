@@ -3,7 +3,6 @@ and malformed input."""
 
 from __future__ import annotations
 
-import pytest
 import yaml
 from badinput import bad_inputs, check_robust_build, robust_cases
 from testutil import DATA, EXAMPLES, read_jsonl
