@@ -11,7 +11,7 @@ import os
 
 import pytest
 import yaml
-from testutil import DATA, EXAMPLES, read_jsonl
+from testutil import DATA, EXAMPLES, assert_scored_with_intervals, read_jsonl
 
 from meddata.cli import main
 from meddata.records import validate_row
@@ -44,20 +44,15 @@ def _stats(out) -> dict:
 
 def test_generators_write_schema_valid_rows_with_the_real_model(model_dir, tmp_path):
     out = tmp_path / "out"
-    recipe = {
-        "name": "real-model-augment",
-        "llms": {"local": {"backend": "transformers", "model_path": MODEL, "device": "cpu", "batch_size": 8,
-                           "cache": False}},
-        "inputs": [
-            {"builder": "table", "path": str(EXAMPLES / "data/augment/passages.jsonl"), "source": "openstax-ap2e",
-             "licence": "CC-BY-NC-SA-4.0", "columns": {"id": "id", "text": "text"}},
-            {"builder": "exam", "path": str(EXAMPLES / "data/augment/medmcqa_sample.jsonl"), "format": "medmcqa",
-             "licence": "MIT"},
-        ],
-        "steps": [{"passage_qa": {"llm": "local", "per_passage": 1, "max_tokens": 160}},
-                  {"mcq_rationale": {"llm": "local", "max_tokens": 120}}],
-        "output": {"path": str(out), "formats": ["jsonl"], "card": False},
-    }
+    # the example recipe's LLM part (its passage and MCQ inputs), smaller answers, uncached
+    example = EXAMPLES / "recipes" / "augment_local.yaml"
+    recipe = yaml.safe_load(example.read_text(encoding="utf-8"))
+    recipe["llms"]["local"]["cache"] = False
+    recipe["inputs"] = [{**i, "path": str((example.parent / i["path"]).resolve())} for i in recipe["inputs"]
+                        if i.get("source", i.get("format")) in ("openstax-ap2e", "medmcqa")]
+    recipe["steps"] = [{"passage_qa": {"llm": "local", "per_passage": 1, "max_tokens": 160}},
+                       {"mcq_rationale": {"llm": "local", "max_tokens": 120}}]
+    recipe["output"] = {"path": str(out), "formats": ["jsonl"], "card": False}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     assert main(["build", str(path), "--limit", "2"]) == 0
@@ -122,11 +117,7 @@ def test_eval_scores_base_and_tuned_in_both_modes(lora_run, tmp_path):
     rows = {(r["mode"], r["metric"]): r for r in report["rows"] if r["benchmark"] == "medqa"}
     assert {("loglik", "acc"), ("generate", "acc")} <= set(rows)
     for row in rows.values():
-        for name in ("base", "tuned"):
-            entry = row["models"][name]
-            assert entry["n"] == 20
-            lo, hi = entry["ci95"]
-            assert 0 <= lo <= entry["value"] <= hi <= 1
+        assert_scored_with_intervals(row, ("base", "tuned"), 20)
     # a real instruct model answers the MCQs in a parseable way most of the time
     gen = read_jsonl(out / "predictions" / "base" / "medqa.generate.jsonl")
     assert len(gen) == 20 and sum(1 for g in gen if g["pred"]) >= 10

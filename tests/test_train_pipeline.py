@@ -12,7 +12,7 @@ import yaml
 from llm_server import LLMServer
 from meddata.trainers import scoring
 from meddata.trainers.tiny import build_tiny_llama
-from testutil import DATA, EXAMPLES, read_jsonl, write_jsonl
+from testutil import DATA, EXAMPLES, assert_scored_with_intervals, read_jsonl, write_jsonl
 
 from meddata import exams
 from meddata.cli import main
@@ -153,11 +153,7 @@ def test_eval_report_base_vs_finetuned(trained, tmp_path, capsys):
     assert set(rows) == {(b, m, k) for b in ("medqa", "pubmedqa") for m, k in
                          (("loglik", "acc"), ("loglik", "acc_norm"), ("generate", "acc"))}
     for row in rows.values():
-        for name in ("base", "tuned"):
-            entry = row["models"][name]
-            assert entry["n"] == 20
-            lo, hi = entry["ci95"]
-            assert 0 <= lo <= entry["value"] <= hi <= 1
+        assert_scored_with_intervals(row, ("base", "tuned"), 20)
         assert "delta" in row["models"]["tuned"] and "delta" not in row["models"]["base"]
     md = (out / "report.md").read_text()
     assert "| medqa | loglik | acc | 20 |" in md and "| pubmedqa | generate | acc | 20 |" in md

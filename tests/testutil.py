@@ -24,3 +24,12 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
         for row in rows:
             fh.write(json.dumps(row) + "\n")
     return path
+
+
+def assert_scored_with_intervals(row: dict, models: tuple[str, ...], n: int) -> None:
+    """An eval report row scored every model on ``n`` items, each value inside its 95 % interval."""
+    for name in models:
+        entry = row["models"][name]
+        assert entry["n"] == n
+        lo, hi = entry["ci95"]
+        assert 0 <= lo <= entry["value"] <= hi <= 1
