@@ -83,14 +83,8 @@ def arrow_columns(dataset: Dataset, columns: Sequence[str]) -> pa.Table:
 
 
 def contents(dataset: Dataset, fields: Sequence[str] | None) -> list[str]:
-    """The compared content of every row, in row order."""
-    columns = sorted({spec.partition(".")[0] for spec in fields or DEFAULT_FIELDS})
-    table = arrow_columns(dataset, columns)
-    if table.num_columns == 0:
-        return [""] * len(dataset)
-    names = table.column_names
-    values = [table.column(c).to_pylist() for c in names]
-    return [row_content(dict(zip(names, row)), fields) for row in zip(*values)]
+    """The compared content of every row, in row order, as one list (see :class:`LazyContents`)."""
+    return list(LazyContents(dataset, fields))
 
 
 class LazyContents(Sequence[str]):

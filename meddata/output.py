@@ -30,13 +30,10 @@ BATCH = 10_000
 DATA_FILE = "data-00000-of-00001.arrow"
 
 
-def drop_empty_columns(ds: Dataset) -> Dataset:
-    keep = {"id", "source", "meta"}
-    empty = [
-        c for c in ds.column_names
-        if c not in keep and (len(ds) == 0 or ds.data.column(c).null_count == ds.data.num_rows)
-    ]
-    return ds.remove_columns(empty) if empty else ds
+def empty_columns(table: pa.Table) -> set[str]:
+    """Columns no row filled (``id``, ``source`` and ``meta`` always stay): left out of the output."""
+    return {c for c in table.column_names
+            if c not in ("id", "source", "meta") and (table.num_rows == 0 or table.column(c).null_count == table.num_rows)}
 
 
 def _split_names(table: pa.Table) -> list[str]:
@@ -58,12 +55,11 @@ def _write_split_folder(folder: Path, features: Features) -> None:
     }, indent=2))
 
 
-def write_dataset_dict(ds: Dataset, target: Path) -> DatasetDict:
-    """Stream ``ds`` (flat) into one Arrow file per split under ``target``; return them memory-mapped."""
+def write_dataset_dict(ds: Dataset, target: Path) -> list[str]:
+    """Stream ``ds`` into one Arrow file per split under ``target``; return the split names."""
     table = ds.with_format("arrow")[:] if ds._indices is not None else ds.data.table
     names = _split_names(table)
-    empty = {c for c in table.column_names
-             if c not in ("id", "source", "meta") and (table.num_rows == 0 or table.column(c).null_count == table.num_rows)}
+    empty = empty_columns(table)
     columns = [c for c in table.column_names if c != SPLIT_COLUMN and c not in empty]
     features = Features({c: ds.features[c] for c in columns})
     schema = features.arrow_schema
@@ -87,7 +83,7 @@ def write_dataset_dict(ds: Dataset, target: Path) -> DatasetDict:
         w.close()
         _write_split_folder(target / name, features)
     (target / "dataset_dict.json").write_text(json.dumps({"splits": names}))
-    return DatasetDict({name: Dataset.from_file(str(target / name / DATA_FILE)) for name in names})
+    return names
 
 
 def iter_rows(ds: Dataset) -> Iterator[dict]:
@@ -101,11 +97,10 @@ def write_outputs(ds: Dataset, recipe: Recipe, out_dir: Path) -> Path:
     dataset_dir = out_dir / "dataset"
     tmp = out_dir / "dataset.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    write_dataset_dict(ds, tmp)  # then swap, so a failed write never leaves half a dataset
+    names = write_dataset_dict(ds, tmp)  # then swap, so a failed write never leaves half a dataset
     shutil.rmtree(dataset_dir, ignore_errors=True)
     tmp.rename(dataset_dir)
-    splits = DatasetDict({name: Dataset.from_file(str(dataset_dir / name / DATA_FILE))
-                          for name in json.loads((dataset_dir / "dataset_dict.json").read_text())["splits"]})
+    splits = DatasetDict({name: Dataset.from_file(str(dataset_dir / name / DATA_FILE)) for name in names})
     formats = set(recipe.output.formats)
     for fmt, folder in (("jsonl", "jsonl"), ("parquet", "parquet")):
         target = out_dir / folder
