@@ -289,8 +289,8 @@ _DATE_SHAPE = re.compile(
 _AGE_AFTER = re.compile(r"[\s-]*(?:y/?o\b|y\.o\.|yrs?\b|years?\b|year-old|yo\b|m\b|f\b|male|female|man|woman)", re.I)
 _AGE_BEFORE = re.compile(r"\b(?:age[sd]?|aged|turn(?:s|ed|ing)?|is|was|be)\s*:?\s*$", re.I)
 _RANGE_WITH_UNIT = re.compile(r"[\d.,-]+\s*(?:mg|mcg|ng|g|ml|mL|cc|units?|mmhg|%|/)", re.I)
-_WEEKDAY_ONLY = re.compile(r"(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day)?s?|wednesdays?|tuesdays?|"
-                           r"thursdays?|saturdays?", re.I)
+_WEEKDAY_ONLY = re.compile(r"(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day)?s?|wednesdays?|"
+                           r"saturdays?", re.I)  # "tues"+"day", "thurs"+"day" match the first part
 
 
 _CUE_BEFORE = re.compile(r"(?:\b(?:" + "|".join(sorted(TITLES | RELATIONS)) + r")\.?|\b(?:per|by|with|called|"
