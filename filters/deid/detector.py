@@ -98,7 +98,7 @@ class Detector:
             toks = tokenize(text)
             toks_all.append(toks)
             results.append(self._rules(text, toks))
-        if self._model is not None or self._model_pending:
+        if self.uses_model:
             jobs = []
             for i, text in enumerate(texts):
                 covered = merge_spans(results[i])
