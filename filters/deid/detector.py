@@ -98,7 +98,7 @@ class Detector:
             toks = tokenize(text)
             toks_all.append(toks)
             results.append(self._rules(text, toks))
-        if self._model is not None or self._model_pending:
+        if self.uses_model:
             jobs = []
             for i, text in enumerate(texts):
                 covered = merge_spans(results[i])
@@ -129,15 +129,19 @@ class Detector:
         for family in patterns.FAMILIES:
             spans.extend(family(text))
         spans.extend(patterns.find_ages(text, 0 if self.config.all_ages else 90))
-        if not self.config.years:
-            spans = [s for s in spans if not (s.type == "DATE" and _bare_year(text[s.start:s.end]))]
-        if not self.config.weekdays:
-            spans = [s for s in spans if not (s.type == "DATE" and _WEEKDAY_ONLY.fullmatch(text[s.start:s.end]))]
+        spans = [s for s in spans if s.type != "DATE" or self._policy_keeps_date(text[s.start:s.end])]
         spans.extend(self.names.find(text, toks))
         spans.extend(self.places.find(text, toks))
         if self.config.regions:
             spans.extend(self.places.regions(toks))
         return spans
+
+    def _policy_keeps_date(self, piece: str) -> bool:
+        """False for a bare year or a lone weekday when the policy keeps those (one rule for
+        the rules' and the learned model's dates)."""
+        if not self.config.years and _bare_year(piece):
+            return False
+        return self.config.weekdays or not _WEEKDAY_ONLY.fullmatch(piece)
 
     def vet_learned(self, text: str, toks: list[Token], found: list[Span]) -> list[Span]:
         """The learned model's spans that survive the vocabulary veto and the policy.
@@ -180,9 +184,7 @@ class Detector:
             elif s.type == "DATE":
                 if not _DATE_SHAPE.search(piece):
                     continue  # "the 5th", "9/11" in a table, a lone "4": not a date without a year or month
-                if not self.config.weekdays and _WEEKDAY_ONLY.fullmatch(piece):
-                    continue
-                if not self.config.years and _bare_year(piece):
+                if not self._policy_keeps_date(piece):
                     continue
             elif s.type in ("PHONE", "ID", "MRN", "SSN"):
                 digits = sum(c.isdigit() for c in piece)
@@ -287,8 +289,8 @@ _DATE_SHAPE = re.compile(
 _AGE_AFTER = re.compile(r"[\s-]*(?:y/?o\b|y\.o\.|yrs?\b|years?\b|year-old|yo\b|m\b|f\b|male|female|man|woman)", re.I)
 _AGE_BEFORE = re.compile(r"\b(?:age[sd]?|aged|turn(?:s|ed|ing)?|is|was|be)\s*:?\s*$", re.I)
 _RANGE_WITH_UNIT = re.compile(r"[\d.,-]+\s*(?:mg|mcg|ng|g|ml|mL|cc|units?|mmhg|%|/)", re.I)
-_WEEKDAY_ONLY = re.compile(r"(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day)?s?|wednesdays?|tuesdays?|"
-                           r"thursdays?|saturdays?", re.I)
+_WEEKDAY_ONLY = re.compile(r"(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day)?s?|wednesdays?|"
+                           r"saturdays?", re.I)  # "tues"+"day", "thurs"+"day" match the first part
 
 
 _CUE_BEFORE = re.compile(r"(?:\b(?:" + "|".join(sorted(TITLES | RELATIONS)) + r")\.?|\b(?:per|by|with|called|"

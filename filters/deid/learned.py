@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from meddata.filters.deid.ner import builtin_factories_only
 from meddata.filters.deid.spans import Span
 
 logger = logging.getLogger("meddata.deid")
@@ -131,16 +132,8 @@ def load(path: str | Path | None = None) -> LearnedModel | None:
     if spacy is None:
         logger.debug("spaCy is not installed: learned PHI model unavailable")
         return None
-    # Constructing any spaCy pipeline imports every package that registers a spaCy factory
-    # through an entry point (Presidio pulls in transformers and torch: seconds). This model
-    # uses only spaCy's own "ner" factory, so those are skipped while it loads.
-    factories = spacy.util.registry._entry_point_factories
-    saved = factories.entry_points
-    factories.entry_points = False
-    try:
+    with builtin_factories_only():  # this model uses only spaCy's own "ner" factory
         nlp = spacy.load(model_dir)
-    finally:
-        factories.entry_points = saved
     info_file = model_dir / "info.json"
     info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
     info.setdefault("path", str(model_dir))

@@ -173,8 +173,8 @@ def drug_words() -> set[str]:
         data = pickle.load(fh)  # noqa: S301 - the package's own shipped dictionary
     # one-word names only: the words of longer ones ("pine needle oil", "salmo gairdneri flesh")
     # are everyday words, places and species, not evidence against a name
-    return {w for variant in data["drug_variant_to_canonical"] for w in [_words(variant)] if len(w) == 1
-            for w in w}
+    return {words[0] for variant in data["drug_variant_to_canonical"] for words in [_words(variant)]
+            if len(words) == 1}
 
 
 def abbreviation_words() -> set[str]:
@@ -219,7 +219,8 @@ def medical() -> None:
     vocab = sorted(w for w in drug_words() | abbreviation_words() | icd if len(w) > 2 and w not in names)
     with gzip.open(HERE / "medical_terms.txt.gz", "wt") as fh:
         fh.write("\n".join(vocab) + "\n")
-    web2 = {w for w in get_english_words_set(["web2"], lower=False) if w.islower()}
+    web2_all = get_english_words_set(["web2"], lower=False)
+    web2 = {w for w in web2_all if w.islower()}
     eponyms = set()
     for t in titles:
         for m in EPONYM.finditer(t):
@@ -234,7 +235,7 @@ def medical() -> None:
     (HERE / "eponyms.txt").write_text("\n".join(sorted(eponyms)) + "\n")
     # lower-case web2 entries are everyday words; capitalized ones that are not names are
     # languages and nationalities ("English", "German"), equally not a person in an ALL-CAPS line
-    proper_web2 = {w.lower() for w in get_english_words_set(["web2"], lower=False) if w[:1].isupper()}
+    proper_web2 = {w.lower() for w in web2_all if w[:1].isupper()}
     # the 5,000 most frequent census surnames (Romero, Brown, Wright) stay names: in a note they are
     # far more often a person than a fish, a colour or a craftsman
     frequent = set(last[:5000])
