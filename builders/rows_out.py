@@ -25,12 +25,11 @@ from typing import Any
 
 from meddata.builders import source_io
 
+from meddata.buildinfo import PHI_IN, ROWS_READ
 from meddata.records import make_id
 from meddata.steps import Builder, Drop, Quarantine, StepContext
 
 ReadFn = Callable[[Any, StepContext], Iterator[dict | Drop | Quarantine]]
-ROWS_READ = "rows_read."
-PHI_IN = "phi_in."
 
 
 def locator_suffix(row: dict) -> str:
