@@ -23,12 +23,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from meddata.builders import source_io
+
+from meddata.buildinfo import PHI_IN, ROWS_READ
 from meddata.records import make_id
 from meddata.steps import Builder, Drop, Quarantine, StepContext
 
 ReadFn = Callable[[Any, StepContext], Iterator[dict | Drop | Quarantine]]
-ROWS_READ = "rows_read."
-PHI_IN = "phi_in."
 
 
 def locator_suffix(row: dict) -> str:
@@ -96,9 +97,9 @@ class SourceCounts:
 def fallback_source(builder: Builder) -> str:
     """The source name of a builder whose every record was quarantined (none named one)."""
     params = builder.params
-    name = getattr(params, "source", None)
-    path = getattr(params, "path", None)
-    return str(name or (str(path).rstrip("/").rsplit("/", 1)[-1].split(".")[0] if path else builder.name))
+    if getattr(params, "path", None):  # the name every file builder gives its rows (source_io)
+        return source_io.source_name(params)
+    return str(getattr(params, "source", None) or builder.name)
 
 
 def checked_rows(read: ReadFn) -> ReadFn:

@@ -354,16 +354,22 @@ class BuildInfo:
         return [(s, s["report"]) for s in self.steps_named(*prefixes) if s.get("report")]
 
 
+#: Prefixes of a builder's per-source counters (``rows_read.<source>``,
+#: ``phi_in.<status>.<source>``); :mod:`meddata.builders.rows_out` writes them.
+ROWS_READ = "rows_read."
+PHI_IN = "phi_in."
+
+
 def _per_source_reads(counters: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, Counter]]:
     """A builder's ``rows_read.<source>`` and ``phi_in.<status>.<source>`` counters (the keys
     of :mod:`meddata.builders.rows_out`; the source is the same string as the rows' column)."""
     read: dict[str, int] = {}
     phi: dict[str, Counter] = {}
     for key, value in counters.items():
-        if key.startswith("rows_read."):
-            read[key[len("rows_read."):]] = int(value)
-        elif key.startswith("phi_in."):
-            status, _, source = key[len("phi_in."):].partition(".")
+        if key.startswith(ROWS_READ):
+            read[key[len(ROWS_READ):]] = int(value)
+        elif key.startswith(PHI_IN):
+            status, _, source = key[len(PHI_IN):].partition(".")
             phi.setdefault(source, Counter())[status] += int(value)
     return read, phi
 
