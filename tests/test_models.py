@@ -73,3 +73,22 @@ def test_train_and_llm_steps_report_an_unfetched_model_in_one_line(empty_home, t
     finally:
         client.close()
     assert resp.error and "not fetched yet" in resp.error and "meddata models fetch" in resp.error
+
+
+def test_a_stalled_package_index_ends_in_a_one_line_error_not_a_hang(empty_home, monkeypatch):
+    """An index that accepts the connection and never answers: the fetch stops at the deadline."""
+    import socket
+    import time
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.getsockname()[1]}/simple")
+        monkeypatch.setenv("PIP_TIMEOUT", "60")
+        monkeypatch.setenv("MEDDATA_FETCH_TIMEOUT", "4")
+        started = time.monotonic()
+        with pytest.raises(models.ModelError, match="timed out after 4 s") as err:
+            models.fetch(NAME)
+    assert time.monotonic() - started < 30
+    assert "\n" not in str(err.value) and "MEDDATA_FETCH_TIMEOUT" in str(err.value)
+    assert not list((empty_home / "models" / NAME).glob("*.gguf"))
