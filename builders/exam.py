@@ -13,15 +13,14 @@ lettered options -> ``"C. <option text>"`` (and the explanation, if any).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Literal
 
 from datasets import Value
+from meddata.builders import source_io
 from meddata.builders.rows_out import checked_rows
 from pydantic import ConfigDict, Field, field_validator
 
 from meddata import exams
-from meddata.params import InputPath
 from meddata.records import messages, new_meta, new_row
 from meddata.registry import register
 from meddata.steps import Builder, Drop, Quarantine, StepContext, StepParams
@@ -46,10 +45,11 @@ class ExamPromptParams(StepParams):
         return exams.PromptTemplates(mcq=self.template, yes_no_maybe=self.yes_no_maybe_template)
 
 
-class ExamParams(ExamPromptParams):
+class ExamParams(ExamPromptParams, source_io.SourceParams):
+    """``source`` default: the format name; ``glob`` default: meddata.exams' exam file patterns."""
+
     model_config = ConfigDict(populate_by_name=True)  # `as` in recipes, `as_` in Python
 
-    path: InputPath
     format: Literal["medqa", "medmcqa", "pubmedqa", "mmlu"] | None = None  # None: detect per file
     as_: Literal["eval", "instruction"] = Field("eval", alias="as")
     #: Follow the answer with MedMCQA's explanation / PubMedQA's long answer (instruction rows).
@@ -57,9 +57,6 @@ class ExamParams(ExamPromptParams):
     #: MedMCQA ``cop``: 1 for the original release (1 = opa), 0 for the Hugging Face export.
     cop_base: Literal[0, 1] = 1
     subjects: list[str] | None = None  # keep only these subjects (MMLU / MedMCQA), others dropped
-    source: str | None = None  # default: the format name
-    licence: str | None = None
-    encoding: str = "utf-8"
 
 
 @register
@@ -73,17 +70,16 @@ class ExamBuilder(Builder):
     @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: ExamParams = self.params
-        root = Path(p.path)
-        for path in exams.exam_files(root):
-            if path.stat().st_size == 0:
-                yield Quarantine("the file is empty", ctx.display_path(path), "file")
+        for path in source_io.input_files(p, exams.EXAM_PATTERNS):
+            file = ctx.display_path(path)
+            if (q := source_io.empty_file(path, file)) is not None:
+                yield q
                 continue
             try:
                 fmt = p.format or exams.detect_format(path)
             except ValueError as exc:
-                yield Quarantine(str(exc).removeprefix(f"{path}: "), ctx.display_path(path), "file")
+                yield Quarantine(str(exc).removeprefix(f"{path}: "), file, "file")
                 continue
-            file = ctx.display_path(path)
             self.stat_update(f"format.{fmt}")
             for item in exams.read_exam(path, fmt, cop_base=p.cop_base, encoding=p.encoding):
                 if isinstance(item, Quarantine):

@@ -28,6 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from meddata.builders import source_io
 from meddata.builders.rows_out import checked_rows
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,7 +36,7 @@ from meddata import io
 from meddata.params import InputPath
 from meddata.records import make_id, messages, new_meta, new_row
 from meddata.registry import register
-from meddata.steps import Builder, Drop, Quarantine, StepContext, StepParams
+from meddata.steps import Builder, Drop, Quarantine, StepContext
 from meddata.yamlfile import read_yaml
 
 TEMPLATES_FILE = Path(__file__).parent / "data" / "kg_templates.yaml"
@@ -102,8 +103,7 @@ class TripleColumns(BaseModel):
     tail: str = "tail"
 
 
-class KgParams(StepParams):
-    path: InputPath
+class KgParams(source_io.SourceParams):
     layout: Literal["triples", "disease_table"] = "triples"
     format: Literal["csv", "tsv", "jsonl"] | None = None  # default: from the suffix
     #: ``triples``: where head, relation and tail live (column names or JSON keys).
@@ -121,10 +121,6 @@ class KgParams(StepParams):
     lowercase_tails: bool = True
     max_entity_chars: int = Field(300, ge=10)
     seed: int = 0
-    source: str | None = None
-    licence: str | None = None
-    encoding: str = "utf-8"
-    glob: str = "*"
 
 
 _SCHEMA = """
@@ -144,11 +140,10 @@ class KgBuilder(Builder):
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: KgParams = self.params
         templates = load_templates(p.templates or TEMPLATES_FILE)
-        root = Path(p.path)
-        for path in io.files_under(root, (p.glob,)):
+        for path in source_io.input_files(p, ("*",)):
             file = ctx.display_path(path)
-            if path.stat().st_size == 0:
-                yield Quarantine("the file is empty", file, "file")
+            if (q := source_io.empty_file(path, file)) is not None:
+                yield q
                 continue
             try:
                 records = self._records(path)
@@ -161,7 +156,7 @@ class KgBuilder(Builder):
             try:
                 db.executescript(_SCHEMA)
                 yield from self._load(db, records, file, templates)
-                yield from self._groups(db, templates, p.source or path.name.split(".")[0], file)
+                yield from self._groups(db, templates, source_io.file_source(p, path), file)
             finally:
                 db.close()
                 db_path.unlink(missing_ok=True)

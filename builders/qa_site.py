@@ -11,9 +11,11 @@ Three source layouts (the generic JSON/JSONL/CSV case is the ``table`` builder):
   ``input``, ``output``), a JSON array streamed item by item, or JSONL.
 
 Site boilerplate (greetings, "thanks for your query", "hope this helps", sign-offs, site
-names) is removed from answers while reading (``strip_boilerplate: true``, the default) with
-the pattern list in ``data/qa_boilerplate.txt``. For rows from other builders (``table``),
-use the ``strip_boilerplate`` cleaning step.
+names) is removed from answers while reading (``strip_boilerplate: true``, the default) by
+:mod:`meddata.text`'s engine with its shipped pattern list: the same answers as the
+``strip_boilerplate`` cleaning step gives, which is the one to use for rows from other
+builders (``table``). Files, ``source``, ``licence`` and ``glob`` work as in every
+file-reading builder (:mod:`meddata.builders.source_io`).
 """
 
 from __future__ import annotations
@@ -24,115 +26,22 @@ import re
 import sqlite3
 import uuid
 from collections.abc import Iterator
-from functools import lru_cache
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Literal
 from xml.etree import ElementTree as ET
 from xml.parsers import expat
 
+from meddata.builders import source_io
 from meddata.builders.rows_out import checked_rows
 
-from meddata import io
-from meddata.params import InputPath
+from meddata import io, text
 from meddata.records import messages, new_meta, new_row
 from meddata.registry import register
-from meddata.steps import Builder, Drop, Quarantine, StepContext, StepParams
+from meddata.steps import Builder, Drop, Quarantine, StepContext
 
-DATA_DIR = Path(__file__).parent / "data"
-BOILERPLATE_FILE = DATA_DIR / "qa_boilerplate.txt"
 CHUNK = 1 << 16
-
-# --------------------------------------------------------------------------- text helpers
-
-
-@lru_cache(maxsize=8)
-def load_boilerplate(path: str | Path = BOILERPLATE_FILE) -> tuple[re.Pattern[str], ...]:
-    """Compile a pattern file (one regex per line, ``#`` comments); errors name the line."""
-    patterns = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            patterns.append(re.compile(line.strip(), re.IGNORECASE))
-        except re.error as exc:
-            raise ValueError(f"{path}:{n}: invalid regular expression ({exc})") from None
-    return tuple(patterns)
-
-
-_LEAD_PUNCT = re.compile(r"\A[\s,.;:!-]+")
 _SPACES = re.compile(r"[ \t]+")
 _BLANKS = re.compile(r"\n\s*\n\s*(?:\n\s*)+")
-
-
-#: Boilerplate sits at the edges of an answer (greeting, thanks, sign-off, referral link):
-#: long answers are cleaned in their first and last EDGE characters only, so the cost per
-#: row stays flat however long the answer (and the middle of a text is never touched).
-EDGE = 600
-
-
-def strip_boilerplate(text: str, patterns: tuple[re.Pattern[str], ...] | None = None) -> str:
-    """Delete every boilerplate match (repeatedly: removing a sign-off can expose a closer)."""
-    patterns = load_boilerplate() if patterns is None else patterns
-    if len(text) > 3 * EDGE:
-        cut_head = text.rfind(" ", 0, EDGE) + 1 or EDGE  # cut at spaces, never inside a word
-        cut_tail = text.find(" ", len(text) - EDGE)
-        cut_tail = cut_tail if cut_tail > 0 else len(text) - EDGE
-        head = _strip_all(text[:cut_head], [p for p in patterns if r"\Z" not in p.pattern])
-        tail = _strip_all(text[cut_tail:], [p for p in patterns if not p.pattern.startswith(r"\A")])
-        text = f"{head} {text[cut_head:cut_tail].strip()} {tail}"
-    else:
-        text = _strip_all(text, patterns)
-    text = _SPACES.sub(" ", text)
-    text = "\n".join(line.strip() for line in text.split("\n"))
-    return _LEAD_PUNCT.sub("", _BLANKS.sub("\n\n", text)).strip()
-
-
-def _strip_all(text: str, patterns) -> str:
-    text = text.strip()
-    for _ in range(4):
-        before = text
-        for pat in patterns:
-            text = pat.sub(" ", text).strip()
-        if text == before:
-            break
-    return text
-
-
-class _HtmlText(HTMLParser):
-    """HTML -> plain text keeping paragraph and list structure; code and links keep their text."""
-
-    BLOCK = {"p", "div", "br", "ul", "ol", "pre", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "table", "tr"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag == "li":
-            self.parts.append("\n- ")
-        elif tag in self.BLOCK:
-            self.parts.append("\n\n" if tag != "br" else "\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.BLOCK and tag != "br":
-            self.parts.append("\n\n")
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-
-def html_to_text(markup: str) -> str:
-    """StackExchange bodies are HTML: paragraphs and list items become lines, tags go."""
-    if "<" not in markup and "&" not in markup:
-        return markup.strip()
-    parser = _HtmlText()
-    parser.feed(markup)
-    parser.close()
-    text = _SPACES.sub(" ", "".join(parser.parts))
-    text = "\n".join(line.strip() for line in text.split("\n"))
-    text = re.sub(r"\n{2,}(?=- )", "\n", re.sub(r"\n{3,}", "\n\n", text))  # list items stay together
-    return text.strip()
 
 
 def _tidy(text: str | None) -> str:
@@ -218,11 +127,24 @@ def iter_xml(path: Path, tags: set[str], starts: set[str] = frozenset()) -> Iter
 # --------------------------------------------------------------------------- MedQuAD XML
 
 
-class MedquadParams(StepParams):
-    path: InputPath
-    source: str = "medquad"
+def _boilerplate(enabled: bool) -> text.BoilerplatePatterns | None:
+    """The one boilerplate engine (:mod:`meddata.text`) with the shipped list, or None."""
+    return text.load_patterns([text.DEFAULT_BOILERPLATE]) if enabled else None
+
+
+def _xml_files(builder: Builder, ctx: StepContext, patterns: tuple[str, ...]) -> Iterator[tuple[Path, str] | Quarantine]:
+    """``(path, display name)`` of the XML files to read; an empty one is a quarantine entry."""
+    for path in source_io.input_files(builder.params, patterns):
+        file = ctx.display_path(path)
+        if (q := source_io.empty_file(path, file)) is not None:
+            yield q
+        else:
+            yield path, file
+
+
+class MedquadParams(source_io.SourceParams):
+    source: str | None = "medquad"
     licence: str | None = "CC-BY-4.0"
-    glob: str = "*.xml"
     #: MedQuAD questions read "What is (are) X ?"; tidy the space before the "?".
     fix_question_spacing: bool = True
 
@@ -236,10 +158,8 @@ class MedquadXml(Builder):
 
     @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
-        p: MedquadParams = self.params
-        root = Path(p.path)
-        for path in io.files_under(root, (p.glob,)):
-            yield from self._file(path, ctx.display_path(path))
+        for item in _xml_files(self, ctx, ("*.xml",)):
+            yield from [item] if isinstance(item, Quarantine) else self._file(*item)
 
     def _file(self, path: Path, file: str) -> Iterator[dict | Drop | Quarantine]:
         p: MedquadParams = self.params
@@ -279,10 +199,11 @@ class MedquadXml(Builder):
 # --------------------------------------------------------------------------- StackExchange
 
 
-class StackExchangeParams(StepParams):
-    path: InputPath  # Posts.xml (optionally .gz), or a folder holding one per site
-    source: str = "stackexchange"
-    licence: str | None = None  # default: each post's ContentLicense (CC BY-SA 2.5 / 3.0 / 4.0)
+class StackExchangeParams(source_io.SourceParams):
+    """``path``: Posts.xml (optionally .gz), or a folder holding one per site. ``licence``
+    default: each post's ContentLicense (CC BY-SA 2.5 / 3.0 / 4.0)."""
+
+    source: str | None = "stackexchange"
     #: Which answer pairs with a question: the accepted one, the top-scored one, or the
     #: accepted one falling back to the top-scored one.
     answer: Literal["accepted", "top", "accepted_or_top"] = "accepted_or_top"
@@ -310,9 +231,8 @@ class StackExchangePosts(Builder):
 
     @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
-        root = Path(self.params.path)
-        for path in io.files_under(root, ("Posts.xml", "Posts.xml.gz", "*.xml")):
-            yield from self._file(path, ctx.display_path(path), ctx)
+        for item in _xml_files(self, ctx, ("Posts.xml", "Posts.xml.gz", "*.xml")):
+            yield from [item] if isinstance(item, Quarantine) else self._file(*item, ctx)
 
     def _file(self, path: Path, file: str, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         """Questions and answers are joined through an on-disk SQLite table in the step's
@@ -375,7 +295,7 @@ class StackExchangePosts(Builder):
     def _join(self, db: sqlite3.Connection, file: str) -> Iterator[dict | Drop]:
         p: StackExchangeParams = self.params
         wanted_tags = {t.lower() for t in p.tags} if p.tags is not None else None
-        boiler = load_boilerplate() if p.strip_boilerplate else ()
+        boiler = _boilerplate(p.strip_boilerplate)
         for qid, line, qscore, accepted, title, body, tags, licence in db.execute(
                 "SELECT id, line, score, accepted, title, body, tags, licence FROM q ORDER BY line"):
             tag_list = [t for t in re.split(r"[<>|]+", tags) if t]
@@ -396,12 +316,12 @@ class StackExchangePosts(Builder):
             if ascore < p.min_score:
                 yield Drop(stub, "below_min_score")
                 continue
-            question = html_to_text(body)
+            question = text.tidy_whitespace(text.html_to_text(body))
             if p.include_title and title:
                 question = f"{html.unescape(title).strip()}\n\n{question}".strip()
-            answer = html_to_text(abody)
+            answer = text.tidy_whitespace(text.html_to_text(abody))
             if boiler:
-                answer = strip_boilerplate(answer, boiler)
+                answer = boiler.strip(answer)[0]
             if not question or not answer:
                 yield Drop(stub, "empty_question" if not question else "empty_answer")
                 continue
@@ -425,129 +345,12 @@ class StackExchangePosts(Builder):
 # --------------------------------------------------------------------------- Alpaca QA JSON
 
 
-def iter_json_stream(path: Path, encoding: str = "utf-8") -> Iterator[tuple[str, Any] | Quarantine]:
-    """Items of a top-level JSON array, decoded one at a time (HealthCareMagic-100k is a
-    140 MB array; this never holds more than one item plus a read buffer). Locators are the
-    line where each item starts. A syntax error ends the file with one Quarantine."""
-    fname = str(path)
-    decoder = json.JSONDecoder()
-    with io.open_binary(path) as fh:
-        reader = _Chunks(fh, encoding, fname)
-        try:
-            reader.skip_ws()
-            if reader.at_end():
-                yield Quarantine("the file is empty (expected a JSON array)", fname, "line 1")
-                return
-            if reader.peek() != "[":
-                yield Quarantine("expected a JSON array of objects ('[' at the start)", fname, f"line {reader.line}")
-                return
-            reader.advance(1)
-            index = 0
-            while True:
-                reader.skip_ws()
-                if reader.peek() == "]":
-                    return
-                if index:
-                    if reader.peek() != ",":
-                        raise _StreamError("expected ',' or ']' between items", reader.line)
-                    reader.advance(1)
-                    reader.skip_ws()
-                start_line = reader.line
-                obj, size = reader.decode(decoder)
-                index += 1
-                if size > _Chunks.MAX_ITEM:
-                    yield Quarantine(f"item is {size:,} characters, over the {_Chunks.MAX_ITEM:,} limit",
-                                     fname, f"line {start_line}")
-                    continue
-                yield f"line {start_line}", obj
-        except _StreamError as exc:
-            yield Quarantine(f"{exc.args[0]}; the rest of the file was skipped", fname, f"line {exc.line}")
-
-
-class _StreamError(ValueError):
-    def __init__(self, msg: str, line: int):
-        super().__init__(msg)
-        self.line = line
-
-
-class _Chunks:
-    """A sliding text buffer over a binary file for incremental JSON decoding."""
-
-    MAX_ITEM = io.MAX_LINE_BYTES
-
-    def __init__(self, fh, encoding: str, fname: str):
-        import codecs
-
-        self.fh, self.fname = fh, fname
-        self.decoder = codecs.getincrementaldecoder(encoding)()
-        self.encoding = encoding
-        self.buf, self.pos, self.line, self.eof = "", 0, 1, False
-
-    def _fill(self, size: int = CHUNK) -> bool:
-        if self.eof:
-            return False
-        raw = self.fh.read(size)
-        try:
-            text = self.decoder.decode(raw, final=not raw)
-        except UnicodeDecodeError:
-            raise _StreamError(f"not valid {self.encoding}; {io.ENCODING_HINT}", self.line) from None
-        if not raw:
-            self.eof = True
-        self.buf = self.buf[self.pos:] + text
-        self.pos = 0
-        return bool(raw) or bool(text)
-
-    def skip_ws(self) -> None:
-        while True:
-            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
-                if self.buf[self.pos] == "\n":
-                    self.line += 1
-                self.pos += 1
-            if self.pos < len(self.buf) or not self._fill():
-                return
-
-    def at_end(self) -> bool:
-        return self.pos >= len(self.buf) and self.eof
-
-    def peek(self) -> str:
-        if self.pos >= len(self.buf) and not self._fill():
-            raise _StreamError("unexpected end of file (truncated JSON)", self.line)
-        return self.buf[self.pos]
-
-    def advance(self, n: int) -> None:
-        self.pos += n
-
-    def decode(self, decoder: json.JSONDecoder) -> tuple[Any, int]:
-        """The next JSON value and its length in characters."""
-        while True:
-            try:
-                obj, end = decoder.raw_decode(self.buf, self.pos)
-            except json.JSONDecodeError as exc:
-                # an item cut by the buffer edge: read more, unless the file is over
-                pending = len(self.buf) - self.pos
-                if not self.eof and pending < self.MAX_ITEM:
-                    self._fill(max(CHUNK, pending))  # geometric growth: each retry re-scans the item
-                    continue
-                if not self.eof:
-                    raise _StreamError(f"an item is larger than {self.MAX_ITEM:,} bytes", self.line) from None
-                lineno = self.line + self.buf.count("\n", self.pos, exc.pos)
-                raise _StreamError(f"invalid or truncated JSON ({exc.msg})", lineno) from None
-            self.line += self.buf.count("\n", self.pos, end)
-            size, self.pos = end - self.pos, end
-            return obj, size
-
-
-class AlpacaQaParams(StepParams):
-    path: InputPath
-    source: str | None = None
-    licence: str | None = None
+class AlpacaQaParams(source_io.SourceParams):
     #: The Alpaca ``instruction`` ("If you are a doctor, please answer ...") as a system
     #: turn, prepended to the user's text, or dropped.
     instruction: Literal["system", "prepend", "drop"] = "system"
     strip_boilerplate: bool = True
     format: Literal["json", "jsonl"] | None = None  # default: from the suffix
-    encoding: str = "utf-8"
-    glob: str = "*.json*"
     phi_status: Literal["raw", "deidentified", "not_applicable"] = "not_applicable"
 
 
@@ -561,24 +364,32 @@ class AlpacaQa(Builder):
     @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: AlpacaQaParams = self.params
-        root = Path(p.path)
-        boiler = load_boilerplate() if p.strip_boilerplate else ()
-        for path in io.files_under(root, (p.glob,)):
+        boiler = _boilerplate(p.strip_boilerplate)
+        for path in source_io.input_files(p, ("*.json*",)):
             file = ctx.display_path(path)
-            if path.stat().st_size == 0:
-                yield Quarantine("the file is empty", file, "file")
+            if (q := source_io.empty_file(path, file)) is not None:
+                yield q
                 continue
-            fmt = p.format or ("jsonl" if io.base_suffix(path) in (".jsonl", ".ndjson") else "json")
-            items = io.iter_jsonl(path, p.encoding) if fmt == "jsonl" else iter_json_stream(path, p.encoding)
-            source = p.source or path.name.split(".")[0]
-            for item in items:
+            source = source_io.file_source(p, path)
+            for item in self._items(path, file):
                 if isinstance(item, Quarantine):
                     yield Quarantine(item.error, file, item.locator)
                     continue
                 locator, rec = item
                 yield self._row(rec, source, file, locator, boiler)
 
-    def _row(self, rec: Any, source: str, file: str, locator: str, boiler: tuple) -> dict | Drop | Quarantine:
+    def _items(self, path: Path, file: str) -> Iterator[tuple[str, Any] | Quarantine]:
+        """``(line N, item)``: JSON Lines, or a JSON array streamed item by item."""
+        p: AlpacaQaParams = self.params
+        fmt = p.format or ("jsonl" if io.base_suffix(path) in (".jsonl", ".ndjson") else "json")
+        if fmt == "jsonl":
+            yield from io.iter_jsonl(path, p.encoding)
+            return
+        for item in io.iter_json_values(path, p.encoding, display=file):
+            yield item if isinstance(item, Quarantine) else (f"line {item.line}", item.value)
+
+    def _row(self, rec: Any, source: str, file: str, locator: str,
+             boiler: text.BoilerplatePatterns | None) -> dict | Drop | Quarantine:
         p: AlpacaQaParams = self.params
         if not isinstance(rec, dict):
             return Quarantine(f"expected a JSON object, got {type(rec).__name__}", file, locator)
@@ -592,7 +403,7 @@ class AlpacaQa(Builder):
         user = (rec.get("input") or "").strip()
         answer = (rec.get("output") or "").strip()
         if boiler:
-            answer = strip_boilerplate(answer, boiler)
+            answer = boiler.strip(answer)[0]
         meta = new_meta(builder=self.name, file=file, locator=locator, licence=p.licence, phi_status=p.phi_status)
         turns: list[tuple[str, str]] = []
         if not user:

@@ -9,12 +9,13 @@ never a value from the file (it may hold PHI).
 
 from __future__ import annotations
 
-import codecs
 import csv
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+
+from pydantic import field_validator
 
 from meddata import io
 from meddata.params import InputPath
@@ -25,7 +26,6 @@ L = TypeVar("L")
 
 #: Whole-document files (a note, a FHIR bundle) larger than this are quarantined unread.
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
-_CHUNK_CHARS = 1 << 20
 
 
 class SourceParams(StepParams):
@@ -37,13 +37,24 @@ class SourceParams(StepParams):
     source: str | None = None
     licence: str | None = None
     encoding: str = "utf-8"
-    #: File patterns used when ``path`` is a folder (default: the builder's own).
+    #: File patterns used when ``path`` is a folder (default: the builder's own); one
+    #: pattern may be written as a plain string.
     glob: list[str] | None = None
+
+    @field_validator("glob", mode="before")
+    @classmethod
+    def _one_pattern(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
 
 
 def source_name(params: SourceParams, default: str | None = None) -> str:
     root = Path(params.path)
     return params.source or default or root.name.split(".")[0]
+
+
+def file_source(params: SourceParams, path: Path) -> str:
+    """``source`` for the rows of one file: the recipe's, else the file's name without suffixes."""
+    return params.source or path.name.split(".")[0]
 
 
 def id_scope(params: SourceParams, path: Path, source: str) -> str:
@@ -64,7 +75,7 @@ def empty_file(path: Path, display: str) -> Quarantine | None:
         size = path.stat().st_size
     except OSError as exc:
         return Quarantine(f"cannot read the file ({exc.strerror})", display, "file")
-    return Quarantine("file is empty (0 bytes)", display, "file") if size == 0 else None
+    return Quarantine("the file is empty (0 bytes)", display, "file") if size == 0 else None
 
 
 def _decode_error(data: bytes, exc: UnicodeDecodeError, encoding: str, display: str) -> Quarantine:
@@ -102,45 +113,9 @@ def load_json_document(path: Path, display: str, encoding: str = "utf-8",
         return Quarantine("JSON nested too deeply to parse", display, "file")
 
 
-class _TextStream:
-    """A decoded text buffer over a binary file, refilled on demand, tracking line numbers."""
-
-    def __init__(self, fh, encoding: str):
-        self._fh = fh
-        self._decoder = codecs.getincrementaldecoder(encoding)()
-        self.buf = ""
-        self.pos = 0
-        self.line = 1  # line number at self.pos
-        self.eof = False
-
-    def fill(self) -> None:
-        raw = self._fh.read(_CHUNK_CHARS)
-        if not raw:
-            self.eof = True
-            self.buf += self._decoder.decode(b"", final=True)
-            return
-        if self.pos > _CHUNK_CHARS:  # drop what was consumed
-            self.buf, self.pos = self.buf[self.pos:], 0
-        self.buf += self._decoder.decode(raw)
-
-    def skip_ws(self) -> str:
-        """Advance past whitespace; return the next character ('' at end of file)."""
-        while True:
-            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n\ufeff":
-                self.line += self.buf[self.pos] == "\n"
-                self.pos += 1
-            if self.pos < len(self.buf) or self.eof:
-                return self.buf[self.pos] if self.pos < len(self.buf) else ""
-            self.fill()
-
-    def advance(self, end: int) -> None:
-        self.line += self.buf.count("\n", self.pos, end)
-        self.pos = end
-
-
 def iter_json_items(path: Path, display: str, encoding: str = "utf-8",
                     max_item_chars: int = io.MAX_LINE_BYTES) -> Iterator[tuple[str, Any] | Quarantine]:
-    """Items of a JSON array file, parsed one at a time (never the whole file at once).
+    """Items of a JSON array file, parsed one at a time (:func:`meddata.io.iter_json_values`).
 
     A file holding one object yields that object. Locators are ``item N (line L)``. A syntax
     error or a truncated file ends the file with one quarantine entry naming the line.
@@ -148,63 +123,8 @@ def iter_json_items(path: Path, display: str, encoding: str = "utf-8",
     if (q := empty_file(path, display)) is not None:
         yield q
         return
-    decoder = json.JSONDecoder()
-    with io.open_binary(path) as fh:
-        s = _TextStream(fh, encoding)
-        try:
-            yield from _json_items(s, decoder, display, max_item_chars)
-        except UnicodeDecodeError as exc:
-            yield Quarantine(f"not valid {encoding} near byte {exc.start} of a read block; {io.ENCODING_HINT}",
-                             display, f"line {s.line}")
-
-
-def _json_items(s: _TextStream, decoder: json.JSONDecoder, display: str, max_item_chars: int):
-    first = s.skip_ws()
-    if first not in ("[", "{"):
-        yield Quarantine("expected a JSON array of objects (or one object)", display, f"line {s.line}")
-        return
-    single = first == "{"
-    if not single:
-        s.advance(s.pos + 1)
-    index = 0
-    while True:
-        c = s.skip_ws()
-        if not single and c == "]":
-            s.advance(s.pos + 1)
-            if s.skip_ws():
-                yield Quarantine("unexpected content after the closing ']'", display, f"line {s.line}")
-            return
-        if c == "":
-            yield Quarantine("file ends inside the JSON array (truncated?)", display, f"line {s.line}")
-            return
-        start_line = s.line
-        while True:
-            try:
-                obj, end = decoder.raw_decode(s.buf, s.pos)
-                break
-            except json.JSONDecodeError as exc:
-                if s.eof:
-                    line = s.line + s.buf.count("\n", s.pos, exc.pos)
-                    yield Quarantine(f"invalid or truncated JSON in item {index}: {exc.msg}", display, f"line {line}")
-                    return
-                if len(s.buf) - s.pos > max_item_chars:
-                    yield Quarantine(f"item {index} is over the {max_item_chars:,}-character limit",
-                                     display, f"line {start_line}")
-                    return
-                s.fill()
-        s.advance(end)
-        yield f"item {index} (line {start_line})", obj
-        index += 1
-        if single:
-            if s.skip_ws():
-                yield Quarantine("unexpected content after the JSON object", display, f"line {s.line}")
-            return
-        c = s.skip_ws()
-        if c == ",":
-            s.advance(s.pos + 1)
-        elif c != "]":
-            yield Quarantine(f"expected ',' or ']' after item {index - 1}", display, f"line {s.line}")
-            return
+    for item in io.iter_json_values(path, encoding, display=display, max_item_chars=max_item_chars):
+        yield item if isinstance(item, Quarantine) else (f"item {item.index} (line {item.line})", item.value)
 
 
 def csv_header(path: Path, display: str, encoding: str = "utf-8", delimiter: str = ",",

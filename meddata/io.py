@@ -7,6 +7,7 @@ Gzip is detected from the ``.gz`` suffix.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -14,8 +15,9 @@ import json
 import re
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from meddata.steps import Quarantine
 
@@ -109,73 +111,186 @@ def iter_jsonl(path: Path, encoding: str = "utf-8") -> Iterator[tuple[str, dict[
 
 
 def iter_json_array(path: Path, encoding: str = "utf-8") -> Iterator[tuple[str, dict[str, Any]] | Quarantine]:
-    """A JSON file holding an array of objects (or an object of objects keyed by id).
-    These formats cannot be streamed line by line; the file is parsed once."""
+    """A JSON file holding an array of objects (or an object of objects keyed by id, whose key
+    becomes ``_key``), streamed item by item. Locators: ``item N`` / ``key K``."""
     fname = str(path)
     if (q := binary_file(path, encoding)) is not None:
         yield q
         return
-    try:
-        with open_binary(path) as fh:
-            text = fh.read().decode(encoding)
-        data = json.loads(text)
-    except UnicodeDecodeError as exc:
-        yield Quarantine(f"not valid {encoding} at byte {exc.start}; {ENCODING_HINT}", fname, "file")
-        return
-    except json.JSONDecodeError as exc:
-        if text.lstrip("\ufeff \t\r\n").startswith("["):  # keep the items before the break
-            yield from _array_until_error(text, fname)
-            return
-        yield Quarantine(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", fname, f"line {exc.lineno}")
-        return
-    if isinstance(data, dict):
-        items = [(f"key {k}", {"_key": k, **v} if isinstance(v, dict) else v) for k, v in data.items()]
-    elif isinstance(data, list):
-        items = [(f"item {i}", v) for i, v in enumerate(data)]
-    else:
-        yield Quarantine(f"expected a JSON array or object, got {type(data).__name__}", fname, "file")
-        return
-    for loc, obj in items:
-        if isinstance(obj, dict):
-            yield loc, obj
-        else:
-            yield Quarantine(f"expected a JSON object, got {type(obj).__name__}", fname, loc)
-
-
-def _array_until_error(text: str, fname: str) -> Iterator[tuple[str, dict[str, Any]] | Quarantine]:
-    """The items of a JSON array that does not parse as a whole (truncated, or broken part
-    way): every complete item before the break, then one quarantine entry for the rest."""
-    decoder = json.JSONDecoder()
-    pos = text.index("[") + 1
-    index = 0
-    ws = re.compile(r"[ \t\r\n]*")
-    while True:
-        pos = ws.match(text, pos).end()
-        if text.startswith("]", pos):  # the array closed: the error is in what follows it
-            line = text.count("\n", 0, ws.match(text, pos + 1).end()) + 1
-            yield Quarantine(f"unexpected content after the closing ']' (all {index} item(s) were read)",
-                             fname, f"line {line}")
-            return
-        try:
-            obj, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            line = text.count("\n", 0, exc.pos) + 1
-            yield Quarantine(f"invalid or truncated JSON in item {index} ({exc.msg}); the {index} item(s) before "
-                             "it were read, the rest of the file was not", fname, f"line {line}")
-            return
-        loc = f"item {index}"
+    for item in iter_json_values(path, encoding, top_object="keyed"):
+        if isinstance(item, Quarantine):
+            yield item
+            continue
+        loc = f"item {item.index}" if item.key is None else f"key {item.key}"
+        obj = item.value
+        if item.key is not None and isinstance(obj, dict):
+            obj = {"_key": item.key, **obj}
         yield (loc, obj) if isinstance(obj, dict) else Quarantine(
             f"expected a JSON object, got {type(obj).__name__}", fname, loc)
-        index += 1
-        pos = ws.match(text, pos).end()
-        if text.startswith(",", pos):
-            pos += 1
-        elif not text.startswith("]", pos):
-            line = text.count("\n", 0, pos) + 1
-            what = "the file ends" if pos >= len(text) else "expected ',' or ']'"
-            yield Quarantine(f"invalid or truncated JSON after item {index - 1} ({what}); the {index} item(s) "
-                             "before it were read, the rest of the file was not", fname, f"line {line}")
+
+
+@dataclass(frozen=True)
+class JsonItem:
+    """One value of a JSON array (or of a keyed object) and where it starts."""
+
+    index: int
+    line: int
+    value: Any
+    key: str | None = None
+
+
+#: Characters decoded per read while streaming a JSON file.
+_JSON_CHUNK = 1 << 20
+
+
+class _TextStream:
+    """A decoded text buffer over a binary file, refilled on demand, tracking line numbers."""
+
+    def __init__(self, fh: IO[bytes], encoding: str):
+        self._fh = fh
+        self._decoder = codecs.getincrementaldecoder(encoding)()
+        self.buf = ""
+        self.pos = 0
+        self.line = 1  # line number at self.pos
+        self.eof = False
+
+    def fill(self) -> None:
+        raw = self._fh.read(_JSON_CHUNK)
+        if not raw:
+            self.eof = True
+            self.buf += self._decoder.decode(b"", final=True)
             return
+        if self.pos > _JSON_CHUNK:  # drop what was consumed
+            self.buf, self.pos = self.buf[self.pos:], 0
+        self.buf += self._decoder.decode(raw)
+
+    def skip_ws(self) -> str:
+        """Advance past whitespace; return the next character ('' at end of file)."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n\ufeff":
+                self.line += self.buf[self.pos] == "\n"
+                self.pos += 1
+            if self.pos < len(self.buf) or self.eof:
+                return self.buf[self.pos] if self.pos < len(self.buf) else ""
+            self.fill()
+
+    def advance(self, end: int) -> None:
+        self.line += self.buf.count("\n", self.pos, end)
+        self.pos = end
+
+
+class _JsonBreak(Exception):
+    """The file stops being readable JSON here; the message and line say where and why."""
+
+    def __init__(self, message: str, line: int):
+        super().__init__(message)
+        self.line = line
+
+
+def iter_json_values(path: Path, encoding: str = "utf-8", *, display: str | None = None,
+                     top_object: Literal["record", "keyed"] = "record",
+                     max_item_chars: int = MAX_LINE_BYTES) -> Iterator[JsonItem | Quarantine]:
+    """The values of a top-level JSON array, decoded one at a time: memory holds one item
+    plus a read buffer, however large the file (HealthCareMagic-100k is a 140 MB array).
+
+    A top-level object is one record (``top_object="record"``) or a mapping of id -> record
+    (``"keyed"``, PubMedQA's ``ori_pqal.json``). An empty file, a syntax error, a truncated
+    file or an item over ``max_item_chars`` ends the file with one quarantine entry naming
+    the line; the items before it were already yielded.
+    """
+    display = display or str(path)
+    with open_binary(path) as fh:
+        s = _TextStream(fh, encoding)
+        try:
+            yield from _json_values(s, top_object, max_item_chars)
+        except _JsonBreak as exc:
+            yield Quarantine(str(exc), display, f"line {exc.line}")
+        except UnicodeDecodeError as exc:
+            yield Quarantine(f"not valid {encoding} near byte {exc.start} of a read block; {ENCODING_HINT}",
+                             display, f"line {s.line}")
+
+
+def _json_values(s: _TextStream, top_object: str, max_item_chars: int) -> Iterator[JsonItem]:
+    decoder = json.JSONDecoder()
+    first = s.skip_ws()
+    if first == "":
+        raise _JsonBreak("the file is empty (expected a JSON array)", s.line)
+    if first not in ("[", "{"):
+        raise _JsonBreak("expected a JSON array of objects (or one object)", s.line)
+    if first == "{" and top_object == "record":
+        yield JsonItem(0, s.line, _decode(s, decoder, 0, max_item_chars))
+        if s.skip_ws():
+            raise _JsonBreak("unexpected content after the JSON object", s.line)
+        return
+    keyed, close = first == "{", "}" if first == "{" else "]"
+    s.advance(s.pos + 1)
+    index = 0
+    while True:
+        c = s.skip_ws()
+        if c == close:
+            s.advance(s.pos + 1)
+            if s.skip_ws():
+                raise _JsonBreak(f"unexpected content after the closing '{close}' (all {index} item(s) were read)",
+                                 s.line)
+            return
+        if index:
+            if c != ",":
+                what = "the file ends" if c == "" else f"expected ',' or '{close}'"
+                raise _JsonBreak(f"invalid or truncated JSON after item {index - 1} ({what}); the {index} "
+                                 "item(s) before it were read, the rest of the file was not", s.line)
+            s.advance(s.pos + 1)
+            c = s.skip_ws()
+        if c == "":
+            raise _JsonBreak(f"invalid or truncated JSON in item {index} (the file ends); the {index} item(s) "
+                             "before it were read, the rest of the file was not", s.line)
+        key = None
+        if keyed:
+            key = _decode(s, decoder, index, max_item_chars)
+            if not isinstance(key, str) or s.skip_ws() != ":":
+                raise _JsonBreak(f"expected \"key\": value in item {index}", s.line)
+            s.advance(s.pos + 1)
+            s.skip_ws()
+        line = s.line
+        yield JsonItem(index, line, _decode(s, decoder, index, max_item_chars), key)
+        index += 1
+
+
+def _decode(s: _TextStream, decoder: json.JSONDecoder, index: int, max_item_chars: int) -> Any:
+    """The JSON value at the read position, reading more of the file until it is complete."""
+    start_line = s.line
+    while True:
+        try:
+            obj, end = decoder.raw_decode(s.buf, s.pos)
+        except json.JSONDecodeError as exc:
+            if s.eof:
+                line = s.line + s.buf.count("\n", s.pos, exc.pos)
+                raise _JsonBreak(f"invalid or truncated JSON in item {index} ({exc.msg}); the {index} item(s) "
+                                 "before it were read, the rest of the file was not", line) from None
+            if len(s.buf) - s.pos > max_item_chars:
+                raise _JsonBreak(f"item {index} is over the {max_item_chars:,}-character limit; the rest of "
+                                 "the file was not read", start_line) from None
+            s.fill()
+            continue
+        if end - s.pos > max_item_chars:
+            raise _JsonBreak(f"item {index} is over the {max_item_chars:,}-character limit; the rest of "
+                             "the file was not read", start_line)
+        s.advance(end)
+        return obj
+
+
+def file_stamps(paths) -> str:
+    """Size and modification time of files (every file under a folder), for step
+    fingerprints: an edited input or pattern file invalidates the checkpoint."""
+    stamps = []
+    for root in map(Path, paths):
+        if not root.exists():
+            stamps.append(f"{root}:missing")
+            continue
+        for f in sorted(root.rglob("*")) if root.is_dir() else [root]:
+            if f.is_file():
+                st = f.stat()
+                stamps.append(f"{f}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(stamps)
 
 
 def iter_csv(

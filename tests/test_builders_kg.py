@@ -148,3 +148,20 @@ def test_malformed_input(build, tmp_path, fmt, case):
     got = check_robust_build(build, {"name": "kg-bad", "inputs": [inp]}, tmp_path / "out", case)
     assert got.get("quarantine"), got
     assert all(e["file"].endswith(bad.name) for e in got["quarantine"])
+
+
+def test_folder_glob_written_as_one_pattern_and_source_per_file(build, tmp_path):
+    """The file keys users already write keep working now that kg reads through source_io:
+    ``glob`` as one string, ``source`` defaulting to each file's name, an empty file quarantined."""
+    folder = tmp_path / "kg"
+    folder.mkdir()
+    (folder / "drugs.tsv").write_bytes((KG / "drug_facts.tsv").read_bytes())
+    (folder / "empty.tsv").write_bytes(b"")
+    (folder / "diseases.csv").write_bytes((KG / "chatdoctor_diseases_sample.csv").read_bytes())
+    result = build({"name": "kg", "inputs": [{"builder": "kg", "path": str(folder), "glob": "*.tsv"}]})
+    rows = _rows(result)
+    assert rows and {r["source"] for r in rows} == {"drugs"}
+    assert {r["meta"]["file"].rsplit("/", 1)[-1] for r in rows} == {"drugs.tsv"}
+    (entry,) = [q for q in read_jsonl(result.out_dir / "quarantine.jsonl") if q["file"].endswith("empty.tsv")]
+    assert entry["error"].startswith("the file is empty") and entry["locator"] == "file"
+    assert result.totals["read"] == result.totals["out"] + result.totals["dropped"] + result.totals["quarantined"]

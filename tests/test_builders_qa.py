@@ -1,17 +1,20 @@
 """QA-site builders: raw MedQuAD XML, StackExchange Posts.xml, HealthCareMagic-style Alpaca
-JSON, the boilerplate list, the example recipe and malformed input."""
+JSON, their boilerplate cleaning (the one engine of meddata.text), the example recipe and
+malformed input."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import yaml
 from badinput import bad_inputs, check_robust_build, robust_cases
-from meddata.builders.qa_site import html_to_text, iter_json_stream, load_boilerplate, strip_boilerplate
-from testutil import DATA, EXAMPLES, read_jsonl
+from testutil import DATA, EXAMPLES, SHARED, read_jsonl
 
+from meddata import text
+from meddata.io import iter_json_values
 from meddata.records import validate_row
 from meddata.steps import Quarantine
 
@@ -112,8 +115,11 @@ def test_stackexchange_answers_before_questions(build, tmp_path):
 
 
 def test_html_to_text():
-    assert html_to_text("<p>a &lt; b</p>\n<p>c<br>d</p>") == "a < b\n\nc\nd"
-    assert html_to_text("<pre><code>x = 1</code></pre>") == "x = 1"
+    assert text.html_to_text("<p>a &lt; b</p>\n<p>c<br>d</p>") == "a < b\n\nc\nd"
+    assert text.html_to_text("<pre><code>x = 1</code></pre>") == "x = 1"
+    # the items of one list stay together, under the line that introduces them
+    html = "<p>Options:</p>\n<ul>\n<li>rest</li>\n<li>ice</li>\n</ul>\n<p>Then walk.</p>"
+    assert text.html_to_text(html) == "Options:\n- rest\n- ice\n\nThen walk."
 
 
 # --------------------------------------------------------------------------- Alpaca QA
@@ -163,29 +169,31 @@ def test_json_stream_matches_json_load(tmp_path):
              for n in range(300)]
     f = tmp_path / "big.json"
     f.write_text(json.dumps(items, indent=2, ensure_ascii=False), encoding="utf-8")
-    got = list(iter_json_stream(f))
-    assert [obj for _, obj in got] == items
+    got = list(iter_json_values(f))
+    assert [item.value for item in got] == items
     lines = f.read_text(encoding="utf-8").splitlines()
-    for loc, _ in got[:50]:
-        assert lines[int(loc.split()[1]) - 1].strip() == "{"
+    for item in got[:50]:
+        assert lines[item.line - 1].strip() == "{"
 
 
-def test_boilerplate_on_long_answers_cleans_the_edges():
-    body = " ".join(f"Sentence {i} about metformin and hepatic glucose output." for i in range(60))
-    text = f"Hi, thanks for your query. {body} Hope this helps. Regards, Dr. A. Kumar, MD"
-    assert strip_boilerplate(text) == body
-    middle = f"{body[:1500]} Thanks for the question. {body[1500:]}"  # not at an edge: kept
-    assert "Thanks for the question." in strip_boilerplate(f"Hello! {middle}")
+def test_boilerplate_on_long_answers_cleans_the_edges_and_whole_sentences():
+    sentences = [f"Sentence {i} about metformin and hepatic glucose output." for i in range(60)]
+    body = " ".join(sentences)
+    text_in = f"Hi, thanks for your query. {body} Hope this helps. Regards, Dr. A. Kumar, MD"
+    assert text.strip_boilerplate(text_in) == body
+    # thank-you and gone-through sentences between the answer's sentences go too (the old
+    # regex list's unanchored patterns, now sentence rules of the one YAML list)
+    middle = " ".join([*sentences[:30], "Thanks for the question.", *sentences[30:45],
+                       "I have gone through your history carefully.", *sentences[45:]])
+    assert text.strip_boilerplate(f"Hello! {middle}") == body
 
 
 def test_boilerplate_list_spares_medical_text():
-    """On real ChatDoctor answers (no site boilerplate) the list removes at most a greeting."""
-    patterns = load_boilerplate()
-    assert len(patterns) >= 10
+    """On real ChatDoctor answers (no site boilerplate) the engine removes at most a greeting."""
     for item in json.loads((QA / "chatdoctor5k_sample.json").read_text()):
-        text = " ".join(item["output"].split())
-        cleaned = strip_boilerplate(text, patterns)
-        assert len(cleaned) >= len(text) - 40, (text[:80], cleaned[:80])
+        raw = " ".join(item["output"].split())
+        cleaned = text.strip_boilerplate(raw)
+        assert len(cleaned) >= len(raw) - 50, (raw[:80], cleaned[:80])
 
 
 # --------------------------------------------------------------------------- recipe + robustness
@@ -224,10 +232,47 @@ def test_malformed_input(build, tmp_path, builder, case):
     if case == "empty":
         assert entries[0]["error"].startswith("the file is empty")
     if case == "huge_line" and builder == "alpaca_qa":
-        assert "over the 8,388,608 limit" in entries[0]["error"]
+        assert "over the 8,388,608-character limit" in entries[0]["error"]
     assert all(e["file"].endswith(name) for e in entries)
 
 
 def test_quarantine_is_an_item_not_an_exception():
-    bad = list(iter_json_stream(QA / "medquad_xml" / "3_GHR_QA_0000001.xml"))
+    bad = list(iter_json_values(QA / "medquad_xml" / "3_GHR_QA_0000001.xml"))
     assert len(bad) == 1 and isinstance(bad[0], Quarantine) and "JSON array" in bad[0].error
+
+
+# --------------------------------------------------------------------------- one boilerplate engine
+
+CHATDOCTOR_FULL = next((p for p in (SHARED / "chatdoctor-genmedgpt5k" / "chatdoctor5k.json",
+                                     Path("/work/shared/data/chatdoctor-genmedgpt5k/chatdoctor5k.json"))
+                        if p.exists()), SHARED / "chatdoctor-genmedgpt5k" / "chatdoctor5k.json")
+
+
+def _answers(result) -> dict[tuple[str, str], str]:
+    return {(r["meta"]["file"], r["meta"]["locator"]): _turns(r)["assistant"] for r in _rows(result)}
+
+
+@pytest.mark.parametrize("builder", ["alpaca_qa", "stackexchange"])
+def test_builder_cleaning_agrees_with_the_strip_boilerplate_step(build, tmp_path, builder):
+    """``strip_boilerplate: true`` in a QA-site builder and the ``strip_boilerplate`` step on
+    the same raw answers give the same text: both run meddata.text's one engine and list. Real
+    data: the full public ChatDoctor GenMedGPT-5k file (5,452 answers) when present, the
+    HealthCareMagic-style answers, and StackExchange posts."""
+    if builder == "alpaca_qa":
+        paths = [QA / "healthcaremagic_style.json",
+                 CHATDOCTOR_FULL if CHATDOCTOR_FULL.exists() else QA / "chatdoctor5k_sample.json"]
+    else:
+        paths = [POSTS]
+    inputs = [{"builder": builder, "path": str(p), "source": f"s{i}"} for i, p in enumerate(paths)]
+    cleaned = build({"name": "a", "inputs": inputs}, out=tmp_path / "a")
+    raw = build({"name": "b", "inputs": [{**i, "strip_boilerplate": False} for i in inputs]}, out=tmp_path / "b")
+    stepped = build({"name": "c", "inputs": [{**i, "strip_boilerplate": False} for i in inputs],
+                     "steps": [{"strip_boilerplate": {"roles": ["assistant"]}}]}, out=tmp_path / "c")
+    by_builder, by_step, before = _answers(cleaned), _answers(stepped), _answers(raw)
+    assert by_builder == by_step
+    changed = sum(by_step[k] != before[k] for k in by_step)
+    assert changed > 0  # the engine did clean something, so agreement is not vacuous
+    # rows the engine emptied are dropped either way, with the builder's or the step's reason
+    emptied = sum(cleaned.steps[i].dropped.get("empty_answer", 0) for i in range(len(inputs))) - \
+        sum(raw.steps[i].dropped.get("empty_answer", 0) for i in range(len(inputs)))
+    assert emptied == stepped.steps[-1].dropped.get("empty_after_boilerplate", 0)

@@ -6,20 +6,20 @@ import json
 import re
 
 import pytest
-from meddata.filters.clean import (
+from meddata.filters.boilerplate import StripBoilerplate
+from meddata.filters.clean import FixPdfArtifacts
+from testutil import DATA, read_jsonl, write_jsonl
+
+from meddata.recipe import RecipeError
+from meddata.steps import Drop, StepContext
+from meddata.text import (
     DEFAULT_BOILERPLATE,
     BoilerplatePatterns,
-    FixPdfArtifacts,
-    StripBoilerplate,
     fix_unicode,
     html_to_text,
     normalize,
     split_sentences,
 )
-from testutil import DATA, read_jsonl, write_jsonl
-
-from meddata.recipe import RecipeError
-from meddata.steps import Drop, StepContext
 
 HCM = read_jsonl(DATA / "clean" / "hcm_answers.jsonl")
 MEDQUAD = [r for r in read_jsonl(DATA / "decontam" / "clean_train.jsonl") if r["source"] == "medquad"]

@@ -119,7 +119,8 @@ def test_steps_params_print_type_names_real_defaults_and_recipe_keys():
         assert internal not in out.stdout, internal
     lines = out.stdout.splitlines()
     exam = lines.index(next(line for line in lines if line.startswith("exam ")))
-    assert "    as: 'eval' | 'instruction' (default 'eval')" in "\n".join(lines[exam:exam + 6])
+    block_end = next(i for i in range(exam + 1, len(lines)) if not lines[i].startswith(" "))
+    assert "    as: 'eval' | 'instruction' (default 'eval')" in "\n".join(lines[exam:block_end])
     assert not any(line.strip().startswith("as_:") for line in lines)
     assert any(line.strip() == "path: str (required)" for line in lines)
     # a parameter whose default comes from a factory shows that default, not "required"

@@ -136,7 +136,7 @@ def test_malformed_pubmedqa_and_mmlu(tmp_path):
     assert [type(o).__name__ for o in out] == ["Quarantine", "Quarantine", "ExamItem"]
     assert out[0].locator == "PMID 1" and "final_decision" in out[0].error
     (tmp_path / "t.json").write_text('{"1": {"QUESTION": "Q?"')
-    with pytest.raises(ValueError, match=r"t.json:line 1: invalid JSON"):
+    with pytest.raises(ValueError, match=r"t.json:line 1: invalid or truncated JSON"):
         load_exam(tmp_path / "t.json", "pubmedqa")
     m = tmp_path / "anatomy_test.csv"
     m.write_text('Q1?,a,b,c,d,B\nQ2?,a,b,c,d,F\nQ3?,a,b,c\n"Q4?",a,b,c,d,a\n')

@@ -63,3 +63,40 @@ def test_content_after_a_complete_array_is_quarantined_after_its_items(build, tm
     assert len(rows_of(result)) == len(items)
     (entry,) = quarantine_of(result)
     assert "unexpected content after the closing ']'" in entry["error"] and entry["locator"] == "line 2"
+
+
+# -- the one streaming JSON reader (meddata.io.iter_json_values) --------------------------------------
+
+
+def test_a_keyed_json_object_streams_and_a_break_keeps_the_keys_before_it(tmp_path):
+    """PubMedQA's ori_pqal.json is an object keyed by PMID; it streams like an array, and a
+    truncated file keeps every complete entry before the break, naming the line."""
+    from meddata.io import iter_json_array
+
+    entries = {str(pmid): {"QUESTION": f"Question {pmid}?", "final_decision": "yes"} for pmid in range(100, 105)}
+    whole = json.dumps(entries, indent=1)
+    cut = whole.index('"103"')
+    path = tmp_path / "ori_pqal.json"
+    truncated = whole[:cut + 20]  # inside entry 103
+    path.write_text(truncated, encoding="utf-8")
+    got = list(iter_json_array(path))
+    assert [loc for loc, _ in got[:-1]] == ["key 100", "key 101", "key 102"]
+    assert got[0][1] == {"_key": "100", **entries["100"]}
+    bad = got[-1]
+    assert "invalid or truncated JSON in item 3" in bad.error and "the 3 item(s) before it were read" in bad.error
+    assert bad.locator == f"line {truncated.count(chr(10)) + 1}"  # where the file breaks off
+
+
+def test_alpaca_locators_are_the_line_an_item_starts_on(build, tmp_path):
+    items = json.loads(CHATDOCTOR.read_text(encoding="utf-8"))[:4]
+    whole = json.dumps(items, indent=2, ensure_ascii=False)
+    path = tmp_path / "cd.json"
+    path.write_text(whole, encoding="utf-8")
+    result = build(one("alpaca_qa", path, strip_boilerplate=False))
+    rows = rows_of(result)
+    lines = whole.split("\n")
+    assert len(rows) == 4
+    for row, item in zip(rows, items, strict=True):
+        n = int(row["meta"]["locator"].removeprefix("line "))
+        assert lines[n - 1].strip() == "{" and json.dumps(item["output"], ensure_ascii=False) in "\n".join(lines[n:])
+    assert_counts_add_up(result)
