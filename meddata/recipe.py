@@ -13,16 +13,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from meddata import registry
-from meddata.errors import UserError
+from meddata.errors import RecipeError
 from meddata.params import format_validation, unknown_keys
 from meddata.steps import Builder, Step
 from meddata.yamlfile import read_yaml
 
-FORMATS = ("arrow", "parquet", "jsonl")
-
-
-class RecipeError(UserError, ValueError):
-    """A recipe is invalid. The message is meant for the user, as is."""
+__all__ = ["EngineConfig", "OutputConfig", "Recipe", "RecipeError", "RecipeModel", "build_step", "from_dict",
+           "load"]
 
 
 class OutputConfig(BaseModel):
@@ -76,7 +73,6 @@ class Recipe:
         base_dir: Path | None = None,
         source_file: Path | None = None,
         description: str = "",
-        raw: Mapping[str, Any] | None = None,
     ):
         self.name = name
         self.inputs = inputs
@@ -88,7 +84,6 @@ class Recipe:
         self.base_dir = base_dir or Path.cwd()
         self.source_file = source_file
         self.description = description
-        self.raw = dict(raw or {})
 
     def output_dir(self, override: str | Path | None = None) -> Path:
         if override:
@@ -181,7 +176,6 @@ def from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, source: 
         base_dir=base_dir,
         source_file=Path(source) if source != "<recipe>" else None,
         description=model.description,
-        raw=data,
     )
 
 

@@ -80,7 +80,6 @@ class StepContext:
     num_proc: int = 1
     seed: int = 0
     llm_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    options: Mapping[str, Any] = field(default_factory=dict)
 
     def resolve(self, path: str | Path) -> Path:
         """Resolve a path from a recipe relative to the recipe's folder."""

@@ -19,21 +19,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from meddata.builders.generators.base import LLMGenerator, check_template
-from meddata.builders.generators.conversation import final_answer, split_system, turns_of
 from meddata.builders.generators.novelty import NoveltyPool
-from meddata.builders.generators.prompting import PromptTemplate
-from meddata.builders.generators.rubric import (
+from pydantic import Field, field_validator
+
+from meddata.llm import ChatRequest, ChatResponse, usage_counters
+from meddata.llm.conversation import final_answer, split_system, turns_of
+from meddata.llm.generator import LLMGenerator, check_template
+from meddata.llm.prompting import PromptTemplate
+from meddata.llm.rubric import (
     JUDGE_TEMPLATE,
     RubricScore,
     judge_messages,
     parse_rubric,
     rubric_schema,
 )
-from meddata.builders.generators.scope import ScopedParams, in_scope
-from pydantic import Field, field_validator
-
-from meddata.llm import ChatRequest, ChatResponse, usage_counters
+from meddata.llm.scope import ScopedParams, in_scope
 from meddata.params import InputPath
 from meddata.records import annotate
 from meddata.registry import register

@@ -23,14 +23,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from meddata.builders.generators.base import LLMGenerator
-from meddata.builders.generators.conversation import single_turn
 from meddata.builders.generators.novelty import NoveltyPool
-from meddata.builders.generators.scope import ScopedParams, in_scope
 from pydantic import Field
 
 from meddata import io
 from meddata.llm import ChatRequest, ChatResponse
+from meddata.llm.conversation import single_turn
+from meddata.llm.generator import LLMGenerator
+from meddata.llm.scope import ScopedParams, in_scope
 from meddata.params import InputPath
 from meddata.records import messages, new_meta, new_row
 from meddata.registry import register

@@ -17,14 +17,16 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from meddata.builders.generators.prompting import PromptTemplate, TemplateError
 from pydantic import Field, field_validator
 
-from meddata.llm import ChatRequest, ChatResponse, usage_counters
 from meddata.llm.guard import is_safe_status
+from meddata.llm.prompting import PromptTemplate, TemplateError
+from meddata.llm.types import ChatRequest, ChatResponse, usage_counters
 from meddata.params import InputPath
 from meddata.records import CONTENT_COLUMNS, annotate, make_id
 from meddata.steps import Drop, Mapper, Outcome, Quarantine, StepContext, StepParams
@@ -71,8 +73,10 @@ class LLMGenerator(Mapper):
     creates_rows: ClassVar[bool] = True
     #: Rows per batch: enough requests in flight to fill a server's concurrency.
     batch_size: ClassVar[int] = 256
-    #: File under builders/generators/templates/ (format: see prompting.py).
+    #: Shipped template file (format: see :mod:`meddata.llm.prompting`), in ``template_dir``.
     template_file: ClassVar[str] = ""
+    #: Folder of ``template_file``; default: ``templates/`` next to the subclass's module.
+    template_dir: ClassVar[Path | None] = None
 
     def __init__(self, params: StepParams | Mapping[str, Any] | None = None, **kwargs: Any):
         super().__init__(params, **kwargs)
@@ -106,7 +110,10 @@ class LLMGenerator(Mapper):
 
     def _load_prompt(self) -> PromptTemplate:
         path = getattr(self.params, "template", None)
-        return PromptTemplate.load(path) if path else PromptTemplate.shipped(self.template_file)
+        if path:
+            return PromptTemplate.load(path)
+        folder = self.template_dir or Path(sys.modules[type(self).__module__].__file__).parent / "templates"
+        return PromptTemplate.shipped(self.template_file, folder)
 
     def fingerprint_extra(self, ctx: StepContext) -> str:
         """The template's content and the LLM settings that change answers, so editing either
