@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 from meddata.trainers.eval_config import EvalConfigError, JudgeSpec
+from meddata.trainers.scoring import BenchResult
 
 from meddata.llm import client_for
 from meddata.llm.judging import JudgeError, PairwiseItem, RubricItem, pairwise_judge_many, rubric_judge_many
@@ -65,8 +66,6 @@ def pairwise(client: Any, items: list[Any], base: list[str], cand: list[str]) ->
 def run(client: Any, spec: JudgeSpec, benches: list[Any], answers: dict[str, dict[str, list[str]]],
         model_names: list[str]) -> dict[str, Any]:
     """Judge every free-text benchmark; returns BenchResults (under "results") and counts."""
-    from meddata.trainers.evaluate import BenchResult
-
     results: list[BenchResult] = []
     failed = 0
     for bench in benches:
