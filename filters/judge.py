@@ -28,7 +28,7 @@ from pydantic import Field, field_validator
 
 from meddata.llm import ChatRequest, ChatResponse, usage_counters
 from meddata.llm.conversation import turns_of
-from meddata.llm.generator import RAW_OUTPUT_CHARS, check_template, phi_status_of
+from meddata.llm.generator import RAW_OUTPUT_CHARS, LLMStepState, check_template, phi_status_of
 from meddata.llm.guard import is_safe_status
 from meddata.llm.judging import (  # noqa: F401  (JudgeError, PairwiseItem, pairwise_*: this module's public API)
     JudgeError,
@@ -68,26 +68,16 @@ class JudgeParams(StepParams):
 
 
 @register
-class Judge(Filter):
+class Judge(LLMStepState, Filter):
     name = "judge"
     description = "LLM judge: score answers 1-5 on accuracy, safety, helpfulness, completeness; drop below min_score."
     Params = JudgeParams
     input_columns = ("messages", "prompt", "completion")
     batch_size = 256
 
-    def setup(self, ctx: StepContext) -> None:
-        self._model_prompt = self._load_prompt()
-
     def _load_prompt(self) -> PromptTemplate:
         path = self.params.template
         return PromptTemplate.load(path) if path else PromptTemplate.shipped(JUDGE_TEMPLATE)
-
-    @property
-    def prompt(self) -> PromptTemplate:
-        """The rubric template (compiled once per process; kept out of pickles)."""
-        if getattr(self, "_model_prompt", None) is None:
-            self._model_prompt = self._load_prompt()
-        return self._model_prompt
 
     @staticmethod
     def judged_turns(row: Mapping[str, Any]) -> list[dict[str, str]] | None:
@@ -114,7 +104,7 @@ class Judge(Filter):
             todo.append(i)
             item = RubricItem(turns, phi_status=phi_status_of(row), key=row.get("id"))
             requests.append(rubric_request(self.prompt, item, max_tokens=p.max_tokens, seed=p.seed))
-        responses = ctx.llm(p.llm).generate(requests) if requests else []
+        responses = self.client(ctx).generate(requests) if requests else []
         for key, value in usage_counters(responses).items():
             self.stat_update(key, value)
         for i, resp in zip(todo, responses):

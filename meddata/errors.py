@@ -22,6 +22,8 @@ class MissingDependencyError(RecipeError, ImportError):
     installed; the message names the component and the ``pip install`` that fixes it."""
 
 
-class StepSetupError(UserError, RuntimeError):
+class StepSetupError(UserError, RuntimeError, ValueError):
     """A step could not prepare itself (load a model, read a vocabulary) on a worker; the
-    message names the step and, for a missing library, the install hint."""
+    message names the step and, for a missing library, the install hint. Also a RuntimeError
+    and a ValueError: what setup() raised before it was wrapped, so callers that caught
+    those still do."""

@@ -273,6 +273,8 @@ class Runner:
         finally:
             if engine is not None:
                 engine.close()
+            for step in [*self.recipe.inputs, *self.recipe.steps]:  # the step contract: setup ... teardown
+                step.teardown()
             if "meddata.llm" in sys.modules:  # stop LLM clients' event-loop threads
                 sys.modules["meddata.llm"].close_all()
             datasets.enable_progress_bars()

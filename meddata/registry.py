@@ -116,8 +116,9 @@ class Registry(Generic[T]):
         names = self.names()
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        listing = f" ({self.list_hint})" if self.list_hint else f"; available: {', '.join(names) or 'none'}"
-        return f"unknown {self.kind} {name!r}{hint}{listing}"
+        if self.list_hint:
+            return f"unknown {self.kind} {name!r}{hint} ({self.list_hint})"
+        return f"unknown {self.kind} {name!r}{hint} (choose from: {', '.join(names) or 'none'})"
 
     def all(self) -> dict[str, T]:
         """Every component, imported (lazy ones too)."""

@@ -65,7 +65,42 @@ def check_template(path: str | None) -> str | None:
     return path
 
 
-class LLMGenerator(Mapper):
+class LLMStepState:
+    """Worker state every LLM step shares (mixed into a Mapper or Filter): the prompt template,
+    compiled once per worker, and the LLM client, closed by :meth:`teardown`. Subclasses
+    implement :meth:`_load_prompt`; their params name the LLM in ``llm``."""
+
+    worker_state: ClassVar[tuple[str, ...]] = ("_prompt", "_client")
+
+    def _load_prompt(self) -> PromptTemplate:
+        raise NotImplementedError
+
+    def setup(self, ctx: StepContext) -> None:
+        self._prompt = self._load_prompt()
+
+    @property
+    def prompt(self) -> PromptTemplate:
+        """The template in use (compiled once per process; kept out of pickles)."""
+        if self.__dict__.get("_prompt") is None:
+            self._prompt = self._load_prompt()
+        return self._prompt
+
+    def client(self, ctx: StepContext, name: str | None = None):
+        """The client of LLM ``name`` (default ``params.llm``) for this worker; closed by teardown."""
+        clients = self.__dict__.setdefault("_client", {})
+        name = name or self.params.llm
+        client = clients.get(name)
+        if client is None or client.closed:
+            client = clients[name] = ctx.llm(name)
+        return client
+
+    def teardown(self) -> None:
+        for client in (self.__dict__.get("_client") or {}).values():
+            client.close()
+        super().teardown()
+
+
+class LLMGenerator(LLMStepState, Mapper):
     """Mapper base for steps that ask an LLM to write new rows. Subclasses set ``name``,
     ``description``, ``template_file`` and implement ``prepare`` and ``build``."""
 
@@ -105,9 +140,6 @@ class LLMGenerator(Mapper):
         raise NotImplementedError
 
     # -- the machinery --------------------------------------------------------------------------------
-    def setup(self, ctx: StepContext) -> None:
-        self._model_prompt = self._load_prompt()
-
     def _load_prompt(self) -> PromptTemplate:
         path = getattr(self.params, "template", None)
         if path:
@@ -123,13 +155,6 @@ class LLMGenerator(Mapper):
         cfg = parse_config(self.params.llm, ctx.llm_configs.get(self.params.llm) or {"model": "?"})
         template = hashlib.sha256(self.prompt.source.encode()).hexdigest()[:16]
         return json.dumps([template, cfg.backend, cfg.effective_model, cfg.temperature, cfg.response_format])
-
-    @property
-    def prompt(self) -> PromptTemplate:
-        """The template in use (compiled once per process; kept out of pickles)."""
-        if getattr(self, "_model_prompt", None) is None:
-            self._model_prompt = self._load_prompt()
-        return self._model_prompt
 
     def request(self, row: dict, messages: list[dict], json_schema: dict | None = None, **overrides: Any) -> ChatRequest:
         """A request carrying the row's PHI status (for the guard) and id (for logs)."""
@@ -152,7 +177,7 @@ class LLMGenerator(Mapper):
             messages = self.prompt.render(variables)
             plans.append((None, variables, self.requests(row, messages, variables)))
         flat = [r for _, _, reqs in plans for r in reqs]
-        responses = ctx.llm(self.params.llm).generate(flat) if flat else []
+        responses = self.client(ctx).generate(flat) if flat else []
         for key, value in usage_counters(responses).items():
             self.stat_update(key, value)
         outcomes: list[Outcome] = []
