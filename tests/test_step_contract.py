@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pickle
 import subprocess
-import uuid
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
