@@ -183,3 +183,8 @@ def test_an_llm_step_closes_its_client_on_teardown(tmp_path):
         step.teardown()
     finally:
         server.stop()
+
+
+def test_an_unknown_llm_backend_fails_at_load_naming_the_choices():
+    with pytest.raises(RecipeError, match=r"llms.*unknown LLM backend 'vllm' \(choose from: openai, transformers\)"):
+        load({"llms": {"local": {"backend": "vllm", "model": "m"}}})
