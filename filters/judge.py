@@ -30,16 +30,7 @@ from meddata.llm import ChatRequest, ChatResponse, usage_counters
 from meddata.llm.conversation import turns_of
 from meddata.llm.generator import RAW_OUTPUT_CHARS, LLMStepState, check_template, phi_status_of
 from meddata.llm.guard import is_safe_status
-from meddata.llm.judging import (  # noqa: F401  (JudgeError, PairwiseItem, pairwise_*: this module's public API)
-    JudgeError,
-    PairwiseItem,
-    RubricItem,
-    pairwise_judge,
-    pairwise_judge_many,
-    rubric_judge_many,
-    rubric_request,
-    rubric_verdict,
-)
+from meddata.llm.judging import RubricItem, rubric_request, rubric_verdict
 from meddata.llm.prompting import PromptTemplate
 from meddata.llm.rubric import JUDGE_TEMPLATE
 from meddata.llm.scope import in_scope
