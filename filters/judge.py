@@ -28,7 +28,7 @@ from pydantic import Field, field_validator
 
 from meddata.llm import ChatRequest, ChatResponse, usage_counters
 from meddata.llm.conversation import turns_of
-from meddata.llm.generator import RAW_OUTPUT_CHARS, LLMStepState, check_template, phi_status_of
+from meddata.llm.generator import LLMStepState, check_template, phi_status_of, raw_output_note
 from meddata.llm.guard import is_safe_status
 from meddata.llm.judging import RubricItem, rubric_request, rubric_verdict
 from meddata.llm.prompting import PromptTemplate
@@ -126,10 +126,4 @@ class Judge(LLMStepState, Filter):
 
 
 def _quarantine(step: str, row: dict, resp: ChatResponse, reason: str) -> Quarantine:
-    error = f"{step}: unusable judge answer: {reason}"
-    if resp.text:
-        if is_safe_status(phi_status_of(row)):
-            error += f"; raw output: {resp.text[:RAW_OUTPUT_CHARS]!r}"
-        else:
-            error += "; raw output withheld (the source row holds raw PHI)"
-    return Quarantine(error=error, row=row)
+    return Quarantine(error=f"{step}: unusable judge answer: {reason}{raw_output_note(row, resp)}", row=row)

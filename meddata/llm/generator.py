@@ -198,12 +198,7 @@ class LLMGenerator(LLMStepState, Mapper):
     def quarantine(self, row: dict, response: ChatResponse, reason: str | None = None) -> Quarantine:
         """Quarantine ``row`` for an unusable answer. The raw answer goes into the entry only when
         the source row holds no raw PHI (the quarantine file is not a PHI store)."""
-        error = f"{self.name}: unusable LLM answer: {reason or response.error}"
-        if response.text:
-            if is_safe_status(phi_status_of(row)):
-                error += f"; raw output: {json.dumps(response.text[:RAW_OUTPUT_CHARS], ensure_ascii=False)}"
-            else:
-                error += "; raw output withheld (the source row holds raw PHI)"
+        error = f"{self.name}: unusable LLM answer: {reason or response.error}{raw_output_note(row, response)}"
         return Quarantine(error=error, row=row, service=None if response.invalid_output else f"llms.{self.params.llm}")
 
     def derived_row(self, row: Mapping[str, Any], index: int, model: str, **content: Any) -> dict:
@@ -219,6 +214,17 @@ class LLMGenerator(LLMStepState, Mapper):
         """Record generator model and prompt id on a row the step keeps (1 -> 1 generators)."""
         row["meta"] = {**row["meta"], "generator_model": model, "prompt_id": self.prompt.prompt_id}
         return row
+
+
+def raw_output_note(row: Mapping[str, Any], response: ChatResponse) -> str:
+    """What a quarantine entry may say of an unusable answer: the raw output (first
+    RAW_OUTPUT_CHARS, as JSON) when the source row holds no raw PHI, else that it was
+    withheld (the quarantine file is not a PHI store); nothing for an empty answer."""
+    if not response.text:
+        return ""
+    if is_safe_status(phi_status_of(row)):
+        return f"; raw output: {json.dumps(response.text[:RAW_OUTPUT_CHARS], ensure_ascii=False)}"
+    return "; raw output withheld (the source row holds raw PHI)"
 
 
 def phi_status_of(row: Mapping[str, Any]) -> str:
