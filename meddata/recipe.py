@@ -213,20 +213,18 @@ def _check_llm_refs(steps: list[Step], llms: Mapping[str, Any], source: str) -> 
                 )
 
 
-#: Modules each engine and LLM backend needs beyond the core (checked when a recipe loads).
-ENGINE_REQUIRES = {"ray": ("ray",)}
-BACKEND_REQUIRES = {"openai": ("openai",), "transformers": ("torch", "transformers")}
-
-
 def check_requirements(inputs: list[Builder], steps: list[Step], llms: Mapping[str, Any], engine: str,
                        source: str) -> None:
     """Every optional library the recipe's steps, LLM backends and engine need is installed;
     else one line naming the component and the install that fixes it."""
+    from meddata.engine.base import ENGINES
+    from meddata.llm.backends.base import BACKENDS
+
     needs: list[tuple[str, tuple[str, ...]]] = [
         *((f"inputs[{i}] {b.name!r}", b.requirements()) for i, b in enumerate(inputs)),
         *((f"steps[{i}] {s.name!r}", s.requirements()) for i, s in enumerate(steps)),
-        *((f"llms.{name}", BACKEND_REQUIRES.get(str(cfg.get("backend", "openai")), ())) for name, cfg in llms.items()),
-        (f"engine {engine!r}", ENGINE_REQUIRES.get(engine, ())),
+        *((f"llms.{name}", BACKENDS.requirements(str(cfg.get("backend", "openai")))) for name, cfg in llms.items()),
+        (f"engine {engine!r}", ENGINES.requirements(engine)),
     ]
     for where, modules in needs:
         absent = missing(modules)

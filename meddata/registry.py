@@ -55,6 +55,7 @@ class Registry(Generic[T]):
         self.kind, self.group, self.list_hint, self.error = kind, group, list_hint, error
         self._items: dict[str, T] = {}
         self._lazy: dict[str, str] = {}
+        self._requires: dict[str, tuple[str, ...]] = {}
         self._loaded = False
 
     # -- registering --------------------------------------------------------------------------
@@ -72,10 +73,17 @@ class Registry(Generic[T]):
         self._lazy.pop(name, None)
         return obj
 
-    def register_lazy(self, name: str, target: str) -> None:
-        """Register ``"package.module:attr"`` under ``name``, imported on first :meth:`get`."""
+    def register_lazy(self, name: str, target: str, *, requires: tuple[str, ...] = ()) -> None:
+        """Register ``"package.module:attr"`` under ``name``, imported on first :meth:`get`.
+        ``requires``: optional modules it needs, checked when a recipe names it."""
         if name not in self._items:
             self._lazy[name] = target
+        if requires:
+            self._requires[name] = tuple(requires)
+
+    def requirements(self, name: str) -> tuple[str, ...]:
+        """Modules the component ``name`` needs beyond meddata's core (checked without importing it)."""
+        return self._requires.get(name, ())
 
     # -- finding ------------------------------------------------------------------------------
     def load_plugins(self) -> None:

@@ -188,3 +188,18 @@ def test_an_llm_step_closes_its_client_on_teardown(tmp_path):
 def test_an_unknown_llm_backend_fails_at_load_naming_the_choices():
     with pytest.raises(RecipeError, match=r"llms.*unknown LLM backend 'vllm' \(choose from: openai, transformers\)"):
         load({"llms": {"local": {"backend": "vllm", "model": "m"}}})
+
+
+def test_an_engine_needing_a_missing_library_fails_at_load(tmp_path):
+    from meddata.engine.base import ENGINES
+
+    if not missing(("liger_kernel",)):
+        pytest.skip("liger-kernel is installed here (a CUDA machine)")
+    ENGINES.register_lazy("gpu_test_engine", "meddata.engine.local:LocalEngine", requires=("liger_kernel",))
+    try:
+        with pytest.raises(MissingDependencyError, match=r"r.yaml: engine 'gpu_test_engine': liger_kernel is not "
+                                                         r'installed; pip install "meddata\[gpu\]"'):
+            load({"engine": {"name": "gpu_test_engine"}})
+    finally:
+        ENGINES._lazy.pop("gpu_test_engine")
+        ENGINES._requires.pop("gpu_test_engine")

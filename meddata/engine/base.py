@@ -46,7 +46,7 @@ class Engine(ABC):
 #: Engines by name (``engine.name`` in a recipe); third-party ones through ``meddata.engines``.
 ENGINES: Registry[type[Engine]] = Registry("engine", "meddata.engines")
 ENGINES.register_lazy("local", "meddata.engine.local:LocalEngine")
-ENGINES.register_lazy("ray", "meddata.engine.ray_engine:RayEngine")  # the ray extra, imported when used
+ENGINES.register_lazy("ray", "meddata.engine.ray_engine:RayEngine", requires=("ray",))  # imported when used
 
 
 def register_engine(cls: type[Engine]) -> type[Engine]:

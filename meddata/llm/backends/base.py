@@ -72,5 +72,6 @@ class Backend(ABC):
 #: Backends by name (``backend:`` of an ``llms`` entry), each constructed as ``cls(name, config)``.
 #: Third-party ones through the ``meddata.llm_backends`` entry-point group.
 BACKENDS: Registry[type[Backend]] = Registry("LLM backend", "meddata.llm_backends")
-BACKENDS.register_lazy("openai", "meddata.llm.backends.openai_backend:OpenAIBackend")
-BACKENDS.register_lazy("transformers", "meddata.llm.backends.transformers_backend:TransformersBackend")
+BACKENDS.register_lazy("openai", "meddata.llm.backends.openai_backend:OpenAIBackend", requires=("openai",))
+BACKENDS.register_lazy("transformers", "meddata.llm.backends.transformers_backend:TransformersBackend",
+                       requires=("torch", "transformers"))
