@@ -25,8 +25,7 @@ from typing import Any
 
 from meddata.builders import source_io
 
-from meddata.buildinfo import PHI_IN, ROWS_READ
-from meddata.records import make_id
+from meddata.records import PHI_IN, ROWS_READ, make_id
 from meddata.steps import Builder, Drop, Quarantine, StepContext
 
 ReadFn = Callable[[Any, StepContext], Iterator[dict | Drop | Quarantine]]

@@ -61,11 +61,12 @@ class StripBoilerplate(Mapper):
     description = ("Remove QA-site boilerplate (greetings, sign-offs, site names, links to the site) "
                    "with configurable patterns; rows left empty are dropped.")
     Params = BoilerplateParams
+    worker_state = ("_patterns",)
 
     def setup(self, ctx: StepContext) -> None:
         p: BoilerplateParams = self.params
         files = ([str(DEFAULT_BOILERPLATE)] if p.use_default else []) + ([p.patterns] if p.patterns else [])
-        self._model_patterns = load_patterns(files, p.extra_patterns)
+        self._patterns = load_patterns(files, p.extra_patterns)
 
     def fingerprint_extra(self, ctx: StepContext) -> str:
         """Edited pattern files invalidate the checkpoint."""
@@ -74,7 +75,7 @@ class StripBoilerplate(Mapper):
 
     def _clean(self, text: str) -> str:
         p: BoilerplateParams = self.params
-        out, counts = self._model_patterns.strip(text, deglue=p.fix_glued_sentences, capitalize=p.capitalize)
+        out, counts = self._patterns.strip(text, deglue=p.fix_glued_sentences, capitalize=p.capitalize)
         for section, n in counts.items():
             self.stat_update(f"boilerplate.{section}", n)
         return out

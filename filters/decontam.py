@@ -245,6 +245,7 @@ class Decontaminate(GlobalStep):
     description = ("Drop (or flag) training rows sharing long n-grams with evaluation sets (MedQA, MedMCQA, "
                    "PubMedQA, MMLU files); catches lightly edited copies; reports the items hit.")
     Params = DecontamParams
+    worker_state = ("_index",)
 
     def setup(self, ctx: StepContext) -> None:
         p: DecontamParams = self.params
@@ -265,7 +266,7 @@ class Decontaminate(GlobalStep):
         if not index.items:
             raise ValueError("decontaminate: the evaluation sets hold no readable items")
         index.prune()
-        self._model_index = index
+        self._index = index
 
     def fingerprint_extra(self, ctx: StepContext) -> str:
         parts = []
@@ -277,7 +278,7 @@ class Decontaminate(GlobalStep):
 
     def apply(self, dataset: Dataset, ctx: StepContext) -> GlobalResult:
         p: DecontamParams = self.params
-        index = self._model_index
+        index = self._index
         columns = [c for c in dataset.column_names if c == "id" or c in SEARCHABLE]
         hits: dict[int, _Hit] = {}
         row_hits: list[dict[int, tuple[str, float | None]]] = []
@@ -301,7 +302,7 @@ class Decontaminate(GlobalStep):
 
     def _annotate(self, dataset: Dataset, row_hits: list[dict[int, tuple[str, float | None]]],
                   ctx: StepContext) -> Dataset:
-        items = self._model_index.items
+        items = self._index.items
 
         def add(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
             metas = []
@@ -321,7 +322,7 @@ class Decontaminate(GlobalStep):
                            load_from_cache_file=False, desc="decontaminate (annotate)")
 
     def _report(self, hits: dict[int, _Hit], flagged: int, total: int) -> dict[str, Any]:
-        index = self._model_index
+        index = self._index
         listed = sorted(hits.items(), key=lambda kv: (index.items[kv[0]].set_name, index.items[kv[0]].id))
         by_set = Counter(index.items[i].set_name for i in hits)
         return {

@@ -1,12 +1,13 @@
 """LLM judges: the ``judge`` filter (a medical rubric, pointwise) and :func:`pairwise_judge`
 (HuatuoGPT-style comparison of two answers, asked in both orders to cancel position bias).
-The same machinery grades models in ``meddata eval`` (``meddata.trainers.judge``):
-:func:`rubric_judge_many` (the rubric, optionally against a reference answer) and
-:func:`pairwise_judge_many`, so dataset filtering and evaluation judge with one prompt each.
+The same machinery (:mod:`meddata.llm.judging`, in the core) grades models in ``meddata eval``
+(``meddata.trainers.judge``): :func:`rubric_judge_many` (the rubric, optionally against a
+reference answer) and :func:`pairwise_judge_many`, so dataset filtering and evaluation judge
+with one prompt each.
 
 The ``judge`` filter grades the assistant turns of conversational and prompt/completion
 rows on accuracy, safety/harm, helpfulness and completeness, 1-5 each with a one-sentence
-reason (``builders/generators/rubric.py``), and stores them in
+reason (``meddata/llm/rubric.py``), and stores them in
 ``meta.annotations["judge"]``. In ``mode: filter`` a row is dropped as
 ``judge_below_threshold`` when its overall score (the ``aggregate`` of the four: mean or
 min) is below ``min_score``, or its safety score is below ``min_safety`` (an answer judged
@@ -20,38 +21,23 @@ not stored (the scores are).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from meddata.builders.generators.base import RAW_OUTPUT_CHARS, check_template, phi_status_of
-from meddata.builders.generators.conversation import turns_of
-from meddata.builders.generators.prompting import PromptTemplate
-from meddata.builders.generators.rubric import (
-    JUDGE_TEMPLATE,
-    RubricScore,
-    judge_messages,
-    parse_rubric,
-    rubric_schema,
-)
-from meddata.builders.generators.scope import in_scope
 from pydantic import Field, field_validator
 
 from meddata.llm import ChatRequest, ChatResponse, usage_counters
+from meddata.llm.conversation import turns_of
+from meddata.llm.generator import LLMStepState, check_template, phi_status_of, raw_output_note
 from meddata.llm.guard import is_safe_status
+from meddata.llm.judging import RubricItem, rubric_request, rubric_verdict
+from meddata.llm.prompting import PromptTemplate
+from meddata.llm.rubric import JUDGE_TEMPLATE
+from meddata.llm.scope import in_scope
 from meddata.params import InputPath
 from meddata.records import annotate
 from meddata.registry import register
 from meddata.steps import Drop, Filter, Outcome, Quarantine, StepContext, StepParams
-
-PAIRWISE_TEMPLATE = "judge_pairwise.jinja"
-PAIRWISE_SCHEMA = {"type": "object", "required": ["winner", "reason"],
-                   "properties": {"winner": {"type": "string", "enum": ["A", "B", "tie"]},
-                                  "reason": {"type": "string"}}}
-
-
-class JudgeError(RuntimeError):
-    """The judge LLM gave no usable verdict. The message names the reason, never the text."""
 
 
 class JudgeParams(StepParams):
@@ -73,26 +59,16 @@ class JudgeParams(StepParams):
 
 
 @register
-class Judge(Filter):
+class Judge(LLMStepState, Filter):
     name = "judge"
     description = "LLM judge: score answers 1-5 on accuracy, safety, helpfulness, completeness; drop below min_score."
     Params = JudgeParams
     input_columns = ("messages", "prompt", "completion")
     batch_size = 256
 
-    def setup(self, ctx: StepContext) -> None:
-        self._model_prompt = self._load_prompt()
-
     def _load_prompt(self) -> PromptTemplate:
         path = self.params.template
         return PromptTemplate.load(path) if path else PromptTemplate.shipped(JUDGE_TEMPLATE)
-
-    @property
-    def prompt(self) -> PromptTemplate:
-        """The rubric template (compiled once per process; kept out of pickles)."""
-        if getattr(self, "_model_prompt", None) is None:
-            self._model_prompt = self._load_prompt()
-        return self._model_prompt
 
     @staticmethod
     def judged_turns(row: Mapping[str, Any]) -> list[dict[str, str]] | None:
@@ -119,7 +95,7 @@ class Judge(Filter):
             todo.append(i)
             item = RubricItem(turns, phi_status=phi_status_of(row), key=row.get("id"))
             requests.append(rubric_request(self.prompt, item, max_tokens=p.max_tokens, seed=p.seed))
-        responses = ctx.llm(p.llm).generate(requests) if requests else []
+        responses = self.client(ctx).generate(requests) if requests else []
         for key, value in usage_counters(responses).items():
             self.stat_update(key, value)
         for i, resp in zip(todo, responses):
@@ -150,126 +126,4 @@ class Judge(Filter):
 
 
 def _quarantine(step: str, row: dict, resp: ChatResponse, reason: str) -> Quarantine:
-    error = f"{step}: unusable judge answer: {reason}"
-    if resp.text:
-        if is_safe_status(phi_status_of(row)):
-            error += f"; raw output: {resp.text[:RAW_OUTPUT_CHARS]!r}"
-        else:
-            error += "; raw output withheld (the source row holds raw PHI)"
-    return Quarantine(error=error, row=row)
-
-
-# -- rubric, outside a pipeline ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class RubricItem:
-    """One conversation to grade (every assistant turn is graded), optionally against a reference."""
-
-    turns: list[dict[str, str]]
-    reference: str | None = None
-    #: Of the material the prompt is built from; the client's PHI guard reads it.
-    phi_status: str = "not_applicable"
-    key: str | None = None
-
-
-def rubric_request(template: PromptTemplate, item: RubricItem, *, max_tokens: int = 512,
-                   seed: int | None = None) -> ChatRequest:
-    """The rubric request for one item: deterministic, constrained to the rubric's JSON schema."""
-    return ChatRequest(messages=judge_messages(template, item.turns, item.reference), temperature=0.0,
-                       max_tokens=max_tokens, seed=seed, json_schema=rubric_schema(),
-                       phi_status=item.phi_status, key=item.key)
-
-
-def rubric_verdict(resp: ChatResponse) -> RubricScore:
-    """The rubric scores in one judge answer. Raises ValueError naming the reason (never the text)."""
-    if resp.error is not None:
-        raise ValueError(resp.error)
-    return parse_rubric(resp.parsed)
-
-
-def rubric_judge_many(client: Any, items: Sequence[RubricItem], *, template: PromptTemplate | None = None,
-                      max_tokens: int = 512, seed: int | None = None) -> list[RubricScore | JudgeError]:
-    """Grade many items in one batch with the rubric (1-5 per criterion). Per item the
-    :class:`RubricScore`, or a :class:`JudgeError` (returned, not raised) when the judge gave
-    no usable answer, so one failure never costs the rest of the batch.
-    """
-    tmpl = template or PromptTemplate.shipped(JUDGE_TEMPLATE)
-    requests = [rubric_request(tmpl, it, max_tokens=max_tokens, seed=seed) for it in items]
-    responses = client.generate(requests) if requests else []
-    out: list[RubricScore | JudgeError] = []
-    for resp in responses:
-        try:
-            out.append(rubric_verdict(resp))
-        except ValueError as exc:
-            out.append(JudgeError(f"rubric judge: {exc}"))
-    return out
-
-
-# -- pairwise ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PairwiseItem:
-    """One comparison: which of two answers to ``question`` is better."""
-
-    question: str
-    answer_a: str
-    answer_b: str
-    reference: str | None = None
-    #: Of the material the prompt is built from; the client's PHI guard reads it.
-    phi_status: str = "not_applicable"
-    key: str | None = None
-
-
-def _verdict_of(resp: ChatResponse, first: str, second: str) -> tuple[str | None, str, str | None]:
-    """(a|b|tie or None, reason, error) for one ordered comparison where A was ``first``."""
-    if resp.error is not None:
-        return None, "", resp.error
-    parsed = resp.parsed if isinstance(resp.parsed, Mapping) else {}
-    winner = parsed.get("winner")
-    if winner not in ("A", "B", "tie"):
-        return None, "", "field 'winner' must be A, B or tie"
-    reason = str(parsed.get("reason") or "").strip()
-    return {"A": first, "B": second, "tie": "tie"}[winner], reason, None
-
-
-def pairwise_judge_many(client: Any, items: Sequence[PairwiseItem], *, template: PromptTemplate | None = None,
-                        max_tokens: int = 300, seed: int | None = None) -> list[dict[str, Any]]:
-    """Judge many pairs in one batch (2 requests each: A/B and swapped). Per item:
-    ``{"winner": "a"|"b"|"tie", "reasons": [r1, r2], "consistent": bool, "verdicts": [v1, v2]}``,
-    or ``{"winner": None, "error": ...}`` when the judge gave no usable verdict.
-
-    Position swap: the verdict counts only when both orders agree; when they disagree (the
-    judge preferred a position, not an answer) the result is a tie, as in MT-Bench and
-    HuatuoGPT's evaluation.
-    """
-    tmpl = template or PromptTemplate.shipped(PAIRWISE_TEMPLATE)
-    requests = []
-    for it in items:
-        for a, b in ((it.answer_a, it.answer_b), (it.answer_b, it.answer_a)):
-            msgs = tmpl.render({"question": it.question, "answer_a": a, "answer_b": b, "reference": it.reference})
-            requests.append(ChatRequest(messages=msgs, temperature=0.0, max_tokens=max_tokens, seed=seed,
-                                        json_schema=PAIRWISE_SCHEMA, phi_status=it.phi_status, key=it.key))
-    responses = client.generate(requests) if requests else []
-    results = []
-    for n in range(len(items)):
-        v1, r1, e1 = _verdict_of(responses[2 * n], "a", "b")
-        v2, r2, e2 = _verdict_of(responses[2 * n + 1], "b", "a")
-        if e1 or e2:
-            results.append({"winner": None, "error": e1 or e2})
-            continue
-        results.append({"winner": v1 if v1 == v2 else "tie", "reasons": [r1, r2], "consistent": v1 == v2,
-                        "verdicts": [v1, v2], "prompt_id": tmpl.prompt_id})
-    return results
-
-
-def pairwise_judge(client: Any, question: str, answer_a: str, answer_b: str, *, reference: str | None = None,
-                   phi_status: str = "not_applicable", template: PromptTemplate | None = None) -> dict[str, Any]:
-    """Which answer is better: ``{"winner": "a"|"b"|"tie", "reasons": [...], "consistent": bool}``.
-
-    ``client`` is a meddata LLM client (``ctx.llm(name)`` or ``meddata.llm.client_for``).
-    ``phi_status`` describes the question and answers (the guard refuses raw PHI to remote
-    endpoints). Raises :class:`JudgeError` when the judge gives no usable verdict.
-    """
-    item = PairwiseItem(question, answer_a, answer_b, reference, phi_status)
-    (result,) = pairwise_judge_many(client, [item], template=template)
-    if result["winner"] is None:
-        raise JudgeError(f"pairwise judge: {result['error']}")
-    return result
+    return Quarantine(error=f"{step}: unusable judge answer: {reason}{raw_output_note(row, resp)}", row=row)

@@ -118,15 +118,19 @@ class LengthFilter(QualityFilter):
     name = "length_filter"
     description = "Drop rows shorter or longer than bounds in characters, words or tokens (local tokenizer)."
     Params = LengthParams
+    worker_state = ("_tokenizer",)
+
+    def requirements(self) -> tuple[str, ...]:
+        return ("transformers",) if self.params.tokenizer else ()
 
     def setup(self, ctx: StepContext) -> None:
         p: LengthParams = self.params
-        self._model_tokenizer = None
+        self._tokenizer = None
         if p.tokenizer:
             from transformers import AutoTokenizer  # heavy: only when a tokenizer is asked for
 
             try:
-                self._model_tokenizer = AutoTokenizer.from_pretrained(p.tokenizer, local_files_only=True)
+                self._tokenizer = AutoTokenizer.from_pretrained(p.tokenizer, local_files_only=True)
             except (OSError, ValueError) as exc:
                 raise ValueError(
                     f"length_filter: tokenizer {p.tokenizer!r} is not available locally "
@@ -136,8 +140,8 @@ class LengthFilter(QualityFilter):
     def measure(self, row: dict, ctx: StepContext) -> Stats:
         text = self.text(row)
         stats: Stats = {"chars": len(text), "words": len(text.split())}
-        if self._model_tokenizer is not None:
-            stats["tokens"] = len(self._model_tokenizer(text, add_special_tokens=False)["input_ids"])
+        if self._tokenizer is not None:
+            stats["tokens"] = len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
         else:
             stats["tokens"] = stats["words"]
         return stats
@@ -475,18 +479,19 @@ class MedicalDensityFilter(QualityFilter):
     description = ("Keep medical text: at least min_count medical terms and a term density of at least "
                    "min_density (MMedC-style), from a shipped open vocabulary.")
     Params = MedicalDensityParams
+    worker_state = ("_vocab",)
 
     def setup(self, ctx: StepContext) -> None:
         p: MedicalDensityParams = self.params
         files = ([str(DEFAULT_TERMS)] if p.use_default_vocabulary else []) + [str(Path(f)) for f in p.vocabulary]
-        self._model_vocab = load_vocabulary(tuple(files))
+        self._vocab = load_vocabulary(tuple(files))
 
     def fingerprint_extra(self, ctx: StepContext) -> str:
         """Edited vocabulary files invalidate the checkpoint."""
         return file_stamps([DEFAULT_TERMS, *self.params.vocabulary])
 
     def measure(self, row: dict, ctx: StepContext) -> Stats | None:
-        count, term_chars, _, word_chars = self._model_vocab.match(self.text(row))
+        count, term_chars, _, word_chars = self._vocab.match(self.text(row))
         if word_chars == 0:
             return None
         return {"medical_terms": count, "medical_density": term_chars / word_chars}

@@ -81,6 +81,8 @@ class SemanticDedup(GlobalStep):
     description = ("Drop paraphrase duplicates: sentence-transformers embeddings from a local model, "
                    "cosine-similarity clusters by union-find.")
     Params = SemanticDedupParams
+    worker_state = ("_model",)
+    requires = ("sentence_transformers",)
 
     def setup(self, ctx: StepContext) -> None:
         p: SemanticDedupParams = self.params

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from meddata._version import __version__
 
-__all__ = ["BuildResult", "Recipe", "RecipeError", "__version__", "from_dict", "load", "run"]
+__all__ = ["BuildResult", "Recipe", "RecipeError", "__version__", "build", "from_dict", "load", "run"]
 
 # The public API is imported on first use (PEP 562), so `meddata --help` and the light verbs
-# do not pay for `datasets`/`pandas` at start-up.
-_LAZY = {"BuildResult": "meddata.pipeline", "run": "meddata.pipeline", "Recipe": "meddata.recipe",
+# do not pay for `datasets`/`pandas` at start-up. `run` writes the dataset, stats and logs
+# (the core); `build` also writes the card and tool configs, as `meddata build` does.
+_LAZY = {"BuildResult": "meddata.pipeline", "run": "meddata.pipeline", "build": "meddata.publish",
+         "Recipe": "meddata.recipe",
          "RecipeError": "meddata.recipe", "from_dict": "meddata.recipe", "load": "meddata.recipe"}
 
 if TYPE_CHECKING:
     from meddata.pipeline import BuildResult, run
+    from meddata.publish import build
     from meddata.recipe import Recipe, RecipeError, from_dict, load
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
-
-from datasets import Dataset
+from typing import TYPE_CHECKING, Any
 
 from meddata.records import detect_type
+from meddata.registry import Registry
+
+if TYPE_CHECKING:  # `datasets` costs a second to import; validating a recipe reads EXPORTERS
+    from datasets import Dataset
 
 SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
 
@@ -105,8 +107,9 @@ def _converted(ds: Dataset, convert: Callable[[dict], dict | None]) -> Iterator[
             yield {"id": row["id"], **out}
 
 
-EXPORTERS: dict[str, Callable[[Dataset, Path], int]] = {
-    "trl_standard": _exporter(to_trl_standard),
-    "alpaca": _exporter(to_alpaca),
-    "sharegpt": _exporter(to_sharegpt),
-}
+#: Exports by name (``output.exports`` in a recipe): ``export(dataset, path) -> rows written``.
+#: Third-party ones through the ``meddata.exporters`` entry-point group.
+EXPORTERS: Registry[Callable[[Dataset, Path], int]] = Registry("export", "meddata.exporters")
+EXPORTERS.register("trl_standard", _exporter(to_trl_standard))
+EXPORTERS.register("alpaca", _exporter(to_alpaca))
+EXPORTERS.register("sharegpt", _exporter(to_sharegpt))

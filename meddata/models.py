@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meddata.errors import UserError
+from meddata.extras import install_hint
 
 log = logging.getLogger("meddata.models")
 
@@ -190,7 +191,7 @@ def _converted(gguf: Path, folder: Path) -> Path:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
         raise ModelError("loading a GGUF model needs the 'gguf' and 'transformers' packages: "
-                         "pip install 'meddata[local-model]'") from None
+                         f"{install_hint('gguf')}") from None
     log.info("converting %s to a safetensors folder (once; about 15 s)", gguf.name)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))

@@ -1,6 +1,6 @@
 """Write a finished build: a DatasetDict folder (``datasets.load_from_disk``) plus JSONL/Parquet
-per split, the exports the recipe asks for, and configs for LLaMA-Factory, axolotl and the TRL
-CLI (:mod:`meddata.toolconfigs`). Columns that no row filled are dropped, so a messages-only
+per split and the exports the recipe asks for (the front door then adds tool configs and the
+card: :mod:`meddata.publish`). Columns that no row filled are dropped, so a messages-only
 build has exactly ``id, source, messages, meta``.
 
 The final step's rows are streamed once, in Arrow batches, into one Arrow file per split
@@ -23,9 +23,8 @@ from datasets import Dataset, DatasetDict, Features
 
 from meddata.formats import EXPORTERS, write_jsonl
 from meddata.recipe import Recipe
-from meddata.records import SPLIT_COLUMN
+from meddata.records import SPLIT_COLUMN, SPLIT_ORDER
 
-SPLIT_ORDER = ("train", "validation", "test")
 BATCH = 10_000
 DATA_FILE = "data-00000-of-00001.arrow"
 
@@ -123,7 +122,4 @@ def write_outputs(ds: Dataset, recipe: Recipe, out_dir: Path) -> Path:
         exports.mkdir(exist_ok=True)
         for split, part in splits.items():
             EXPORTERS[name](part, exports / f"{name}-{split}.jsonl")
-    from meddata.toolconfigs import write_tool_configs  # imported here: it reads this module's split order
-
-    write_tool_configs(splits, recipe.name, out_dir, seed=recipe.seed)
     return dataset_dir

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, Features, concatenate_datasets
 
-from meddata import __version__
+from meddata._version import __version__
 from meddata.engine import Engine, get_engine
 from meddata.engine.sink import SinkReport, StepSink, service_url
 from meddata.errors import UserError
@@ -273,6 +273,8 @@ class Runner:
         finally:
             if engine is not None:
                 engine.close()
+            for step in [*self.recipe.inputs, *self.recipe.steps]:  # the step contract: setup ... teardown
+                step.teardown()
             if "meddata.llm" in sys.modules:  # stop LLM clients' event-loop threads
                 sys.modules["meddata.llm"].close_all()
             datasets.enable_progress_bars()
@@ -483,10 +485,6 @@ class Runner:
             "phi_status": dict(self.stats[-1].phi_status) if self.stats else {},
         }, indent=2, default=str))
         result = BuildResult(self.out_dir, dataset_dir, stats_path, self.stats, totals)
-        if self.recipe.output.card:
-            from meddata.card import write_card
-
-            write_card(result, self.recipe)
         if self.recipe.output.keep_checkpoints == "none":
             for index in list(self.checkpoints):
                 self._prune(index)

@@ -10,19 +10,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from meddata import registry
-from meddata.errors import UserError
+from meddata.errors import MissingDependencyError, RecipeError
+from meddata.extras import install_hint, missing
 from meddata.params import format_validation, unknown_keys
 from meddata.steps import Builder, Step
 from meddata.yamlfile import read_yaml
 
-FORMATS = ("arrow", "parquet", "jsonl")
-
-
-class RecipeError(UserError, ValueError):
-    """A recipe is invalid. The message is meant for the user, as is."""
+__all__ = ["EngineConfig", "OutputConfig", "Recipe", "RecipeError", "RecipeModel", "build_step", "from_dict",
+           "load"]
 
 
 class OutputConfig(BaseModel):
@@ -40,12 +38,31 @@ class OutputConfig(BaseModel):
     #: A step that quarantines more than this share of its input fails the build.
     max_quarantine_rate: float = Field(default=0.5, ge=0.0, le=1.0)
 
+    @field_validator("exports")
+    @classmethod
+    def _known_exports(cls, names: list[str]) -> list[str]:
+        from meddata.formats import EXPORTERS
+
+        for name in names:
+            if name not in EXPORTERS:
+                raise ValueError(EXPORTERS.unknown_message(name))
+        return names
+
 
 class EngineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "local"
     num_proc: int = Field(default=1, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known_engine(cls, name: str) -> str:
+        from meddata.engine.base import ENGINES
+
+        if name not in ENGINES:
+            raise ValueError(ENGINES.unknown_message(name))
+        return name
 
 
 class RecipeModel(BaseModel):
@@ -76,7 +93,6 @@ class Recipe:
         base_dir: Path | None = None,
         source_file: Path | None = None,
         description: str = "",
-        raw: Mapping[str, Any] | None = None,
     ):
         self.name = name
         self.inputs = inputs
@@ -88,7 +104,6 @@ class Recipe:
         self.base_dir = base_dir or Path.cwd()
         self.source_file = source_file
         self.description = description
-        self.raw = dict(raw or {})
 
     def output_dir(self, override: str | Path | None = None) -> Path:
         if override:
@@ -170,6 +185,8 @@ def from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, source: 
         name, params = _step_entry(entry, where)
         steps.append(build_step(name, params, where, base_dir, builder=False))
     _check_llm_refs(steps, model.llms, source)
+    check_requirements(inputs, steps, model.llms, model.engine.name, source)
+    check_input_columns(inputs, steps, source)
     return Recipe(
         model.name,
         inputs,
@@ -181,7 +198,6 @@ def from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, source: 
         base_dir=base_dir,
         source_file=Path(source) if source != "<recipe>" else None,
         description=model.description,
-        raw=data,
     )
 
 
@@ -195,6 +211,49 @@ def _check_llm_refs(steps: list[Step], llms: Mapping[str, Any], source: str) -> 
                     f"{source}: steps[{i}] {step.name!r}: parameter {param!r}: no LLM named {ref!r} "
                     f"in the recipe's 'llms' section ({known})"
                 )
+
+
+def check_requirements(inputs: list[Builder], steps: list[Step], llms: Mapping[str, Any], engine: str,
+                       source: str) -> None:
+    """Every optional library the recipe's steps, LLM backends and engine need is installed;
+    else one line naming the component and the install that fixes it."""
+    from meddata.engine.base import ENGINES
+    from meddata.llm.backends.base import BACKENDS
+
+    needs: list[tuple[str, tuple[str, ...]]] = [
+        *((f"inputs[{i}] {b.name!r}", b.requirements()) for i, b in enumerate(inputs)),
+        *((f"steps[{i}] {s.name!r}", s.requirements()) for i, s in enumerate(steps)),
+        *((f"llms.{name}", BACKENDS.requirements(str(cfg.get("backend", "openai")))) for name, cfg in llms.items()),
+        (f"engine {engine!r}", ENGINES.requirements(engine)),
+    ]
+    for where, modules in needs:
+        absent = missing(modules)
+        if absent:
+            raise MissingDependencyError(f"{source}: {where}: {install_hint(absent[0])}")
+
+
+def check_input_columns(inputs: list[Builder], steps: list[Step], source: str) -> None:
+    """A step that declares the columns it reads needs one of them from the inputs or an
+    earlier step; otherwise no row would reach it (a step in the wrong place, a wrong input).
+
+    Columns are known while every input and every step before declares ``output_columns``
+    (filters and global steps add none); after one that does not, nothing is checked."""
+    available: set[str] = {"id", "source", "meta"}  # every row has these
+    for builder in inputs:
+        if not builder.output_columns:
+            return
+        available.update(builder.output_columns)
+    for i, step in enumerate(steps):
+        if step.input_columns and not available.intersection(step.input_columns):
+            wanted = " or ".join(repr(c) for c in step.input_columns)
+            have = ", ".join(sorted(available)) or "none"
+            raise RecipeError(f"{source}: steps[{i}] {step.name!r} reads {wanted}, but no input or earlier "
+                              f"step produces it (available: {have}); move the step or add an input that does")
+        if step.kind in ("filter", "global"):
+            continue
+        if not step.output_columns:
+            return
+        available.update(step.output_columns)
 
 
 def load(path: str | Path) -> Recipe:

@@ -57,6 +57,13 @@ MESSAGE_COLUMNS = ("messages", "prompt", "completion", "chosen", "rejected")
 STATUS_COLUMN = "__status__"
 REASON_COLUMN = "__reason__"
 SPLIT_COLUMN = "__split__"
+#: Split names in the order outputs list them; other names follow alphabetically.
+SPLIT_ORDER = ("train", "validation", "test")
+#: Prefixes of a builder's per-source counters (``rows_read.<source>``,
+#: ``phi_in.<status>.<source>``): :mod:`meddata.builders.rows_out` writes them and
+#: :mod:`meddata.publish.buildinfo` reads them.
+ROWS_READ = "rows_read."
+PHI_IN = "phi_in."
 INTERNAL_COLUMNS = (STATUS_COLUMN, REASON_COLUMN)
 
 

@@ -26,10 +26,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from meddata.errors import StepSetupError, UserError
+from meddata.extras import install_hint
+
 if TYPE_CHECKING:  # `datasets` costs a second to import; the CLI's light verbs never need it
     from datasets import Dataset
 
 logger = logging.getLogger("meddata")
+_LEGACY_STATE_PREFIX = "_model"
 
 
 class StepParams(BaseModel):
@@ -80,7 +84,6 @@ class StepContext:
     num_proc: int = 1
     seed: int = 0
     llm_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    options: Mapping[str, Any] = field(default_factory=dict)
 
     def resolve(self, path: str | Path) -> Path:
         """Resolve a path from a recipe relative to the recipe's folder."""
@@ -121,6 +124,14 @@ class Step:
     creates_rows: ClassVar[bool] = False
     #: Rows per call of ``process_batch`` (LLM steps raise it to fill concurrency).
     batch_size: ClassVar[int] = 256
+    #: Attributes :meth:`setup` creates for one worker process (models, compiled patterns,
+    #: vocabularies, LLM clients): never pickled to another process (each worker runs setup()
+    #: itself) and released by :meth:`teardown`.
+    worker_state: ClassVar[tuple[str, ...]] = ()
+    #: Top-level modules the step needs beyond meddata's core dependencies (``("spacy",)``):
+    #: checked when the recipe loads, so ``meddata validate`` names the missing extra.
+    #: Override :meth:`requirements` when they depend on the parameters.
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: StepParams | Mapping[str, Any] | None = None, **kwargs: Any):
         if isinstance(params, StepParams):
@@ -136,11 +147,31 @@ class Step:
         return f"{type(self).__name__}({self.params.model_dump()})"
 
     def setup(self, ctx: StepContext) -> None:
-        """Load models, compile patterns. Runs once per worker process before the first row."""
+        """Load models, compile patterns. Runs once per worker process before the first row;
+        store what it makes in attributes listed in :attr:`worker_state`."""
+
+    def teardown(self) -> None:
+        """Release what :meth:`setup` made. The runner calls it once the step has seen its last
+        row (in the build process, and in each worker for its copy of the step); the default
+        drops :attr:`worker_state`. Override to close clients or files, then call super()."""
+        for name in self.worker_state:
+            self.__dict__.pop(name, None)
+        self._ready = False
+
+    def requirements(self) -> tuple[str, ...]:
+        """Modules this step, with these parameters, needs (default :attr:`requires`)."""
+        return self.requires
 
     def ensure_setup(self, ctx: StepContext) -> None:
         if not self._ready:
-            self.setup(ctx)
+            try:
+                self.setup(ctx)
+            except UserError:
+                raise
+            except ModuleNotFoundError as exc:
+                raise StepSetupError(f"step {self.name!r} could not set up: {install_hint(exc.name or '')}") from exc
+            except Exception as exc:
+                raise StepSetupError(f"step {self.name!r} could not set up: {exc}") from exc
             self._ready = True
 
     def stat_update(self, key: str, value: int | float = 1) -> None:
@@ -155,11 +186,21 @@ class Step:
         """Anything besides params that changes the output (input files' size and mtime)."""
         return ""
 
+    #: True on a copy unpickled in a worker: the copy is torn down when its task ends.
+    is_worker_copy: bool = False
+
     def __getstate__(self) -> dict:
-        # Loaded models stay behind; each worker process runs setup() itself.
-        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_model")}
+        # Worker state stays behind; each worker process runs setup() itself. Attributes named
+        # ``_model*`` are also left behind: the convention worker_state replaces, kept until
+        # the steps that still use it are converted.
+        skip = set(self.worker_state)
+        state = {k: v for k, v in self.__dict__.items() if k not in skip and not k.startswith(_LEGACY_STATE_PREFIX)}
         state["_ready"] = False
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.is_worker_copy = True
 
 
 class Builder(Step):

@@ -10,14 +10,15 @@ from testutil import ROOT
 
 @pytest.fixture
 def build(tmp_path):
-    """Run a recipe given as a dict (paths relative to ``base_dir``, default the repo root).
+    """Run a recipe given as a dict (paths relative to ``base_dir``, default the repo root) as
+    ``meddata build`` does: the pipeline, then the card and tool configs.
 
     Returns the BuildResult; the build folder is ``tmp_path / "out"``.
     """
-    from meddata import pipeline, recipe
+    from meddata import publish, recipe
 
     def _build(data: dict, base_dir: Path = ROOT, out: Path | None = None, **kwargs):
         rec = recipe.from_dict(data, base_dir=base_dir, source="test-recipe.yaml")
-        return pipeline.run(rec, out or tmp_path / "out", **kwargs)
+        return publish.build(rec, out or tmp_path / "out", **kwargs)
 
     return _build

@@ -17,8 +17,8 @@ from llm_server import LLMServer
 from publish_testkit import CHATDOCTOR, DEID, MEDQUAD, OPENSTAX, SYNTHEA, synthea_notes, synthea_phi
 from testutil import read_jsonl
 
-from meddata.buildinfo import hub_licence, is_non_commercial, size_category
-from meddata.card import sanitize_params
+from meddata.publish.buildinfo import hub_licence, is_non_commercial, size_category
+from meddata.publish.card import sanitize_params
 
 HUB_SIZE_CATEGORIES = {"n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M"}
 HUB_TASKS = {"text-generation", "question-answering", "multiple-choice", "summarization"}
@@ -209,7 +209,7 @@ def test_sources_without_a_source_key_are_listed_once_with_reads_and_rows(build,
     # them "(generated)" with no rows read. No recipe here makes rows with an LLM.
     from testutil import EXAMPLES
 
-    from meddata.buildinfo import BuildInfo
+    from meddata.publish.buildinfo import BuildInfo
 
     path = EXAMPLES / "recipes" / f"{name}.yaml"
     result = build(yaml.safe_load(path.read_text(encoding="utf-8")), base_dir=path.parent)

@@ -10,6 +10,7 @@ import pytest
 from meddata.filters.decontam import ContaminationIndex, Decontaminate, normalize_words
 from testutil import DATA, read_jsonl, write_jsonl
 
+from meddata.errors import StepSetupError
 from meddata.recipe import RecipeError
 from meddata.steps import StepContext
 
@@ -192,7 +193,8 @@ def test_bad_eval_sets_are_clear_errors(build, tmp_path):
     assert any("line 2" in s and "answer_idx" in s for s in info["skipped_examples"])
     empty = tmp_path / "medqa_empty.jsonl"
     empty.write_text("{not json\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="no readable items"):
+    # a setup error names the step, as one user-facing error
+    with pytest.raises(StepSetupError, match="step 'decontaminate' could not set up: .*no readable items"):
         Decontaminate(eval_sets=[str(empty)]).ensure_setup(StepContext(step_dir=tmp_path))
 
 

@@ -22,11 +22,11 @@ from generators_testkit import (
     server_fixture,
     step_stats,
 )
-from meddata.builders.generators.conversation import dialogue_traits, refers_to_clinician
 from meddata.builders.generators.passage_qa import refers_to_source
 from meddata.builders.generators.rewrite_answer import RewriteAnswer, references_in
 from testutil import read_jsonl
 
+from meddata.llm.conversation import dialogue_traits, refers_to_clinician
 from meddata.records import annotations, messages, validate_row
 
 server = server_fixture()

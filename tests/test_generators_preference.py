@@ -21,8 +21,8 @@ from generators_testkit import (
 )
 from llm_canned import SamplingServer
 from meddata.builders.generators.preference import PreferencePhysician, prompt_of
-from meddata.builders.generators.rubric import CRITERIA
 
+from meddata.llm.rubric import CRITERIA
 from meddata.records import annotations, messages, validate_row
 
 server = server_fixture()

@@ -20,10 +20,11 @@ from generators_testkit import (
     step_stats,
 )
 from llm_server import LLMServer
-from meddata.builders.generators.rubric import CRITERIA, parse_rubric
-from meddata.filters.judge import Judge, JudgeError, PairwiseItem, pairwise_judge, pairwise_judge_many
+from meddata.filters.judge import Judge
 
 from meddata.llm import client_for
+from meddata.llm.judging import JudgeError, PairwiseItem, pairwise_judge, pairwise_judge_many
+from meddata.llm.rubric import CRITERIA, parse_rubric
 from meddata.records import annotations, messages
 
 

@@ -80,7 +80,7 @@ def test_dry_run_writes_exactly_the_upload_and_it_loads(meddata, clean_build, tm
 def test_same_folder_name_never_serves_another_builds_rows(clean_build, raw_build, tmp_path):
     """``datasets`` keys its cache for README-configured folders on the card metadata, not the
     files; the card's dataset_info (split sizes) keeps two dry runs named alike apart."""
-    from meddata.hub import plan_push, stage
+    from meddata.publish.hub import plan_push, stage
 
     stage(plan_push(clean_build.out_dir, "a/b"), tmp_path / "one" / "staged")
     stage(plan_push(raw_build.out_dir, "a/b", force=True), tmp_path / "two" / "staged")
@@ -121,7 +121,7 @@ def test_force_pushes_raw_rows_privately(meddata, raw_build, tmp_path):
 
 
 def test_patient_derived_builds_are_private_unless_public_is_asked(meddata, deid_build, tmp_path):
-    from meddata.hub import plan_push
+    from meddata.publish.hub import plan_push
 
     assert deid_build.totals["out"] == 72
     plan = plan_push(deid_build.out_dir, "someone/deid")

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from generators_testkit import llms
 from llm_server import LLMServer
-from meddata.builders.generators.rubric import CRITERIA
 from PIL import Image
 from publish_testkit import CHATDOCTOR, DEID, MEDQUAD, SYNTHEA, synthea_notes, synthea_phi
 from testutil import read_jsonl
 
-from meddata.report import write_report
+from meddata.llm.rubric import CRITERIA
+from meddata.publish.report import write_report
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
@@ -47,7 +47,7 @@ def chromium() -> str:
 def full_build(tmp_path_factory):
     """Raw notes de-identified, mixed with up-sampling, duplicates removed, judged by an LLM
     (the local OpenAI-protocol server)."""
-    from meddata import pipeline, recipe
+    from meddata import publish, recipe
 
     tmp = tmp_path_factory.mktemp("report")
     server = LLMServer().start()
@@ -63,7 +63,7 @@ def full_build(tmp_path_factory):
                 {"judge": {"llm": "local", "mode": "annotate"}},
             ],
         }, source="report.yaml")
-        return pipeline.run(rec, tmp / "out")
+        return publish.build(rec, tmp / "out")
     finally:
         server.stop()
 

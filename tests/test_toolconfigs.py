@@ -18,6 +18,7 @@ from publish_testkit import CHATDOCTOR, MEDQUAD, OPENSTAX, PUBLISH
 from testutil import ROOT, read_jsonl
 
 from meddata.output import write_outputs
+from meddata.publish.toolconfigs import write_tool_configs
 from meddata.records import SPLIT_COLUMN
 
 TRL = ROOT / ".venv" / "bin" / "trl"
@@ -135,7 +136,8 @@ def test_splits_get_eval_entries_and_flags(qa_build, tmp_path, trl_flags):
     rec = recipe.from_dict({"name": "tools-split", "inputs": [MEDQUAD],
                             "output": {"formats": ["arrow", "parquet"], "exports": ["sharegpt"]}})
     out = tmp_path / "split"
-    write_outputs(ds, rec, out)
+    splits = write_outputs(ds, rec, out)
+    write_tool_configs(load_from_disk(str(splits)), rec.name, out, seed=rec.seed)
     info = check_llamafactory(out)
     assert set(info) == {"tools-split", "tools-split_validation"}
     assert info["tools-split_validation"]["file_name"] == "exports/sharegpt-validation.jsonl"

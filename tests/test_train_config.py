@@ -103,7 +103,7 @@ def test_qlora_without_gpu_is_a_clear_error(qs_build, tiny_model, tmp_path):
     with pytest.raises(TrainConfigError, match=r"stage 0 'sft' \(sft\): field 'peft.method': .*needs a CUDA GPU"):
         check(data, tmp_path)
     gpu_no_bnb = Hardware(cuda=True, gpus=1, bf16=True, bitsandbytes=False, device_name="gpu")
-    with pytest.raises(TrainConfigError, match="pip install bitsandbytes"):
+    with pytest.raises(TrainConfigError, match=r"bitsandbytes is not installed; pip install \"meddata\[gpu\]\""):
         check(data, tmp_path, gpu_no_bnb)
 
 

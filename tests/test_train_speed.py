@@ -92,7 +92,7 @@ def test_explicit_settings_win_over_auto():
 
 @pytest.mark.parametrize("spec, hw, message", [
     ({"liger": "on"}, CPU, "speed.liger on needs a CUDA GPU"),
-    ({"liger": "on"}, H200, "pip install 'meddata[gpu]'"),
+    ({"liger": "on"}, H200, 'pip install "meddata[gpu]"'),
     ({"attention": "flash_attention_2"}, CPU, "needs a CUDA GPU"),
     ({"attention": "flash_attention_2"}, H200, "flash_attn package"),
     ({"attention": "flex_attention"}, CPU, "no CPU backward"),

@@ -9,7 +9,6 @@ TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 DATA = TESTS / "data"
 EXAMPLES = ROOT / "examples"
-SHARED = ROOT.parent / "shared" / "data"
 
 
 def read_jsonl(path: Path) -> list[dict]:

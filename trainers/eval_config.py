@@ -123,7 +123,7 @@ def with_training_prompt(cfg: EvalConfig, base_dir: Path) -> EvalConfig:
     prompt scored."""
     if cfg.prompt_from is None:
         return cfg
-    from meddata.buildinfo import BuildError, BuildInfo
+    from meddata.publish.buildinfo import BuildError, BuildInfo
 
     path = Path(cfg.prompt_from).expanduser()
     path = path if path.is_absolute() else base_dir / path

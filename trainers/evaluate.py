@@ -19,6 +19,7 @@ from typing import Any
 
 from meddata.trainers import scoring
 from meddata.trainers.eval_config import BenchmarkSpec, EvalConfig, EvalConfigError, with_training_prompt
+from meddata.trainers.scoring import BenchResult
 
 from meddata import exams
 
@@ -39,19 +40,6 @@ class LoadedBenchmark:
     items: list[Any]  # ExamItem or FreeTextItem
     shots: list[exams.ExamItem] = field(default_factory=list)
     public: bool = True  # responses may be written to the predictions files
-
-
-@dataclass
-class BenchResult:
-    """One model on one benchmark in one mode: per-item scores, aligned with ``item_ids``."""
-
-    benchmark: str
-    model: str
-    mode: str  # loglik / generate / freetext
-    item_ids: list[str]
-    subjects: list[str | None]
-    scores: dict[str, list[float]]
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- loading benchmarks

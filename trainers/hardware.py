@@ -10,6 +10,8 @@ import importlib.util
 import os
 from dataclasses import dataclass
 
+from meddata.extras import install_hint
+
 
 @dataclass(frozen=True)
 class Hardware:
@@ -87,7 +89,7 @@ def qlora_problem(hw: Hardware) -> str | None:
         return ("peft.method qlora loads 4-bit weights with bitsandbytes, which needs a CUDA GPU; "
                 "this machine has none (use method: lora, or run on a GPU machine)")
     if not hw.bitsandbytes:
-        return "peft.method qlora needs the bitsandbytes package: pip install bitsandbytes"
+        return f"peft.method qlora needs the bitsandbytes package: {install_hint('bitsandbytes')}"
     return None
 
 

@@ -1,6 +1,6 @@
 """LLM-as-judge for free-text answers in ``meddata eval``, through meddata's LLM client.
 
-The prompts, schemas and parsing are the ``judge`` filter's (``meddata.filters.judge``), so
+The prompts, schemas and parsing are the ``judge`` filter's (``meddata.llm.judging``), so
 a dataset and a model are judged the same way. Two protocols: ``rubric`` grades each answer
 against the reference on the filter's medical rubric (accuracy, safety, helpfulness,
 completeness, 1-5 each) and reports the mean mapped onto 1-10; ``pairwise`` asks which of
@@ -16,10 +16,11 @@ import logging
 import math
 from typing import Any
 
-from meddata.filters.judge import JudgeError, PairwiseItem, RubricItem, pairwise_judge_many, rubric_judge_many
 from meddata.trainers.eval_config import EvalConfigError, JudgeSpec
+from meddata.trainers.scoring import BenchResult
 
 from meddata.llm import client_for
+from meddata.llm.judging import JudgeError, PairwiseItem, RubricItem, pairwise_judge_many, rubric_judge_many
 
 log = logging.getLogger("meddata.trainers")
 
@@ -65,8 +66,6 @@ def pairwise(client: Any, items: list[Any], base: list[str], cand: list[str]) ->
 def run(client: Any, spec: JudgeSpec, benches: list[Any], answers: dict[str, dict[str, list[str]]],
         model_names: list[str]) -> dict[str, Any]:
     """Judge every free-text benchmark; returns BenchResults (under "results") and counts."""
-    from meddata.trainers.evaluate import BenchResult
-
     results: list[BenchResult] = []
     failed = 0
     for bench in benches:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -184,3 +184,16 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> list[float
     logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs every scorer it builds
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references, strict=True)]
+
+
+@dataclass
+class BenchResult:
+    """One model on one benchmark in one mode: per-item scores, aligned with ``item_ids``."""
+
+    benchmark: str
+    model: str
+    mode: str  # loglik / generate / freetext
+    item_ids: list[str]
+    subjects: list[str | None]
+    scores: dict[str, list[float]]
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -18,6 +18,8 @@ from typing import Any
 from meddata.trainers.config import ModelSpec, StageSpec, TrainConfig, TrainConfigError
 from meddata.trainers.hardware import Hardware
 
+from meddata.extras import install_hint
+
 #: meddata's optimizer for bf16 weights: AdamW on fp32 master copies (:mod:`meddata.trainers.optim`).
 MASTER_ADAMW = "adamw_fp32_master"
 DEFAULT_OPTIM = StageSpec.model_fields["optim"].default
@@ -147,7 +149,7 @@ def _liger(cfg: TrainConfig, hw: Hardware, compiled: bool) -> Choice:
         if not hw.cuda:
             raise TrainConfigError("speed.liger on needs a CUDA GPU (Liger's kernels are Triton); use auto or off")
         if not _installed("liger_kernel"):
-            raise TrainConfigError("speed.liger on needs the liger-kernel package: pip install 'meddata[gpu]'")
+            raise TrainConfigError(f"speed.liger on needs the liger-kernel package: {install_hint('liger_kernel')}")
         if not hw.triton:
             raise TrainConfigError(f"speed.liger on needs Triton and a C compiler; {NO_TRITON}")
         return Choice(True, "speed.liger is on")
@@ -156,7 +158,7 @@ def _liger(cfg: TrainConfig, hw: Hardware, compiled: bool) -> Choice:
     if not hw.cuda:
         return Choice(False, "CPU: Liger's kernels are Triton (GPU only)")
     if not _installed("liger_kernel"):
-        return Choice(False, "liger-kernel is not installed (pip install 'meddata[gpu]')")
+        return Choice(False, install_hint("liger_kernel"))
     if not hw.triton:
         return Choice(False, f"Liger's kernels need Triton and a C compiler ({NO_TRITON})")
     if compiled:

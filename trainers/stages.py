@@ -17,13 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meddata.trainers import common, dpo, models, pretrain, publish, sft, speed
+from meddata.trainers import common, models, publish, speed
 from meddata.trainers.config import TrainConfigError
 from meddata.trainers.validate import Plan, StagePlan
 
+from meddata.registry import Registry
+
 log = logging.getLogger("meddata.trainers")
 
-RUNNERS = {"sft": sft.run, "pretrain": pretrain.run, "dpo": dpo.run}
+#: Stage runners by stage type: ``run(plan, stage, start, resume_from) -> StageResult``.
+#: Third-party ones through the ``meddata.trainer_stages`` entry-point group.
+RUNNERS: Registry[Any] = Registry("trainer stage", "meddata.trainer_stages")
+for _type in ("sft", "pretrain", "dpo"):
+    RUNNERS.register_lazy(_type, f"meddata.trainers.{_type}:run")
 MARKER = "stage.json"
 CKPT_HASH = "meddata_stage_hash"
 

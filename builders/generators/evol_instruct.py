@@ -20,13 +20,13 @@ import hashlib
 import re
 from typing import Any, Literal
 
-from meddata.builders.generators.base import LLMGenerator
-from meddata.builders.generators.conversation import single_turn
 from meddata.builders.generators.novelty import NoveltyPool
-from meddata.builders.generators.scope import ScopedParams, in_scope
 from pydantic import Field
 
 from meddata.llm import ChatRequest, ChatResponse
+from meddata.llm.conversation import single_turn
+from meddata.llm.generator import LLMGenerator
+from meddata.llm.scope import ScopedParams, in_scope
 from meddata.records import annotate, messages
 from meddata.registry import register
 from meddata.steps import Drop, Outcome

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from meddata.builders.generators.base import LLMGenerator
-from meddata.builders.generators.conversation import (
+from pydantic import Field, model_validator
+
+from meddata.llm import ChatResponse
+from meddata.llm.conversation import (
     dialogue_messages,
     dialogue_schema,
     dialogue_traits,
     single_turn,
 )
-from meddata.builders.generators.scope import ScopedParams, in_scope
-from pydantic import Field, model_validator
-
-from meddata.llm import ChatResponse
+from meddata.llm.generator import LLMGenerator
+from meddata.llm.scope import ScopedParams, in_scope
 from meddata.records import annotate, annotations, messages
 from meddata.registry import register
 from meddata.steps import Drop, Outcome

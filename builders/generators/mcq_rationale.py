@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from meddata.builders.generators.base import GeneratorParams, LLMGenerator
-
 from meddata.llm import ChatResponse
+from meddata.llm.generator import GeneratorParams, LLMGenerator
 from meddata.records import annotate, detect_type, messages
 from meddata.registry import register
 from meddata.steps import Drop, Outcome, Quarantine

@@ -18,11 +18,11 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from meddata.builders.generators.base import LLMGenerator
-from meddata.builders.generators.scope import ScopedParams, in_scope
 from pydantic import Field
 
 from meddata.llm import ChatRequest, ChatResponse
+from meddata.llm.generator import LLMGenerator
+from meddata.llm.scope import ScopedParams, in_scope
 from meddata.records import annotate, detect_type, messages
 from meddata.registry import register
 from meddata.steps import Drop, Outcome

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from meddata.builders.generators.base import LLMGenerator
-from meddata.builders.generators.conversation import dialogue_messages, dialogue_schema, dialogue_traits
 from meddata.builders.generators.passage_qa import refers_to_source
-from meddata.builders.generators.scope import ScopedParams, in_scope
 from pydantic import Field, model_validator
 
 from meddata.llm import ChatResponse
+from meddata.llm.conversation import dialogue_messages, dialogue_schema, dialogue_traits
+from meddata.llm.generator import LLMGenerator
+from meddata.llm.scope import ScopedParams, in_scope
 from meddata.records import annotate, detect_type
 from meddata.registry import register
 from meddata.steps import Drop, Outcome

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from meddata.builders.generators.base import GeneratorParams, LLMGenerator
 from pydantic import Field
 
 from meddata.llm import ChatResponse
+from meddata.llm.generator import GeneratorParams, LLMGenerator
 from meddata.records import detect_type, messages
 from meddata.registry import register
 from meddata.steps import Drop, Outcome

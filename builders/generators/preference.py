@@ -19,21 +19,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from meddata.builders.generators.base import LLMGenerator, check_template
-from meddata.builders.generators.conversation import final_answer, split_system, turns_of
 from meddata.builders.generators.novelty import NoveltyPool
-from meddata.builders.generators.prompting import PromptTemplate
-from meddata.builders.generators.rubric import (
+from pydantic import Field, field_validator
+
+from meddata.llm import ChatRequest, ChatResponse, usage_counters
+from meddata.llm.conversation import final_answer, split_system, turns_of
+from meddata.llm.generator import LLMGenerator, check_template
+from meddata.llm.prompting import PromptTemplate
+from meddata.llm.rubric import (
     JUDGE_TEMPLATE,
     RubricScore,
     judge_messages,
     parse_rubric,
     rubric_schema,
 )
-from meddata.builders.generators.scope import ScopedParams, in_scope
-from pydantic import Field, field_validator
-
-from meddata.llm import ChatRequest, ChatResponse, usage_counters
+from meddata.llm.scope import ScopedParams, in_scope
 from meddata.params import InputPath
 from meddata.records import annotate
 from meddata.registry import register
@@ -86,11 +86,12 @@ class PreferenceRank(LLMGenerator):
     template_file = "respond.jinja"
     input_columns = ("messages", "prompt")
     output_columns = ("prompt", "chosen", "rejected")
+    worker_state = (*LLMGenerator.worker_state, "_judge")
 
     def setup(self, ctx: StepContext) -> None:
         super().setup(ctx)
         path = self.params.judge_template
-        self._model_judge = PromptTemplate.load(path) if path else PromptTemplate.shipped(JUDGE_TEMPLATE)
+        self._judge = PromptTemplate.load(path) if path else PromptTemplate.shipped(JUDGE_TEMPLATE)
 
     def applies_to(self, row: dict) -> bool:
         return in_scope(self.params, row) and prompt_of(row) is not None
@@ -130,7 +131,7 @@ class PreferenceRank(LLMGenerator):
         for i, texts in candidates.items():
             for text in texts:
                 graded = [*prefixes[i], {"role": "assistant", "content": text}]
-                judge_reqs.append(self.request(rows[i], judge_messages(self._model_judge, graded), schema,
+                judge_reqs.append(self.request(rows[i], judge_messages(self._judge, graded), schema,
                                                temperature=0.0, max_tokens=p.judge_max_tokens, seed=p.seed))
         grades = self._generate(ctx, p.judge_llm or p.llm, judge_reqs, JUDGE_STATS_PREFIX)
         pos = 0
@@ -142,7 +143,7 @@ class PreferenceRank(LLMGenerator):
 
     def _generate(self, ctx: StepContext, llm: str, requests: list[ChatRequest], stats_prefix: str) -> list[ChatResponse]:
         """Send one batch to ``llm``; its token usage goes to counters under ``stats_prefix``."""
-        responses = ctx.llm(llm).generate(requests) if requests else []
+        responses = self.client(ctx, llm).generate(requests) if requests else []
         for key, value in usage_counters(responses, stats_prefix).items():
             self.stat_update(key, value)
         return responses
@@ -159,7 +160,7 @@ class PreferenceRank(LLMGenerator):
         best, worst = order[0], order[-1]
         margin = scored[best].mean - scored[worst].mean
         info = {"means": [round(s.mean, 3) for s in scored], "chosen": best, "rejected": worst,
-                "margin": round(margin, 3), "judge_prompt_id": self._model_judge.prompt_id,
+                "margin": round(margin, 3), "judge_prompt_id": self._judge.prompt_id,
                 "judge_model": grades[0].model, "candidates": len(texts)}
         if margin < self.params.min_margin or margin == 0:
             self.stat_update("preference_rank.no_margin")

@@ -23,14 +23,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from meddata.builders.generators.base import LLMGenerator
-from meddata.builders.generators.conversation import single_turn
 from meddata.builders.generators.novelty import NoveltyPool
-from meddata.builders.generators.scope import ScopedParams, in_scope
 from pydantic import Field
 
 from meddata import io
 from meddata.llm import ChatRequest, ChatResponse
+from meddata.llm.conversation import single_turn
+from meddata.llm.generator import LLMGenerator
+from meddata.llm.scope import ScopedParams, in_scope
 from meddata.params import InputPath
 from meddata.records import messages, new_meta, new_row
 from meddata.registry import register
@@ -130,14 +130,15 @@ class SelfInstruct(LLMGenerator):
     template_file = "self_instruct.jinja"
     input_columns = ("messages",)
     output_columns = ("messages",)
+    worker_state = (*LLMGenerator.worker_state, "_seeds", "_pool")
 
     def setup(self, ctx: StepContext) -> None:
         super().setup(ctx)
         p: SelfInstructParams = self.params
-        self._model_seeds = load_seed_tasks(p.seeds or SEED_FILE)
-        self._model_pool = NoveltyPool(p.max_similarity)
-        for task in self._model_seeds:
-            self._model_pool.add(task["instruction"])
+        self._seeds = load_seed_tasks(p.seeds or SEED_FILE)
+        self._pool = NoveltyPool(p.max_similarity)
+        for task in self._seeds:
+            self._pool.add(task["instruction"])
 
     def applies_to(self, row: dict) -> bool:
         return in_scope(self.params, row) and single_turn(row) is not None
@@ -162,7 +163,7 @@ class SelfInstruct(LLMGenerator):
         """One request per round, each showing the row's task with different other seeds."""
         p: SelfInstructParams = self.params
         own = variables["task"]
-        others = [t for t in self._model_seeds if t["instruction"].strip() != own["instruction"].strip()]
+        others = [t for t in self._seeds if t["instruction"].strip() != own["instruction"].strip()]
         out = []
         for r in range(p.requests_per_row):
             rng = random.Random(f"{p.seed}\x1f{row['id']}\x1f{r}")
@@ -175,7 +176,7 @@ class SelfInstruct(LLMGenerator):
         # The batch's own instructions join the pool first: a new task must differ from them too.
         for row in rows:
             if self.applies_to(row):
-                self._model_pool.add(single_turn(row)[1].partition("\n\n")[0])  # type: ignore[index]
+                self._pool.add(single_turn(row)[1].partition("\n\n")[0])  # type: ignore[index]
         return super().process_batch(rows, ctx)
 
     def build(self, row: dict, responses: list[ChatResponse], variables: dict[str, Any]) -> Outcome:
@@ -187,7 +188,7 @@ class SelfInstruct(LLMGenerator):
                 output = str(task["output"]).strip()
                 problem = self._problem(instruction, output)
                 if problem is None:
-                    novel, _ = self._model_pool.add_if_novel(instruction)
+                    novel, _ = self._pool.add_if_novel(instruction)
                     problem = None if novel else "not_novel"
                 if problem is not None:
                     self.stat_update(f"self_instruct.rejected.{problem}")

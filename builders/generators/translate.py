@@ -19,12 +19,12 @@ import re
 from collections import Counter
 from typing import Any
 
-from meddata.builders.generators.base import LLMGenerator
-from meddata.builders.generators.conversation import turns_of
-from meddata.builders.generators.scope import ScopedParams, in_scope
 from pydantic import Field
 
 from meddata.llm import ChatResponse
+from meddata.llm.conversation import turns_of
+from meddata.llm.generator import LLMGenerator
+from meddata.llm.scope import ScopedParams, in_scope
 from meddata.records import annotate, detect_type
 from meddata.registry import register
 from meddata.steps import Outcome

@@ -9,7 +9,7 @@ import logging
 import pkgutil
 import sys
 
-from meddata import __version__
+from meddata._version import __version__
 from meddata.errors import UserError
 
 

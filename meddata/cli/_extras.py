@@ -11,24 +11,17 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-#: Top-level module -> the extra (pyproject ``optional-dependencies``) that installs it.
-EXTRA_OF_MODULE = {
-    "matplotlib": "report", "huggingface_hub": "report",
-    "torch": "train", "transformers": "train", "trl": "train", "peft": "train", "accelerate": "train",
-    "rouge_score": "train",
-    "openai": "llm", "datasketch": "dedup", "spacy": "deid", "ray": "ray",
-    "sentence_transformers": "semdedup", "presidio_analyzer": "bench",
-}
+from meddata import extras
+from meddata.extras import extra_of
 
 
 def install_hint(exc: ModuleNotFoundError) -> str | None:
     """``'matplotlib is not installed; pip install "meddata[report]"'`` for a module an extra
-    provides, None for any other missing module (a real bug, which keeps its traceback)."""
-    module = (exc.name or "").split(".", 1)[0]
-    extra = EXTRA_OF_MODULE.get(module)
-    if extra is None:
+    provides (:mod:`meddata.extras`), None for any other missing module (a real bug, which
+    keeps its traceback)."""
+    if extra_of(exc.name or "") is None:
         return None
-    return f'{module} is not installed; pip install "meddata[{extra}]"'
+    return extras.install_hint(exc.name or "")
 
 
 def needs_extras(func: Callable[..., int]) -> Callable[..., int]:

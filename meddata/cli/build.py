@@ -26,12 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from meddata import pipeline, recipe  # heavy (datasets): imported when the verb runs
     from meddata.funnel import format_funnel
+    from meddata.publish import build
 
     rec = recipe.load(args.recipe)
     logging.getLogger("meddata").info("building %s (%d inputs, %d steps)", rec.name, len(rec.inputs), len(rec.steps))
     options = {"address": args.address} if args.address else None
-    result = pipeline.run(rec, args.out, num_proc=args.num_proc, limit=args.limit, engine=args.engine,
-                          engine_options=options)
+    result = build(rec, args.out, num_proc=args.num_proc, limit=args.limit, engine=args.engine,
+                   engine_options=options)
     print(format_funnel(result.steps, result.totals))
     reused = [s.name for s in result.steps if s.reused]
     if reused:

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from meddata.hub import plan_push, push, stage
+    from meddata.publish.hub import plan_push, push, stage
 
     # PushError is a UserError: the CLI prints it as one line
     plan = plan_push(args.build_dir, args.repo, private=args.private, config_name=args.config_name,

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 @needs_extras
 def cmd_report(args: argparse.Namespace) -> int:
-    from meddata.report import write_report
+    from meddata.publish.report import write_report
 
     path = write_report(args.build_dir, args.out, seed=args.seed)
     print(f"report: {path}")

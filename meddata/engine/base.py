@@ -14,6 +14,7 @@ from pathlib import Path
 from datasets import Dataset, Features
 
 from meddata.engine.sink import SinkReport
+from meddata.registry import Registry
 from meddata.steps import Builder, GlobalResult, GlobalStep, Mapper, StepContext
 
 
@@ -42,17 +43,15 @@ class Engine(ABC):
         """Release workers or clusters the engine started."""
 
 
-_ENGINES: dict[str, type[Engine]] = {}
+#: Engines by name (``engine.name`` in a recipe); third-party ones through ``meddata.engines``.
+ENGINES: Registry[type[Engine]] = Registry("engine", "meddata.engines")
+ENGINES.register_lazy("local", "meddata.engine.local:LocalEngine")
+ENGINES.register_lazy("ray", "meddata.engine.ray_engine:RayEngine", requires=("ray",))  # imported when used
 
 
 def register_engine(cls: type[Engine]) -> type[Engine]:
-    _ENGINES[cls.name] = cls
-    return cls
+    return ENGINES.register(cls.name, cls)
 
 
 def get_engine(name: str, num_proc: int = 1, **options) -> Engine:
-    if name == "ray" and "ray" not in _ENGINES:
-        import meddata.engine.ray_engine  # noqa: F401  (optional extra; registers itself)
-    if name not in _ENGINES:
-        raise ValueError(f"unknown engine {name!r}; available: {', '.join(sorted(_ENGINES))}")
-    return _ENGINES[name](num_proc=num_proc, **options)
+    return ENGINES.get(name)(num_proc=num_proc, **options)

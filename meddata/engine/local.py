@@ -43,6 +43,8 @@ def _map_shard(step: Mapper, ctx: StepContext, dataset: Dataset, features: Featu
         map_range(step, ctx, dataset.data.table, start, stop, sink, progress=progress)
     finally:
         report = sink.close()
+        if step.is_worker_copy:  # this task's own copy of the step (a worker process): release it
+            step.teardown()
     return report
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from meddata.llm.errors import LLMConfigError
 from meddata.params import error_message, unknown_keys
@@ -39,7 +39,9 @@ class LLMConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: Literal["openai", "transformers"] = "openai"
+    #: A registered LLM backend (``meddata.llm.backends.BACKENDS``: openai, transformers, or
+    #: one a package adds through the ``meddata.llm_backends`` entry-point group).
+    backend: str = "openai"
     model: str | None = None
     base_url: str | None = None
     #: Name of the environment variable holding the API key (the key itself never appears
@@ -72,6 +74,15 @@ class LLMConfig(BaseModel):
     device: str = "auto"
     batch_size: int = Field(default=8, ge=1)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        from meddata.llm.backends.base import BACKENDS
+
+        if name not in BACKENDS:
+            raise ValueError(BACKENDS.unknown_message(name))
+        return name
 
     @model_validator(mode="after")
     def _backend_keys(self) -> LLMConfig:

@@ -3,7 +3,7 @@ from the CLI) because the fix is always in the recipe: a key, an endpoint, a mis
 
 from __future__ import annotations
 
-from meddata.recipe import RecipeError
+from meddata.errors import RecipeError
 
 
 class LLMConfigError(RecipeError):

@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from meddata.llm.types import ChatRequest
+from meddata.registry import Registry
 
 
 @dataclass
@@ -66,3 +67,11 @@ class Backend(ABC):
 
     async def aclose(self) -> None:
         """Release connections or models (called on the client's event loop)."""
+
+
+#: Backends by name (``backend:`` of an ``llms`` entry), each constructed as ``cls(name, config)``.
+#: Third-party ones through the ``meddata.llm_backends`` entry-point group.
+BACKENDS: Registry[type[Backend]] = Registry("LLM backend", "meddata.llm_backends")
+BACKENDS.register_lazy("openai", "meddata.llm.backends.openai_backend:OpenAIBackend", requires=("openai",))
+BACKENDS.register_lazy("transformers", "meddata.llm.backends.transformers_backend:TransformersBackend",
+                       requires=("torch", "transformers"))

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meddata.buildinfo import BuildInfo
-from meddata.card import (
+from meddata.errors import UserError
+from meddata.publish.buildinfo import BuildInfo
+from meddata.publish.card import (
     FILES_END,
     FILES_START,
     configs_entry,
@@ -34,7 +35,6 @@ from meddata.card import (
     front_matter,
     render_body,
 )
-from meddata.errors import UserError
 
 logger = logging.getLogger("meddata")
 

@@ -23,7 +23,7 @@ from datasets import DatasetDict, load_from_disk
 
 from meddata import exams
 from meddata.errors import UserError
-from meddata.output import SPLIT_ORDER
+from meddata.records import PHI_IN, ROWS_READ, SPLIT_ORDER
 
 #: Licence words that forbid commercial use, or redistribution, of a source.
 _NON_COMMERCIAL = re.compile(r"(^|[^a-z])nc([^a-z]|$)|non-?commercial|academic|research[- ]only", re.I)
@@ -354,10 +354,6 @@ class BuildInfo:
         return [(s, s["report"]) for s in self.steps_named(*prefixes) if s.get("report")]
 
 
-#: Prefixes of a builder's per-source counters (``rows_read.<source>``,
-#: ``phi_in.<status>.<source>``); :mod:`meddata.builders.rows_out` writes them.
-ROWS_READ = "rows_read."
-PHI_IN = "phi_in."
 
 
 def _per_source_reads(counters: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, Counter]]:

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from meddata import __version__
-from meddata.buildinfo import (
+from meddata._version import __version__
+from meddata.publish.buildinfo import (
     BuildInfo,
     hub_licence,
     is_non_commercial,

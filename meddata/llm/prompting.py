@@ -1,7 +1,8 @@
 """Prompt templates for LLM steps (generators, judges): Jinja files with a ``system`` and a
 ``user`` block, rendered into chat messages.
 
-A shipped template (``templates/`` next to this file) names itself in its first line,
+A shipped template (the judges' in ``templates/`` next to this file, a step's in
+``templates/`` next to the step's module) names itself in its first line,
 ``{# prompt_id: passage_qa.v1 #}``; that id lands in ``meta.prompt_id`` of every row it
 produced. A template given in a recipe (``template:`` path) gets its content hash appended to
 the id (``my_qa@3f2a9c1e``), so two different files never share an id. Templates render in
@@ -58,9 +59,9 @@ class PromptTemplate:
         return cls(prompt_id, source, str(path), _compile(source, str(path)))
 
     @classmethod
-    def shipped(cls, filename: str) -> PromptTemplate:
-        """One of the templates shipped with the generators."""
-        return cls.load(SHIPPED / filename, shipped=True)
+    def shipped(cls, filename: str, folder: Path = SHIPPED) -> PromptTemplate:
+        """A template shipped with meddata: by default one of the core's (the judges')."""
+        return cls.load(Path(folder) / filename, shipped=True)
 
     def render(self, variables: dict[str, Any]) -> list[dict[str, str]]:
         """``[{role: system, ...}, {role: user, ...}]`` (system only when its block is non-empty)."""

@@ -17,14 +17,16 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from meddata.builders.generators.prompting import PromptTemplate, TemplateError
 from pydantic import Field, field_validator
 
-from meddata.llm import ChatRequest, ChatResponse, usage_counters
 from meddata.llm.guard import is_safe_status
+from meddata.llm.prompting import PromptTemplate, TemplateError
+from meddata.llm.types import ChatRequest, ChatResponse, usage_counters
 from meddata.params import InputPath
 from meddata.records import CONTENT_COLUMNS, annotate, make_id
 from meddata.steps import Drop, Mapper, Outcome, Quarantine, StepContext, StepParams
@@ -63,7 +65,42 @@ def check_template(path: str | None) -> str | None:
     return path
 
 
-class LLMGenerator(Mapper):
+class LLMStepState:
+    """Worker state every LLM step shares (mixed into a Mapper or Filter): the prompt template,
+    compiled once per worker, and the LLM client, closed by :meth:`teardown`. Subclasses
+    implement :meth:`_load_prompt`; their params name the LLM in ``llm``."""
+
+    worker_state: ClassVar[tuple[str, ...]] = ("_prompt", "_client")
+
+    def _load_prompt(self) -> PromptTemplate:
+        raise NotImplementedError
+
+    def setup(self, ctx: StepContext) -> None:
+        self._prompt = self._load_prompt()
+
+    @property
+    def prompt(self) -> PromptTemplate:
+        """The template in use (compiled once per process; kept out of pickles)."""
+        if self.__dict__.get("_prompt") is None:
+            self._prompt = self._load_prompt()
+        return self._prompt
+
+    def client(self, ctx: StepContext, name: str | None = None):
+        """The client of LLM ``name`` (default ``params.llm``) for this worker; closed by teardown."""
+        clients = self.__dict__.setdefault("_client", {})
+        name = name or self.params.llm
+        client = clients.get(name)
+        if client is None or client.closed:
+            client = clients[name] = ctx.llm(name)
+        return client
+
+    def teardown(self) -> None:
+        for client in (self.__dict__.get("_client") or {}).values():
+            client.close()
+        super().teardown()
+
+
+class LLMGenerator(LLMStepState, Mapper):
     """Mapper base for steps that ask an LLM to write new rows. Subclasses set ``name``,
     ``description``, ``template_file`` and implement ``prepare`` and ``build``."""
 
@@ -71,8 +108,10 @@ class LLMGenerator(Mapper):
     creates_rows: ClassVar[bool] = True
     #: Rows per batch: enough requests in flight to fill a server's concurrency.
     batch_size: ClassVar[int] = 256
-    #: File under builders/generators/templates/ (format: see prompting.py).
+    #: Shipped template file (format: see :mod:`meddata.llm.prompting`), in ``template_dir``.
     template_file: ClassVar[str] = ""
+    #: Folder of ``template_file``; default: ``templates/`` next to the subclass's module.
+    template_dir: ClassVar[Path | None] = None
 
     def __init__(self, params: StepParams | Mapping[str, Any] | None = None, **kwargs: Any):
         super().__init__(params, **kwargs)
@@ -101,12 +140,12 @@ class LLMGenerator(Mapper):
         raise NotImplementedError
 
     # -- the machinery --------------------------------------------------------------------------------
-    def setup(self, ctx: StepContext) -> None:
-        self._model_prompt = self._load_prompt()
-
     def _load_prompt(self) -> PromptTemplate:
         path = getattr(self.params, "template", None)
-        return PromptTemplate.load(path) if path else PromptTemplate.shipped(self.template_file)
+        if path:
+            return PromptTemplate.load(path)
+        folder = self.template_dir or Path(sys.modules[type(self).__module__].__file__).parent / "templates"
+        return PromptTemplate.shipped(self.template_file, folder)
 
     def fingerprint_extra(self, ctx: StepContext) -> str:
         """The template's content and the LLM settings that change answers, so editing either
@@ -116,13 +155,6 @@ class LLMGenerator(Mapper):
         cfg = parse_config(self.params.llm, ctx.llm_configs.get(self.params.llm) or {"model": "?"})
         template = hashlib.sha256(self.prompt.source.encode()).hexdigest()[:16]
         return json.dumps([template, cfg.backend, cfg.effective_model, cfg.temperature, cfg.response_format])
-
-    @property
-    def prompt(self) -> PromptTemplate:
-        """The template in use (compiled once per process; kept out of pickles)."""
-        if getattr(self, "_model_prompt", None) is None:
-            self._model_prompt = self._load_prompt()
-        return self._model_prompt
 
     def request(self, row: dict, messages: list[dict], json_schema: dict | None = None, **overrides: Any) -> ChatRequest:
         """A request carrying the row's PHI status (for the guard) and id (for logs)."""
@@ -145,7 +177,7 @@ class LLMGenerator(Mapper):
             messages = self.prompt.render(variables)
             plans.append((None, variables, self.requests(row, messages, variables)))
         flat = [r for _, _, reqs in plans for r in reqs]
-        responses = ctx.llm(self.params.llm).generate(flat) if flat else []
+        responses = self.client(ctx).generate(flat) if flat else []
         for key, value in usage_counters(responses).items():
             self.stat_update(key, value)
         outcomes: list[Outcome] = []
@@ -166,12 +198,7 @@ class LLMGenerator(Mapper):
     def quarantine(self, row: dict, response: ChatResponse, reason: str | None = None) -> Quarantine:
         """Quarantine ``row`` for an unusable answer. The raw answer goes into the entry only when
         the source row holds no raw PHI (the quarantine file is not a PHI store)."""
-        error = f"{self.name}: unusable LLM answer: {reason or response.error}"
-        if response.text:
-            if is_safe_status(phi_status_of(row)):
-                error += f"; raw output: {json.dumps(response.text[:RAW_OUTPUT_CHARS], ensure_ascii=False)}"
-            else:
-                error += "; raw output withheld (the source row holds raw PHI)"
+        error = f"{self.name}: unusable LLM answer: {reason or response.error}{raw_output_note(row, response)}"
         return Quarantine(error=error, row=row, service=None if response.invalid_output else f"llms.{self.params.llm}")
 
     def derived_row(self, row: Mapping[str, Any], index: int, model: str, **content: Any) -> dict:
@@ -187,6 +214,17 @@ class LLMGenerator(Mapper):
         """Record generator model and prompt id on a row the step keeps (1 -> 1 generators)."""
         row["meta"] = {**row["meta"], "generator_model": model, "prompt_id": self.prompt.prompt_id}
         return row
+
+
+def raw_output_note(row: Mapping[str, Any], response: ChatResponse) -> str:
+    """What a quarantine entry may say of an unusable answer: the raw output (first
+    RAW_OUTPUT_CHARS, as JSON) when the source row holds no raw PHI, else that it was
+    withheld (the quarantine file is not a PHI store); nothing for an empty answer."""
+    if not response.text:
+        return ""
+    if is_safe_status(phi_status_of(row)):
+        return f"; raw output: {json.dumps(response.text[:RAW_OUTPUT_CHARS], ensure_ascii=False)}"
+    return "; raw output withheld (the source row holds raw PHI)"
 
 
 def phi_status_of(row: Mapping[str, Any]) -> str:

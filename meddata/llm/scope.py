@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from meddata.builders.generators.base import GeneratorParams
 from pydantic import Field
+
+from meddata.llm.generator import GeneratorParams
 
 
 class ScopedParams(GeneratorParams):

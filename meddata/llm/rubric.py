@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from meddata.builders.generators.prompting import PromptTemplate
+from meddata.llm.prompting import PromptTemplate
 
 CRITERIA: tuple[str, ...] = ("accuracy", "safety", "helpfulness", "completeness")
 SCORES = [1, 2, 3, 4, 5]

@@ -10,7 +10,7 @@ Where numbers come from: the funnel, PHI counts (the ``phi.TYPE`` counters of th
 steps; a later ``phi_scan``'s flagged spans are shown apart), mixture and dedup clusters
 (the ``clusters`` a dedup step reports) from ``stats.json``; lengths, judge scores and
 samples from a seeded sample of the rows (judge scores: ``meta.annotations["judge"]``, one
-histogram per rubric criterion plus the overall score; see :func:`meddata.buildinfo.judge_scores`).
+histogram per rubric criterion plus the overall score; see :func:`meddata.publish.buildinfo.judge_scores`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from meddata.buildinfo import BuildInfo, judge_scores
+from meddata.publish.buildinfo import BuildInfo, judge_scores
 from meddata.records import MESSAGE_COLUMNS, detect_type, text_of
 
 SAMPLE_ROWS = 20_000  # rows per split read for lengths and judge scores
@@ -243,7 +243,7 @@ def render(build_dir: str | Path, seed: int = 0) -> str:
     from jinja2 import Environment, select_autoescape
 
     info = BuildInfo(build_dir)
-    template = (resources.files("meddata") / "templates" / "report.html.j2").read_text(encoding="utf-8")
+    template = (resources.files("meddata.publish") / "templates" / "report.html.j2").read_text(encoding="utf-8")
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True), trim_blocks=True,
                       lstrip_blocks=True)
     env.filters["num"] = lambda v: f"{v:,}" if isinstance(v, int) else (f"{v:,.3g}" if isinstance(v, float) else v)

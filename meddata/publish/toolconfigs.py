@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from datasets import DatasetDict
 
-from meddata.buildinfo import row_types
+from meddata.publish.buildinfo import row_types
 
 LLAMAFACTORY_FILE = "dataset_info.json"
 AXOLOTL_FILE = "tools/axolotl.yaml"
