@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from meddata.steps import Quarantine
+from meddata.outcomes import Quarantine
 
 #: Lines longer than this are quarantined rather than parsed (a 10 MB line is junk, not data).
 MAX_LINE_BYTES = 8 * 1024 * 1024

@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict
 
 from meddata.errors import StepSetupError, UserError
 from meddata.extras import install_hint
+from meddata.io import file_stamps
+from meddata.outcomes import Drop, Quarantine
 
 if TYPE_CHECKING:  # `datasets` costs a second to import; the CLI's light verbs never need it
     from datasets import Dataset
@@ -40,36 +42,6 @@ class StepParams(BaseModel):
     """Base for a step's typed parameters. Unknown keys are an error (typos surface early)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass(frozen=True)
-class Drop:
-    """Remove ``row`` on purpose. ``reason`` is a short snake_case label (``too_short``)."""
-
-    row: Mapping[str, Any]
-    reason: str
-
-
-@dataclass(frozen=True)
-class Quarantine:
-    """Malformed input. ``error`` must name the field and say what was expected, never
-    quote the value (it may hold PHI)."""
-
-    error: str
-    file: str | None = None
-    locator: str | None = None
-    row: Mapping[str, Any] | None = None
-    #: The service that did not answer (``"llms.<name>"``) when the failure is one of transport
-    #: (connection refused, timeout, 429/5xx after retries), not of the input. Such rows are
-    #: retried on the next run: the step is not checkpointed as finished, and many in a row
-    #: stop the build with "cannot reach ...". Build these with :func:`service_failure`.
-    service: str | None = None
-
-
-def service_failure(error: str, service: str, row: Mapping[str, Any] | None = None) -> Quarantine:
-    """Quarantine ``row`` because ``service`` (``"llms.<name>"``) did not answer: the row is
-    retried on the next run instead of being counted as finished."""
-    return Quarantine(error=error, row=row, service=service)
 
 
 Outcome = dict | list | Drop | Quarantine
@@ -217,7 +189,6 @@ class Builder(Step):
         return [ctx.resolve(path)] if path else []
 
     def fingerprint_extra(self, ctx: StepContext) -> str:
-        from meddata.io import file_stamps  # meddata.io imports this module (Quarantine)
 
         return file_stamps(self.input_paths(ctx))
 

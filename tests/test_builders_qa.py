@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 from badinput import bad_inputs, check_robust_build, robust_cases
-from testutil import DATA, EXAMPLES, SHARED, read_jsonl
+from testutil import DATA, EXAMPLES, read_jsonl
 
 from meddata import text
 from meddata.io import iter_json_values
@@ -243,11 +242,6 @@ def test_quarantine_is_an_item_not_an_exception():
 
 # --------------------------------------------------------------------------- one boilerplate engine
 
-CHATDOCTOR_FULL = next((p for p in (SHARED / "chatdoctor-genmedgpt5k" / "chatdoctor5k.json",
-                                     Path("/work/shared/data/chatdoctor-genmedgpt5k/chatdoctor5k.json"))
-                        if p.exists()), SHARED / "chatdoctor-genmedgpt5k" / "chatdoctor5k.json")
-
-
 def _answers(result) -> dict[tuple[str, str], str]:
     return {(r["meta"]["file"], r["meta"]["locator"]): _turns(r)["assistant"] for r in _rows(result)}
 
@@ -256,11 +250,10 @@ def _answers(result) -> dict[tuple[str, str], str]:
 def test_builder_cleaning_agrees_with_the_strip_boilerplate_step(build, tmp_path, builder):
     """``strip_boilerplate: true`` in a QA-site builder and the ``strip_boilerplate`` step on
     the same raw answers give the same text: both run meddata.text's one engine and list. Real
-    data: the full public ChatDoctor GenMedGPT-5k file (5,452 answers) when present, the
-    HealthCareMagic-style answers, and StackExchange posts."""
+    data: the bundled ChatDoctor GenMedGPT-5k sample, the HealthCareMagic-style answers, and
+    StackExchange posts."""
     if builder == "alpaca_qa":
-        paths = [QA / "healthcaremagic_style.json",
-                 CHATDOCTOR_FULL if CHATDOCTOR_FULL.exists() else QA / "chatdoctor5k_sample.json"]
+        paths = [QA / "healthcaremagic_style.json", QA / "chatdoctor5k_sample.json"]
     else:
         paths = [POSTS]
     inputs = [{"builder": builder, "path": str(p), "source": f"s{i}"} for i, p in enumerate(paths)]
