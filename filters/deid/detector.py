@@ -269,6 +269,8 @@ class Detector:
                     continue
                 kept.append(s)
             spans = kept
+        # a weekday is never a name or a place ("P.T. on Wed/Thurs"); the policy decides on it as a date
+        spans = [s for s in spans if s.type not in _CONTEXTUAL or not _only_weekdays(text[s.start:s.end])]
         merged = merge_spans(spans, text)
         out = []
         for s in merged:
@@ -318,6 +320,11 @@ def _load_learned():
     except ImportError:
         return None
     return learned.load()
+
+
+def _only_weekdays(piece: str) -> bool:
+    words = re.findall(r"[A-Za-z]+", piece)
+    return bool(words) and all(_WEEKDAY_ONLY.fullmatch(w) for w in words)
 
 
 def _bare_year(s: str) -> bool:

@@ -70,6 +70,9 @@ tear sponge punch curette rongeur knife elevator dissector suction tip probe spr
 # inside a sentence that shape is "CO/CI", "BUN/CR", "CP/pul".
 _DICTATION_INITIALS = re.compile(
     r"(?:^|(?<=\s))(?!(?:II|III|IV|VI)/)([A-Z]{2,3})/(?!(?:II|III|IV|VI)\b)([a-z]{2,3}|[A-Z]{2,3})(?=\s|$)", re.M)
+# One to three letters (dotted or not) ending the text after a sentence end, a line break, a
+# dash or two spaces: the writer's initials.
+_CLOSING_INITIALS = re.compile(r"(?:[.!?]\s+|\n[ \t]*|-+[ \t]*|[ \t]{2,})((?:[A-Za-z]\.){1,3}|[A-Za-z]{1,3})\s*\Z")
 _ALONE_AFTER = re.compile(r"[ \t]*(?:$|[DT]:|\d{1,2}/\d{1,2}/\d{2,4})", re.M)
 # Words that follow "dr"/"doctor" without being a surname ("dr aware", "Dr. on call", "doctor's office").
 _NOT_AFTER_TITLE = frozenset("""
@@ -183,6 +186,7 @@ class NameFinder:
         spans += self._credentials(toks)
         spans += self._dictionary(toks)
         spans += self._last_first(text)
+        spans += self._closing_initials(text)
         for m in _DICTATION_INITIALS.finditer(text):
             line_start = text.rfind("\n", 0, m.start()) + 1
             alone = not text[line_start:m.start()].strip() and _ALONE_AFTER.match(text, m.end())
@@ -374,7 +378,11 @@ class NameFinder:
             if k >= 0 and toks[k].text == ",":
                 k -= 1
             elif k >= 0 and t.lower in ("do", "pa", "ms", "ma", "pt", "ot", "od", "rn", "np"):
-                continue  # these need the comma: "pt ambulating", "do not"
+                # these need the comma ("pt ambulating", "do not"), except after a first name or
+                # surname that is no ordinary or clinical word: "called kate RN", "per SUSAN NP"
+                if t.lower in ("rn", "np") and self._bare_name_word(toks[k]):
+                    spans.append(Span(toks[k].start, toks[k].end, "NAME", "cue"))
+                continue
             end = k
             while k >= 0 and end - k < 4:
                 tk = toks[k]
@@ -392,6 +400,28 @@ class NameFinder:
             if k < end:
                 spans.append(Span(toks[k + 1].start, toks[end].end, "NAME", "cue"))
         return spans
+
+    def _bare_name_word(self, tok: Token) -> bool:
+        """A dictionary first name or surname that no word list knows as anything else."""
+        w = tok.fold
+        return tok.is_word and tok.text.isalpha() and len(w) >= 2 and self.lex.is_name(w) and not (
+            self.lex.is_word(w) or self.lex.is_common(w) or w in self.lex.clinical or w in STOPWORDS
+            or w in MONTHS or w in WEEKDAYS or w in TITLES or w in CREDENTIALS or self.lex.is_medical_proper(w))
+
+    def _closing_initials(self, text: str) -> list[Span]:
+        """A writer's initials that end a note: "... will cont to monitor. E", "...plan as
+        above.\nB", "awaiting labs.  jm", "-- J.M." (one to three letters, alone after a
+        sentence end, a line break, a dash or a wide gap). Two- and three-letter endings that
+        are words or clinical abbreviations ("ok", "RN", "prn") are not initials."""
+        m = _CLOSING_INITIALS.search(text)
+        if not m:
+            return []
+        letters = m.group(1).replace(".", "").lower()
+        if len(letters) > 1 and (self.lex.is_word(letters) or self.lex.is_common(letters) or letters in STOPWORDS
+                                 or letters in INTERJECTIONS
+                                 or letters in self.lex.clinical or letters in CREDENTIALS or letters in TITLES):
+            return []
+        return [Span(m.start(1), m.end(1), "NAME", "rule")]
 
     def _dictionary(self, toks: list[Token]) -> list[Span]:
         spans = []

@@ -140,8 +140,10 @@ def _date_ok(m: re.Match, text: str) -> bool:
     if kind == "year":
         if re.match(r"^\s*(?:-\s*\d{3,4}\b|hrs?\b|hours\b|h\b)", after, re.I):
             return False  # "1900-0700", "at 1930 hrs": clock times
-        if re.search(r"(?:\b(?:at|around|approx(?:imately)?|until|till)|@|\d[/-]\d{1,2}|-)\s*$", before, re.I):
+        if re.search(r"(?:\b(?:at|around|approx(?:imately|\.)?|until|till)|@|\d[/-]\d{1,2}|-)\s*$", before, re.I):
             return False
+        if s.isdigit() and 2100 <= int(s) <= 2359 and int(s[2:]) < 60:
+            return False  # "arrived 2130", "2230 meds given": a 24-hour clock time, not a year
         return not re.search(r"(?:#|no\.?|number|mrn|id|code|room|rm|bed|ext\.?|x)\s*$", before, re.I)
     return True
 
