@@ -82,3 +82,40 @@ def test_clock_times_and_weekdays_are_not_years_or_places(rules, text):
 
 def test_a_real_year_still_counts(rules):
     assert flagged(rules, "Diagnosed with CHF in 2011, on lasix since.") == {"2011": "DATE"}
+
+
+@pytest.mark.parametrize("text, values", [
+    ("Daughter Rosalind at bedside, son tony called.", {"Rosalind", "tony"}),
+    ("Visited by friends lou and marge this afternoon.", {"lou", "marge"}),
+    ("Pt states 'my son eddie will be here at 5.'", {"eddie"}),
+    ("Spoke w/ pt's Sister, her nephew dwayne aware.", {"dwayne"}),
+])
+def test_lower_case_first_names_after_relatives_in_mixed_lines(rules, text, values):
+    found = flagged(rules, text)
+    assert values <= {k for k, t in found.items() if t == "NAME"}, found
+
+
+@pytest.mark.parametrize("text", [
+    "Son will visit tomorrow.", "Wife states pt was confused.", "Daughter and son at bedside.",
+    "Husband taking care of the dog.", "Daughter very supportive.",
+])
+def test_ordinary_words_after_relatives_stay(rules, text):
+    assert not any(t == "NAME" for t in flagged(rules, text).values())
+
+
+def test_ms_with_a_period_is_a_title(rules):
+    assert flagged(rules, "ms. pappas to OR in the morning.") == {"pappas": "NAME"}
+    assert flagged(rules, "hx of ms, on copaxone.") == {}
+
+
+@pytest.mark.parametrize("text, value", [
+    ("She was born in nineteen oh two in a farmhouse.", "nineteen oh two"),
+    ("Sober since two thousand six.", "two thousand six"),
+    ("TAH 1985, CABG X3 97, MI 2001.", "97"),
+])
+def test_spelled_and_short_years(rules, text, value):
+    assert flagged(rules, text).get(value) == "DATE"
+
+
+def test_a_volume_in_words_is_not_a_year(rules):
+    assert flagged(rules, "A total of two thousand cc out overnight.") == {}

@@ -29,7 +29,7 @@ RELATIONS = frozenset("""
 wife husband spouse partner daughter son mother father mom mum dad sister brother aunt uncle niece nephew cousin
 grandson granddaughter grandmother grandfather grandma grandpa granny friend neighbor neighbour fiance fiancee
 boyfriend girlfriend caregiver caretaker guardian hcp proxy poa roommate stepson stepdaughter stepmother stepfather
-sibling daughters sons children child kids kid sis bro wife's husband's niece's companion
+sibling daughters sons children child kids kid sis bro wife's husband's niece's companion friends
 """.split())
 # Phrases after which a name follows: verbs, prepositions of care, labels.
 _CUE_PHRASES = """
@@ -294,7 +294,8 @@ class NameFinder:
                 if w in ("sr", "fr") and not (t.mode == "mixed" and t.text[0].isupper() and j < len(toks)
                                               and toks[j].text == "."):
                     continue  # "hr 70 sr w/occ pvc", "20 fr foley": sinus rhythm, French gauge
-                if j < len(toks) and (toks[j].text in (",", ":", "-", "(") or is_title and toks[j].text == "."):
+                dotted = is_title and j < len(toks) and toks[j].text == "."
+                if j < len(toks) and (toks[j].text in (",", ":", "-", "(") or dotted):
                     j += 1
                 if is_title and t.mode == "mixed":
                     # A title abbreviation makes a lower-case word a surname ("Dr. griffin made aware",
@@ -308,7 +309,8 @@ class NameFinder:
                             spans.append(Span(nxt.start, nxt.end, "NAME", "cue"))
                             continue
                     elif not (w in ("dr", "mr", "mrs") and nxt is not None and nxt.text[:1].isupper()):
-                        if lower_name and w in ("dr", "mr", "mrs"):
+                        # "ms." with its period is a title too ("ms. pappas"); bare "ms" is MS or mental status
+                        if lower_name and (w in ("dr", "mr", "mrs") or w == "ms" and dotted):
                             spans.append(Span(nxt.start, nxt.end, "NAME", "cue"))
                         continue
                 while j < len(toks) and toks[j].lower in ("is", "was", "named", "name", "called", "'s"):
@@ -320,6 +322,17 @@ class NameFinder:
                     continue  # "REC'D COLACE/MOM\nGU--": a cue never reaches into the next line
                 if nxt.mode != t.mode and "\n" in text[t.end:nxt.start]:
                     continue  # "COLACE/MOM\nGU--": the next line is another section
+                if w in RELATIONS and nxt.mode == "mixed" and not nxt.text[0].isupper() and \
+                        self._bare_name_word(nxt) and nxt.fold not in _VERBISH:
+                    # "son tony called", "friends lou and marge": in a mixed-case line a lower-case
+                    # word after a relative is a name when a name list knows it and no word list does
+                    end = j
+                    if j + 1 < len(toks) and toks[j + 1].text.islower() and toks[j + 1].start - nxt.end == 1 and \
+                            not toks[j + 1].line_first and self._bare_name_word(toks[j + 1]):
+                        end = j + 1
+                    spans.append(Span(nxt.start, toks[end].end, "NAME", "cue"))
+                    spans.extend(self._coordinated(toks, end))
+                    continue
                 if w in RELATIONS and (nxt.mode == "mixed" and not nxt.text[0].isupper() or nxt.fold in _VERBISH):
                     continue  # "mother will be able", "wife Called"
                 if w in ("father", "sister", "fr", "sr") and nxt.mode == "mixed" and self.strength(nxt) == "word":
@@ -339,6 +352,8 @@ class NameFinder:
                             self.strength(toks[k]) in ("strong", "weak", "unknown") for k in range(a, b + 1)):
                         continue
                     spans.append(Span(toks[a].start, toks[b].end, "NAME", "cue"))
+                    if w in RELATIONS:
+                        spans.extend(self._coordinated(toks, b))
             # "Mary (wife)", "Mary, his wife", "DICK CUCCHIARA (RESIDENT)"
             if (w in RELATIONS or w in _ROLES_IN_PARENS and toks[i - 1].text == "(") and i >= 2:
                 k = i - 1
@@ -407,6 +422,14 @@ class NameFinder:
         return tok.is_word and tok.text.isalpha() and len(w) >= 2 and self.lex.is_name(w) and not (
             self.lex.is_word(w) or self.lex.is_common(w) or w in self.lex.clinical or w in STOPWORDS
             or w in MONTHS or w in WEEKDAYS or w in TITLES or w in CREDENTIALS or self.lex.is_medical_proper(w))
+
+    def _coordinated(self, toks: list[Token], b: int) -> list[Span]:
+        """The second of two relatives' names: "sons Tom and Jerry", "friends lou & marge"."""
+        if b + 2 >= len(toks) or toks[b + 1].lower not in ("and", "&") or toks[b + 2].line_first:
+            return []
+        t = toks[b + 2]
+        capital = t.mode == "mixed" and t.text[0].isupper() and self.strength(t) in ("strong", "weak", "unknown")
+        return [Span(t.start, t.end, "NAME", "cue")] if capital or self._bare_name_word(t) else []
 
     def _closing_initials(self, text: str) -> list[Span]:
         """A writer's initials that end a note: "... will cont to monitor. E", "...plan as

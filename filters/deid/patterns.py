@@ -176,8 +176,15 @@ SPELLED_DATE = re.compile(
 _EVENT = (r"mi|ami|nstemi|stemi|cva|tia|cabg|ptca|pci|stent|avr|mvr|chf|dvt|pe|ca|cancer|stroke|surgery|sx|"
           r"appy|chole|turp|tah|tkr|thr|orif|dx|dx'd|diagnosed|[a-z]*(?:ectomy|otomy|ostomy|plasty|scopy)")
 TWO_DIGIT_YEAR = re.compile(
-    r"\b(?:" + _EVENT + r")\s+(?:in\s+)?(?P<y>['\u2019]?(?:[3-9]\d|0\d)['\u2019]?)(?=\s*(?:[,;)]|\.(?!\d)|$|\s+(?:and|&|w/|with|s/p|x\d)\b))",
+    r"\b(?:" + _EVENT + r")\s+(?:x\s?\d\s+)?(?:in\s+)?(?P<y>['\u2019]?(?:[3-9]\d|0\d)['\u2019]?)(?=\s*(?:[,;)]|\.(?!\d)|$|\s+(?:and|&|w/|with|s/p|x\d)\b))",
     re.I | re.M)
+
+# A spelled-out year after "born in", "in", "since": "born in nineteen oh two", "since two thousand six".
+_SPELLED_YEAR_CUED = re.compile(
+    r"\b(?:born\s+in|in|since|until|year)\s+(?P<y>nineteen[\s-]+(?:(?:twenty|thirty|forty|fifty|sixty|seventy|"
+    r"eighty|ninety)(?:[\s-]+" + _UNITS_WORD + r")?|ten|eleven|twelve|(?:thir|four|fif|six|seven|eigh|nine)teen|"
+    r"(?:o|oh|hundred)[\s-]+" + _UNITS_WORD + r")|two\s+thousand(?:\s+(?:and\s+)?(?:" + _UNITS_WORD
+    + r"|ten|eleven|twelve|(?:thir|four|fif|six|seven|eigh|nine)teen|twenty(?:[\s-]+" + _UNITS_WORD + r")?))?)\b", re.I)
 
 
 def find_dates(text: str) -> Iterator[Span]:
@@ -190,6 +197,8 @@ def find_dates(text: str) -> Iterator[Span]:
     for m in SPELLED_DATE.finditer(text):
         yield Span(m.start(), m.end(), "DATE")
     for m in TWO_DIGIT_YEAR.finditer(text):
+        yield Span(m.start("y"), m.end("y"), "DATE")
+    for m in _SPELLED_YEAR_CUED.finditer(text):
         yield Span(m.start("y"), m.end("y"), "DATE")
 
 
