@@ -119,3 +119,26 @@ def test_spelled_and_short_years(rules, text, value):
 
 def test_a_volume_in_words_is_not_a_year(rules):
     assert flagged(rules, "A total of two thousand cc out overnight.") == {}
+
+
+def test_learned_guesses_without_evidence_are_vetoed(rules):
+    """The learned model's spans need evidence: a verb after a relative is no name, a state or
+    a generic facility phrase is no identifier under Safe Harbor, a decimal is no age, and a
+    word with no capital to go on (caps or lower-case line) needs a name list or a cue."""
+    from meddata.filters.deid.spans import Span
+    from meddata.filters.deid.tokens import tokenize
+
+    text = ("Father manages a farm. Moved to Colorado in youth. Admitted to Medical Center overnight. "
+            "Temp. 99.3 F today.\nABD SOFT, DIURESD WELL.\nwife bill called. Seen at Quarrytown Clinic.")
+    toks = tokenize(text)
+
+    def span(value: str, typ: str) -> Span:
+        i = text.index(value)
+        return Span(i, i + len(value), typ, "model")
+
+    guesses = [span("manages", "NAME"), span("Colorado", "LOCATION"), span("Medical Center", "HOSPITAL"),
+               span("99.3", "AGE"), span("DIURESD", "NAME"), span("bill", "NAME"), span("Quarrytown Clinic", "HOSPITAL")]
+    kept = {text[s.start:s.end] for s in rules.vet_learned(text, toks, guesses)}
+    assert kept == {"bill", "Quarrytown Clinic"}
+    recall = Detector(config_for("recall", model="off", learned="off"))
+    assert "Colorado" in {text[s.start:s.end] for s in recall.vet_learned(text, toks, guesses)}
