@@ -2,6 +2,7 @@
 
     python benchmarks/deid.py [--notes 300] [--jobs 2] [--repeats 2] [--skip-presidio]
                               [--whole-chars 2000000] [--whole-jobs 2] [--startup-only]
+    python benchmarks/deid.py --arms [--physionet gold_dev.jsonl] [--groups 1-10,11-17]
 
 Two speed measures. Whole process, as a user runs it: ``meddata deid detect`` on a JSONL of
 about 2 million characters of notes vs a Python script that builds Presidio's
@@ -179,6 +180,64 @@ def startup(n_notes: int = 10, repeats: int = 3) -> None:
             print(f"  {label:<30} {wall:5.2f} s wall, {cpu:5.2f} s CPU  (target < 1.5 s)")
 
 
+def _patient(doc_id: str) -> int:
+    return int(str(doc_id).split("-")[0])
+
+
+def arms(physionet: Path | None, groups: str) -> None:
+    """Rules only, learned model only and both combined (the detector with ``learned: on``),
+    lenient recall (precision) per type, on the repo gold sets and on PhysioNet development
+    patient groups. Only the listed patients are read: the blind test set (patients 21 and up)
+    never is."""
+    from meddata.filters.deid import learned
+    from meddata.filters.deid.detector import Detector, config_for
+    from meddata.filters.deid.evaluate import evaluate, load_gold
+
+    model = learned.load()
+    if model is None:
+        sys.exit("the learned model (or spaCy) is missing: arms need it")
+    sets: dict[str, tuple[list[dict], str]] = {}
+    for name, ages, policy in (("clinical_gold", "all", "recall"), ("asq_phi_subset", "over_89", "safe_harbor"),
+                               ("presidio_synth_subset", "over_89", "safe_harbor")):
+        sets[name] = (load_gold(GOLD / f"{name}.jsonl", ages=ages), policy)
+    if physionet is not None:
+        for group in groups.split(","):
+            lo, hi = (int(x) for x in group.split("-"))
+            if hi > 20:
+                sys.exit("patients 21 and up are the blind test set: never scored here")
+            rows = []
+            with physionet.open() as fh:
+                for line in fh:
+                    row = json.loads(line)
+                    if lo <= _patient(row["id"]) <= hi:
+                        rows.append(row)
+            sets[f"physionet_{group}"] = (rows, "safe_harbor")
+    for name, (rows, policy) in sets.items():
+        texts = [r["text"] for r in rows]
+        results = {}
+        for arm in ("rules", "model", "combined"):
+            if arm == "model":
+                preds = [[s.as_dict() for s in spans] for spans in model.spans_many(texts)]
+            else:
+                det = Detector(config_for(policy, learned="on" if arm == "combined" else "off"))
+                preds = [[s.as_dict() for s in spans] for spans in det.detect_many(texts)]
+            results[arm] = evaluate(rows, {r["id"]: p for r, p in zip(rows, preds)})
+        print(f"\n{name} ({len(rows)} notes, policy {policy}): lenient recall (precision)")
+        types = sorted({t for rep in results.values() for t in rep.as_dict()["lenient"]["by_type"]})
+        print(f"  {'type':<10}" + "".join(f"{arm:>18}" for arm in results))
+        for t in ["ALL", *types]:
+            cells = []
+            for rep in results.values():
+                if t == "ALL":
+                    m = rep.metrics("lenient")
+                    r, p = m["recall"], m["precision"]
+                else:
+                    v = rep.as_dict()["lenient"]["by_type"].get(t, {})
+                    r, p = v.get("recall"), v.get("precision")
+                cells.append(f"{'-' if r is None else f'{r:.3f}'} ({'-' if p is None else f'{p:.3f}'})")
+            print(f"  {t:<10}" + "".join(f"{c:>18}" for c in cells))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--notes", type=int, default=300, help="MTSamples notes to time (default 300)")
@@ -190,12 +249,21 @@ def main() -> None:
     ap.add_argument("--whole-jobs", type=int, default=2,
                     help="meddata --jobs in the second whole-process row (the first is always --jobs 1; default 2)")
     ap.add_argument("--startup-only", action="store_true", help="only time start-up on ten notes")
+    ap.add_argument("--arms", action="store_true",
+                    help="only score rules / learned model / combined per type (repo gold sets, --physionet groups)")
+    ap.add_argument("--physionet", type=Path, default=None,
+                    help="PhysioNet development gold JSONL (benchmarks/physionet_deid_gold.py) for --arms")
+    ap.add_argument("--groups", default="1-10,11-17",
+                    help="patient groups scored with --arms (default 1-10 (the model trained on them),11-17)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
     logging.getLogger("tldextract").setLevel(logging.CRITICAL)  # Presidio's URL recognizer tries the network
     if args.startup_only:
         startup()
+        return
+    if args.arms:
+        arms(args.physionet, args.groups)
         return
     notes = load_notes(args.notes)
     chars = sum(map(len, notes))
