@@ -68,6 +68,8 @@ def test_employer_after_a_work_cue_is_flagged(rules, text, value):
 
 @pytest.mark.parametrize("text", [
     "Works at home, walks daily.", "Retired from the school system.", "works for the city as a driver.",
+    "He has worked with printing presses.", "Still working a full time job at seventy six years old.",
+    "Quiz: who is the president of the United States?",
 ])
 def test_ordinary_workplaces_stay(rules, text):
     assert flagged(rules, text) == {}
@@ -142,3 +144,20 @@ def test_learned_guesses_without_evidence_are_vetoed(rules):
     assert kept == {"bill", "Quarrytown Clinic"}
     recall = Detector(config_for("recall", model="off", learned="off"))
     assert "Colorado" in {text[s.start:s.end] for s in recall.vet_learned(text, toks, guesses)}
+
+
+@pytest.mark.parametrize("text, value", [
+    ("Spoke with margie about the plan.", "margie"),
+    ("Per kendra, pt ate well at lunch.", "kendra"),
+    ("Called lakeisha at home, no answer.", "lakeisha"),
+])
+def test_lower_case_dictionary_names_after_verb_cues(rules, text, value):
+    assert flagged(rules, text).get(value) == "NAME"
+
+
+@pytest.mark.parametrize("text", [
+    "Spoke with pharmacy about the dose.", "Per protocol, K repleted.", "Pt given tylenol by mouth.",
+    "something called, um, radiculopathy.",
+])
+def test_ordinary_words_after_verb_cues_stay(rules, text):
+    assert not any(t == "NAME" for t in flagged(rules, text).values())

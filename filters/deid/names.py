@@ -250,6 +250,13 @@ class NameFinder:
             # a label like "Patient:" needs its colon (or start of line) to count
             if cue_word in _LABEL_ONLY and ":" not in m.group() and cue_word not in ("per", "by", "named"):
                 continue
+            if toks[i].mode == "mixed" and toks[i].text.islower() and not toks[i].line_first and \
+                    self._bare_name_word(toks[i]) and (
+                        cue_word not in _LABEL_ONLY or ":" in m.group() or cue_word in ("per", "by")):
+                # "Spoke with margie", "Per kendra,": a lower-case word after a cue in a mixed-case
+                # line is a name when a name list knows it and no word list does
+                spans.append(Span(toks[i].start, toks[i].end, "NAME", "cue"))
+                continue
             if cue_word in ("per", "by") and toks[i].mode == "mixed" and not toks[i].text[0].isupper():
                 continue
             j = i
@@ -421,7 +428,8 @@ class NameFinder:
         w = tok.fold
         return tok.is_word and tok.text.isalpha() and len(w) >= 2 and self.lex.is_name(w) and not (
             self.lex.is_word(w) or self.lex.is_common(w) or w in self.lex.clinical or w in STOPWORDS
-            or w in MONTHS or w in WEEKDAYS or w in TITLES or w in CREDENTIALS or self.lex.is_medical_proper(w))
+            or w in MONTHS or w in WEEKDAYS or w in TITLES or w in CREDENTIALS or w in INTERJECTIONS
+            or self.lex.is_medical_proper(w))
 
     def _coordinated(self, toks: list[Token], b: int) -> list[Span]:
         """The second of two relatives' names: "sons Tom and Jerry", "friends lou & marge"."""

@@ -44,8 +44,10 @@ _NOT_FACILITY_ACRONYM = frozenset(
 # Address-block lines: "Denmark 35018", "Apt. 656", "4596 Tylova 285", "Ostrov nad Ohrí".
 _POSTAL_LINE = re.compile(r"((?:[^\W\d_][^\W\d_.'-]*\.?[ \t]+){1,3})\d{3,6}(?:[ -]\d{2,4})?$")
 # Employer cues: "works at IBM", "employed by genentech", "retired from GM", "CEO of Acme".
-_EMPLOYER_CUE = re.compile(r"\b(?:(?:works?|worked|working|employed|employee|retired|job)\s+(?:at|for|by|with|from)"
-                           r"|(?:ceo|president|owner|founder|vp)\s+of)\s+(?:the\s+)?", re.I)
+_EMPLOYER_CUE = re.compile(r"\b(?:(?:works?|worked|working|employed|employee|retired|job)\s+(?:at|for|by|from)"
+                           r"|(?:ceo|owner)\s+of)\s+(?:the\s+)?", re.I)
+_NUMBER_WORD = re.compile(r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\w+teen|twenty|thirty|"
+                          r"forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand)")
 _EMPLOYER_NOT = frozenset("home hospital school night nights days weekends local company firm office store".split())
 _UNIT_LINE = re.compile(r"(?i:apt|apartment|suite|ste|unit|floor|fl|bldg|building)\.?\s*#?\s*[\w-]+$")
 _STREET_LINE = re.compile(r"(?:\d{1,6}[ \t]+)?(?:[^\W\d_][\w.'\u2019-]*[ \t]+){1,4}\d{1,5}[A-Za-z]?$"
@@ -491,7 +493,7 @@ class PlaceFinder:
                     break
                 w = t.fold
                 if w in STOPWORDS or w in MONTHS or w in WEEKDAYS or w in self.lex.clinical or \
-                        self.lex.is_common(w) or w in _EMPLOYER_NOT:
+                        self.lex.is_common(w) or w in _EMPLOYER_NOT or _NUMBER_WORD.fullmatch(w):
                     break
                 words.append(i)
                 i += 1
