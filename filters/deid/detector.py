@@ -174,9 +174,23 @@ class Detector:
                                       for t in words) and not words[0].initial_pos
                     if not (capitalized and any(self.lex.is_name(t.fold) for t in words)):
                         continue
+                if s.type == "NAME" and not cued and not any(
+                        t.mode == "mixed" and t.text[0].isupper() or self.lex.is_name(t.fold) for t in words):
+                    continue  # no capital to go on (caps or lower-case line): a typo or shorthand needs a name list
+                if known and cued and not any(self.lex.is_name(t.fold) for t in words):
+                    continue  # "daughter separated", "father manages": a cue does not make a verb a name
                 if s.type == "HOSPITAL" and "\n" in piece:
                     continue
+                region = " ".join(t.fold for t in words if t.text.isalpha())
+                if s.type != "NAME" and not self.config.regions and (
+                        region in self.lex.states or region in self.lex.countries):
+                    continue  # "lives in Utah", "moved to Colorado": the policy keeps states and countries
+                if s.type == "HOSPITAL" and all(t.fold in self._hospital_words or t.fold in _GENERIC_PLACE_WORDS
+                                                or t.fold in STOPWORDS for t in words):
+                    continue  # "admitted to Medical Center", "Community College": no name in it
             elif s.type == "AGE":
+                if "." in piece.strip("."):
+                    continue  # "Temp. 99.3 F": a decimal is a measurement, never an age
                 value = patterns.age_value(piece)
                 if value is None or not self.config.all_ages and value < 90 or not (
                         _AGE_AFTER.match(text, s.end) or _AGE_BEFORE.search(text, max(0, s.start - 12), s.start)):
@@ -269,6 +283,8 @@ class Detector:
                     continue
                 kept.append(s)
             spans = kept
+        # a weekday is never a name or a place ("P.T. on Wed/Thurs"); the policy decides on it as a date
+        spans = [s for s in spans if s.type not in _CONTEXTUAL or not _only_weekdays(text[s.start:s.end])]
         merged = merge_spans(spans, text)
         out = []
         for s in merged:
@@ -282,6 +298,12 @@ class Detector:
         return out
 
 
+# Words of a facility's kind, not its name ("Counseling Center", "Postanesthesia Care Unit").
+_GENERIC_PLACE_WORDS = frozenset("""
+center centre unit care community college counseling counselling university school state county city town
+postanesthesia intensive surgical medical cardiac critical emergency department dept ward floor service services
+outpatient inpatient acute long term short facility home house health general regional hospital clinic
+""".split())
 # A learned DATE needs a date's shape: a month or weekday word, a year, or day/month/year numbers.
 _DATE_SHAPE = re.compile(
     r"(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|sun|christmas|easter|"
@@ -318,6 +340,11 @@ def _load_learned():
     except ImportError:
         return None
     return learned.load()
+
+
+def _only_weekdays(piece: str) -> bool:
+    words = re.findall(r"[A-Za-z]+", piece)
+    return bool(words) and all(_WEEKDAY_ONLY.fullmatch(w) for w in words)
 
 
 def _bare_year(s: str) -> bool:

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from meddata.filters.deid.ner import builtin_factories_only
+from meddata.filters.deid.ner import builtin_factories_only, import_spacy
 from meddata.filters.deid.spans import Span
 
 logger = logging.getLogger("meddata.deid")
@@ -99,26 +98,6 @@ def segments(text: str, max_len: int = MAX_SEGMENT) -> Iterator[tuple[int, int]]
         start = end
 
 
-def _import_spacy():
-    """spaCy, or None when it is not installed. thinc imports torch at import time only to
-    probe for it; when neither is loaded yet the probe is skipped (this model runs on numpy),
-    which saves seconds of start-up. torch itself stays importable afterwards."""
-    if "spacy" in sys.modules or "thinc" in sys.modules or "torch" in sys.modules:
-        try:
-            import spacy
-        except ImportError:
-            return None
-        return spacy
-    sys.modules["torch"] = None  # type: ignore[assignment]  # makes "import torch" raise ImportError
-    try:
-        import spacy
-    except ImportError:
-        return None
-    finally:
-        del sys.modules["torch"]
-    return spacy
-
-
 @lru_cache(maxsize=4)
 def load(path: str | Path | None = None) -> LearnedModel | None:
     """The shipped tagger (cached per process), or None when spaCy or the model files are
@@ -128,7 +107,7 @@ def load(path: str | Path | None = None) -> LearnedModel | None:
     if missing:
         logger.debug("learned PHI model at %s lacks %s", model_dir, ", ".join(missing))
         return None
-    spacy = _import_spacy()
+    spacy = import_spacy()
     if spacy is None:
         logger.debug("spaCy is not installed: learned PHI model unavailable")
         return None

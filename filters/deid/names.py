@@ -29,7 +29,7 @@ RELATIONS = frozenset("""
 wife husband spouse partner daughter son mother father mom mum dad sister brother aunt uncle niece nephew cousin
 grandson granddaughter grandmother grandfather grandma grandpa granny friend neighbor neighbour fiance fiancee
 boyfriend girlfriend caregiver caretaker guardian hcp proxy poa roommate stepson stepdaughter stepmother stepfather
-sibling daughters sons children child kids kid sis bro wife's husband's niece's companion
+sibling daughters sons children child kids kid sis bro wife's husband's niece's companion friends
 """.split())
 # Phrases after which a name follows: verbs, prepositions of care, labels.
 _CUE_PHRASES = """
@@ -70,6 +70,9 @@ tear sponge punch curette rongeur knife elevator dissector suction tip probe spr
 # inside a sentence that shape is "CO/CI", "BUN/CR", "CP/pul".
 _DICTATION_INITIALS = re.compile(
     r"(?:^|(?<=\s))(?!(?:II|III|IV|VI)/)([A-Z]{2,3})/(?!(?:II|III|IV|VI)\b)([a-z]{2,3}|[A-Z]{2,3})(?=\s|$)", re.M)
+# One to three letters (dotted or not) ending the text after a sentence end, a line break, a
+# dash or two spaces: the writer's initials.
+_CLOSING_INITIALS = re.compile(r"(?:[.!?]\s+|\n[ \t]*|-+[ \t]*|[ \t]{2,})((?:[A-Za-z]\.){1,3}|[A-Za-z]{1,3})\s*\Z")
 _ALONE_AFTER = re.compile(r"[ \t]*(?:$|[DT]:|\d{1,2}/\d{1,2}/\d{2,4})", re.M)
 # Words that follow "dr"/"doctor" without being a surname ("dr aware", "Dr. on call", "doctor's office").
 _NOT_AFTER_TITLE = frozenset("""
@@ -183,6 +186,7 @@ class NameFinder:
         spans += self._credentials(toks)
         spans += self._dictionary(toks)
         spans += self._last_first(text)
+        spans += self._closing_initials(text)
         for m in _DICTATION_INITIALS.finditer(text):
             line_start = text.rfind("\n", 0, m.start()) + 1
             alone = not text[line_start:m.start()].strip() and _ALONE_AFTER.match(text, m.end())
@@ -246,6 +250,13 @@ class NameFinder:
             # a label like "Patient:" needs its colon (or start of line) to count
             if cue_word in _LABEL_ONLY and ":" not in m.group() and cue_word not in ("per", "by", "named"):
                 continue
+            if toks[i].mode == "mixed" and toks[i].text.islower() and not toks[i].line_first and \
+                    self._bare_name_word(toks[i]) and (
+                        cue_word not in _LABEL_ONLY or ":" in m.group() or cue_word in ("per", "by")):
+                # "Spoke with margie", "Per kendra,": a lower-case word after a cue in a mixed-case
+                # line is a name when a name list knows it and no word list does
+                spans.append(Span(toks[i].start, toks[i].end, "NAME", "cue"))
+                continue
             if cue_word in ("per", "by") and toks[i].mode == "mixed" and not toks[i].text[0].isupper():
                 continue
             j = i
@@ -290,7 +301,8 @@ class NameFinder:
                 if w in ("sr", "fr") and not (t.mode == "mixed" and t.text[0].isupper() and j < len(toks)
                                               and toks[j].text == "."):
                     continue  # "hr 70 sr w/occ pvc", "20 fr foley": sinus rhythm, French gauge
-                if j < len(toks) and (toks[j].text in (",", ":", "-", "(") or is_title and toks[j].text == "."):
+                dotted = is_title and j < len(toks) and toks[j].text == "."
+                if j < len(toks) and (toks[j].text in (",", ":", "-", "(") or dotted):
                     j += 1
                 if is_title and t.mode == "mixed":
                     # A title abbreviation makes a lower-case word a surname ("Dr. griffin made aware",
@@ -304,7 +316,8 @@ class NameFinder:
                             spans.append(Span(nxt.start, nxt.end, "NAME", "cue"))
                             continue
                     elif not (w in ("dr", "mr", "mrs") and nxt is not None and nxt.text[:1].isupper()):
-                        if lower_name and w in ("dr", "mr", "mrs"):
+                        # "ms." with its period is a title too ("ms. pappas"); bare "ms" is MS or mental status
+                        if lower_name and (w in ("dr", "mr", "mrs") or w == "ms" and dotted):
                             spans.append(Span(nxt.start, nxt.end, "NAME", "cue"))
                         continue
                 while j < len(toks) and toks[j].lower in ("is", "was", "named", "name", "called", "'s"):
@@ -316,6 +329,17 @@ class NameFinder:
                     continue  # "REC'D COLACE/MOM\nGU--": a cue never reaches into the next line
                 if nxt.mode != t.mode and "\n" in text[t.end:nxt.start]:
                     continue  # "COLACE/MOM\nGU--": the next line is another section
+                if w in RELATIONS and nxt.mode == "mixed" and not nxt.text[0].isupper() and \
+                        self._bare_name_word(nxt) and nxt.fold not in _VERBISH:
+                    # "son tony called", "friends lou and marge": in a mixed-case line a lower-case
+                    # word after a relative is a name when a name list knows it and no word list does
+                    end = j
+                    if j + 1 < len(toks) and toks[j + 1].text.islower() and toks[j + 1].start - nxt.end == 1 and \
+                            not toks[j + 1].line_first and self._bare_name_word(toks[j + 1]):
+                        end = j + 1
+                    spans.append(Span(nxt.start, toks[end].end, "NAME", "cue"))
+                    spans.extend(self._coordinated(toks, end))
+                    continue
                 if w in RELATIONS and (nxt.mode == "mixed" and not nxt.text[0].isupper() or nxt.fold in _VERBISH):
                     continue  # "mother will be able", "wife Called"
                 if w in ("father", "sister", "fr", "sr") and nxt.mode == "mixed" and self.strength(nxt) == "word":
@@ -335,6 +359,8 @@ class NameFinder:
                             self.strength(toks[k]) in ("strong", "weak", "unknown") for k in range(a, b + 1)):
                         continue
                     spans.append(Span(toks[a].start, toks[b].end, "NAME", "cue"))
+                    if w in RELATIONS:
+                        spans.extend(self._coordinated(toks, b))
             # "Mary (wife)", "Mary, his wife", "DICK CUCCHIARA (RESIDENT)"
             if (w in RELATIONS or w in _ROLES_IN_PARENS and toks[i - 1].text == "(") and i >= 2:
                 k = i - 1
@@ -374,7 +400,11 @@ class NameFinder:
             if k >= 0 and toks[k].text == ",":
                 k -= 1
             elif k >= 0 and t.lower in ("do", "pa", "ms", "ma", "pt", "ot", "od", "rn", "np"):
-                continue  # these need the comma: "pt ambulating", "do not"
+                # these need the comma ("pt ambulating", "do not"), except after a first name or
+                # surname that is no ordinary or clinical word: "called kate RN", "per SUSAN NP"
+                if t.lower in ("rn", "np") and self._bare_name_word(toks[k]):
+                    spans.append(Span(toks[k].start, toks[k].end, "NAME", "cue"))
+                continue
             end = k
             while k >= 0 and end - k < 4:
                 tk = toks[k]
@@ -392,6 +422,37 @@ class NameFinder:
             if k < end:
                 spans.append(Span(toks[k + 1].start, toks[end].end, "NAME", "cue"))
         return spans
+
+    def _bare_name_word(self, tok: Token) -> bool:
+        """A dictionary first name or surname that no word list knows as anything else."""
+        w = tok.fold
+        return tok.is_word and tok.text.isalpha() and len(w) >= 2 and self.lex.is_name(w) and not (
+            self.lex.is_word(w) or self.lex.is_common(w) or w in self.lex.clinical or w in STOPWORDS
+            or w in MONTHS or w in WEEKDAYS or w in TITLES or w in CREDENTIALS or w in INTERJECTIONS
+            or self.lex.is_medical_proper(w))
+
+    def _coordinated(self, toks: list[Token], b: int) -> list[Span]:
+        """The second of two relatives' names: "sons Tom and Jerry", "friends lou & marge"."""
+        if b + 2 >= len(toks) or toks[b + 1].lower not in ("and", "&") or toks[b + 2].line_first:
+            return []
+        t = toks[b + 2]
+        capital = t.mode == "mixed" and t.text[0].isupper() and self.strength(t) in ("strong", "weak", "unknown")
+        return [Span(t.start, t.end, "NAME", "cue")] if capital or self._bare_name_word(t) else []
+
+    def _closing_initials(self, text: str) -> list[Span]:
+        """A writer's initials that end a note: "... will cont to monitor. E", "...plan as
+        above.\nB", "awaiting labs.  jm", "-- J.M." (one to three letters, alone after a
+        sentence end, a line break, a dash or a wide gap). Two- and three-letter endings that
+        are words or clinical abbreviations ("ok", "RN", "prn") are not initials."""
+        m = _CLOSING_INITIALS.search(text)
+        if not m:
+            return []
+        letters = m.group(1).replace(".", "").lower()
+        if len(letters) > 1 and (self.lex.is_word(letters) or self.lex.is_common(letters) or letters in STOPWORDS
+                                 or letters in INTERJECTIONS
+                                 or letters in self.lex.clinical or letters in CREDENTIALS or letters in TITLES):
+            return []
+        return [Span(m.start(1), m.end(1), "NAME", "rule")]
 
     def _dictionary(self, toks: list[Token]) -> list[Span]:
         spans = []

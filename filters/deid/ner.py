@@ -32,6 +32,48 @@ class RulesOnlyWarning(UserWarning):
     """spaCy or its model is missing: detection runs on rules and dictionaries only."""
 
 
+def import_spacy():
+    """spaCy, imported lean, or None when it is not installed.
+
+    Two parts of ``import spacy`` serve nothing a PHI tagger does and cost start-up: thinc
+    imports torch only to probe for it (seconds when torch is installed; these pipelines run on
+    NumPy), and spaCy imports its whole command line (typer, weasel, httpx) for ``spacy.info``.
+    When neither spaCy, thinc nor torch is loaded yet, both are held off for the import and put
+    back right after: ``import torch`` and ``import spacy.cli`` work as usual later."""
+    import sys
+    import types
+
+    if "spacy" in sys.modules or "thinc" in sys.modules or "torch" in sys.modules:
+        try:
+            import spacy
+        except ImportError:
+            return None
+        return spacy
+    cli, info = types.ModuleType("spacy.cli"), types.ModuleType("spacy.cli.info")
+    info.info = _spacy_info  # type: ignore[attr-defined]
+    cli.info = info  # type: ignore[attr-defined]
+    held = {"torch": None, "spacy.cli": cli, "spacy.cli.info": info}
+    sys.modules.update(held)  # type: ignore[arg-type]  # None makes "import torch" raise ImportError
+    try:
+        import spacy
+    except ImportError:
+        return None
+    finally:
+        for name, module in held.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+        if "spacy" in sys.modules and getattr(sys.modules["spacy"], "cli", None) is cli:
+            delattr(sys.modules["spacy"], "cli")
+    return spacy
+
+
+def _spacy_info(*args, **kwargs):
+    """``spacy.info`` as spaCy defines it, imported when first called."""
+    from spacy.cli.info import info
+
+    return info(*args, **kwargs)
+
+
 @contextmanager
 def builtin_factories_only() -> Iterator[None]:
     """While loading a pipeline made of spaCy's own components, do not import every package
@@ -53,8 +95,9 @@ def builtin_factories_only() -> Iterator[None]:
 def load_model(name: str = MODEL):
     """The spaCy pipeline with only NER enabled, or None (with one warning) when unavailable."""
     try:
-        import spacy
-
+        spacy = import_spacy()
+        if spacy is None:
+            raise ImportError("spacy")
         with builtin_factories_only():
             nlp = spacy.load(name, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer",
                                             "senter"])

@@ -140,8 +140,10 @@ def _date_ok(m: re.Match, text: str) -> bool:
     if kind == "year":
         if re.match(r"^\s*(?:-\s*\d{3,4}\b|hrs?\b|hours\b|h\b)", after, re.I):
             return False  # "1900-0700", "at 1930 hrs": clock times
-        if re.search(r"(?:\b(?:at|around|approx(?:imately)?|until|till)|@|\d[/-]\d{1,2}|-)\s*$", before, re.I):
+        if re.search(r"(?:\b(?:at|around|approx(?:imately|\.)?|until|till)|@|\d[/-]\d{1,2}|-)\s*$", before, re.I):
             return False
+        if s.isdigit() and 2100 <= int(s) <= 2359 and int(s[2:]) < 60:
+            return False  # "arrived 2130", "2230 meds given": a 24-hour clock time, not a year
         return not re.search(r"(?:#|no\.?|number|mrn|id|code|room|rm|bed|ext\.?|x)\s*$", before, re.I)
     return True
 
@@ -174,8 +176,15 @@ SPELLED_DATE = re.compile(
 _EVENT = (r"mi|ami|nstemi|stemi|cva|tia|cabg|ptca|pci|stent|avr|mvr|chf|dvt|pe|ca|cancer|stroke|surgery|sx|"
           r"appy|chole|turp|tah|tkr|thr|orif|dx|dx'd|diagnosed|[a-z]*(?:ectomy|otomy|ostomy|plasty|scopy)")
 TWO_DIGIT_YEAR = re.compile(
-    r"\b(?:" + _EVENT + r")\s+(?:in\s+)?(?P<y>['\u2019]?(?:[3-9]\d|0\d)['\u2019]?)(?=\s*(?:[,;)]|\.(?!\d)|$|\s+(?:and|&|w/|with|s/p|x\d)\b))",
+    r"\b(?:" + _EVENT + r")\s+(?:x\s?\d\s+)?(?:in\s+)?(?P<y>['\u2019]?(?:[3-9]\d|0\d)['\u2019]?)(?=\s*(?:[,;)]|\.(?!\d)|$|\s+(?:and|&|w/|with|s/p|x\d)\b))",
     re.I | re.M)
+
+# A spelled-out year after "born in", "in", "since": "born in nineteen oh two", "since two thousand six".
+_SPELLED_YEAR_CUED = re.compile(
+    r"\b(?:born\s+in|in|since|until|year)\s+(?P<y>nineteen[\s-]+(?:(?:twenty|thirty|forty|fifty|sixty|seventy|"
+    r"eighty|ninety)(?:[\s-]+" + _UNITS_WORD + r")?|ten|eleven|twelve|(?:thir|four|fif|six|seven|eigh|nine)teen|"
+    r"(?:o|oh|hundred)[\s-]+" + _UNITS_WORD + r")|two\s+thousand(?:\s+(?:and\s+)?(?:" + _UNITS_WORD
+    + r"|ten|eleven|twelve|(?:thir|four|fif|six|seven|eigh|nine)teen|twenty(?:[\s-]+" + _UNITS_WORD + r")?))?)\b", re.I)
 
 
 def find_dates(text: str) -> Iterator[Span]:
@@ -188,6 +197,8 @@ def find_dates(text: str) -> Iterator[Span]:
     for m in SPELLED_DATE.finditer(text):
         yield Span(m.start(), m.end(), "DATE")
     for m in TWO_DIGIT_YEAR.finditer(text):
+        yield Span(m.start("y"), m.end("y"), "DATE")
+    for m in _SPELLED_YEAR_CUED.finditer(text):
         yield Span(m.start("y"), m.end("y"), "DATE")
 
 

@@ -43,6 +43,12 @@ _NOT_FACILITY_ACRONYM = frozenset(
     "tsh fsh gh lh adh hgh crh trh gnrh ldh mch mchc bh ah wh rn mcmh nsh ssh".split()) - {"gh"}
 # Address-block lines: "Denmark 35018", "Apt. 656", "4596 Tylova 285", "Ostrov nad Ohrí".
 _POSTAL_LINE = re.compile(r"((?:[^\W\d_][^\W\d_.'-]*\.?[ \t]+){1,3})\d{3,6}(?:[ -]\d{2,4})?$")
+# Employer cues: "works at IBM", "employed by genentech", "retired from GM", "CEO of Acme".
+_EMPLOYER_CUE = re.compile(r"\b(?:(?:works?|worked|working|employed|employee|retired|job)\s+(?:at|for|by|from)"
+                           r"|(?:ceo|owner)\s+of)\s+(?:the\s+)?", re.I)
+_NUMBER_WORD = re.compile(r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\w+teen|twenty|thirty|"
+                          r"forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand)")
+_EMPLOYER_NOT = frozenset("home hospital school night nights days weekends local company firm office store".split())
 _UNIT_LINE = re.compile(r"(?i:apt|apartment|suite|ste|unit|floor|fl|bldg|building)\.?\s*#?\s*[\w-]+$")
 _STREET_LINE = re.compile(r"(?:\d{1,6}[ \t]+)?(?:[^\W\d_][\w.'\u2019-]*[ \t]+){1,4}\d{1,5}[A-Za-z]?$"
                           r"|\d{1,6}[ \t]+(?:[^\W\d_][\w.'\u2019-]*[ \t]*){1,5}$")
@@ -124,6 +130,7 @@ class PlaceFinder:
         spans += self._cues(text, toks)
         spans += self._facility_acronyms(toks)
         spans += self._wards(toks)
+        spans += self._employers(text, toks)
         spans += [Span(m.start(), m.end(), "HOSPITAL", "rule") for m in self.university.finditer(text)]
         if "\n" in text:
             spans += self._address_block(text)
@@ -467,6 +474,31 @@ class PlaceFinder:
             if ok:
                 out.append(Span(t.start, toks[i + k - 1].end, "LOCATION", "dict"))
             i += k
+        return out
+
+    def _employers(self, text: str, toks: list[Token]) -> list[Span]:
+        """The employer after "works at", "employed by", "retired from", "CEO of": a named
+        company ("IBM", "genentech") identifies as much as a town, in any case. Ordinary words
+        ("works at home", "works for the city") are not names and end the run."""
+        out = []
+        starts = [t.start for t in toks]
+        for m in _EMPLOYER_CUE.finditer(text):
+            i = bisect.bisect_left(starts, m.end())
+            words: list[int] = []
+            while i < len(toks) and len(words) < 3:
+                t = toks[i]
+                if words and (t.start - toks[i - 1].end > 1 or t.line_first):
+                    break
+                if not t.is_word or not t.text.replace("&", "").replace("'", "").isalpha() or len(t.text) < 2:
+                    break
+                w = t.fold
+                if w in STOPWORDS or w in MONTHS or w in WEEKDAYS or w in self.lex.clinical or \
+                        self.lex.is_common(w) or w in _EMPLOYER_NOT or _NUMBER_WORD.fullmatch(w):
+                    break
+                words.append(i)
+                i += 1
+            if words:
+                out.append(Span(toks[words[0]].start, toks[words[-1]].end, "LOCATION", "cue"))
         return out
 
     def _cues(self, text: str, toks: list[Token]) -> list[Span]:
