@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # `datasets` costs a second to import; the CLI's light verbs 
     from datasets import Dataset
 
 logger = logging.getLogger("meddata")
-_LEGACY_STATE_PREFIX = "_model"
 
 
 class StepParams(BaseModel):
@@ -162,11 +161,9 @@ class Step:
     is_worker_copy: bool = False
 
     def __getstate__(self) -> dict:
-        # Worker state stays behind; each worker process runs setup() itself. Attributes named
-        # ``_model*`` are also left behind: the convention worker_state replaces, kept until
-        # the steps that still use it are converted.
+        # Worker state stays behind; each worker process runs setup() itself.
         skip = set(self.worker_state)
-        state = {k: v for k, v in self.__dict__.items() if k not in skip and not k.startswith(_LEGACY_STATE_PREFIX)}
+        state = {k: v for k, v in self.__dict__.items() if k not in skip}
         state["_ready"] = False
         return state
 

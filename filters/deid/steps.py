@@ -14,14 +14,13 @@ from typing import Literal
 from pydantic import field_validator
 
 from meddata.params import require_known
-from meddata.records import annotate, map_text
+from meddata.records import CONTENT_COLUMNS, annotate, map_text
 from meddata.registry import register
 from meddata.steps import Drop, Mapper, StepContext, StepParams
 
 logger = logging.getLogger("meddata.deid")
 
-CONTENT_FIELDS = ("text", "messages", "prompt", "completion", "chosen", "rejected", "question", "answer",
-                  "options", "sections")
+CONTENT_FIELDS = CONTENT_COLUMNS  # every column that can hold note text
 
 
 class DeidParams(StepParams):
@@ -78,16 +77,21 @@ class _DetectingStep(Mapper):
     """Shared setup: one detector per worker process (the spaCy model is not pickled)."""
 
     batch_size = 128
+    worker_state = ("_detector",)
+
+    def requirements(self) -> tuple[str, ...]:
+        """spaCy only when the recipe insists on the NER model; ``auto`` falls back to rules."""
+        return ("spacy",) if "on" in (self.params.model, self.params.learned) else ()
 
     def setup(self, ctx: StepContext) -> None:
         from meddata.filters.deid.detector import Detector, config_for
 
-        self._model_detector = Detector(config_for(self.params.policy, model=self.params.model, learned=self.params.learned))
+        self._detector = Detector(config_for(self.params.policy, model=self.params.model, learned=self.params.learned))
 
     def _detect_rows(self, rows: list[dict], fields: tuple[str, ...]) -> list[tuple[list[str], list]]:
         """Each row's texts with the spans found in each text (one detector batch for all rows)."""
         texts_per_row = [_collect(r, fields) for r in rows]
-        spans = iter(self._model_detector.detect_many([t for texts in texts_per_row for t in texts]))
+        spans = iter(self._detector.detect_many([t for texts in texts_per_row for t in texts]))
         return [(texts, [next(spans) for _ in texts]) for texts in texts_per_row]
 
 
@@ -98,12 +102,13 @@ class Deid(_DetectingStep):
     Params = DeidParams
     input_columns = CONTENT_FIELDS
     output_columns = CONTENT_FIELDS
+    worker_state = ("_detector", "_key")  # the surrogate key never leaves the process
 
     def setup(self, ctx: StepContext) -> None:
         from meddata.filters.deid.surrogate import key_from_env
 
         super().setup(ctx)
-        self._model_key, persistent = key_from_env(self.params.key_env)
+        self._key, persistent = key_from_env(self.params.key_env)
         if self.params.strategy == "surrogate" and not persistent:
             logger.warning("%s is not set: surrogates are consistent within this run only (set it to a secret "
                            "to keep them stable across runs)", self.params.key_env)
@@ -119,7 +124,7 @@ class Deid(_DetectingStep):
         for i, (texts, row_spans) in zip(todo, self._detect_rows([rows[i] for i in todo], p.fields)):
             row = rows[i]
             scope = str((row.get("meta") or {}).get("patient_id") or row.get("id") or "")
-            sur = Surrogates(self._model_key, scope, keep_weekday=p.keep_weekday) if p.strategy == "surrogate" else None
+            sur = Surrogates(self._key, scope, keep_weekday=p.keep_weekday) if p.strategy == "surrogate" else None
             if sur is not None:
                 # never reuse a real value from anywhere in this record
                 sur.forbid(t[s.start:s.end] for t, ss in zip(texts, row_spans) for s in ss)
@@ -133,7 +138,7 @@ class Deid(_DetectingStep):
                 meta = row["meta"]
                 for key in ("patient_id", "encounter_id"):
                     if meta.get(key):
-                        meta[key] = pseudonym(self._model_key, key, str(meta[key]))
+                        meta[key] = pseudonym(self._key, key, str(meta[key]))
             annotate(row, "deid", {"strategy": p.strategy, "policy": p.policy,
                                    "phi": dict(sorted(counts.items())), "total": sum(counts.values())})
             row["meta"]["phi_status"] = "deidentified"
