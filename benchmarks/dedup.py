@@ -18,7 +18,7 @@ cluster) and how many clusters hold two originals (a merge of distinct documents
     .venv/bin/python benchmarks/dedup.py --n 10000       # quicker
     .venv/bin/python benchmarks/dedup.py --write-fixture tests/data/dedup/planted_neardup.jsonl.gz --n 2500
 
-``--write-fixture`` writes the test set of tests/test_dedup_near.py instead of timing.
+``--write-fixture`` writes the test set of tests/filters/test_dedup_minhash.py instead of timing.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ to the ideal at high concurrency on a small machine.
     .venv/bin/python benchmarks/llm_throughput.py                 # 200 ms, concurrency 1 8 64
     .venv/bin/python benchmarks/llm_throughput.py --profile 64    # + cProfile of both clients at 64
 
-The server is tests/llm_server.py, started as its own process so its work does not share
+The server is tests/kits/llm_server.py, started as its own process so its work does not share
 this process's GIL. Needs no data files.
 """
 
@@ -42,10 +42,10 @@ MODEL = "bench-model"
 
 
 class Server:
-    """tests/llm_server.py in a child process."""
+    """tests/kits/llm_server.py in a child process."""
 
     def __init__(self, latency: float):
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "llm_server.py"), "--latency", str(latency)],
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "kits" / "llm_server.py"), "--latency", str(latency)],
                                      stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().strip()
         if not line.startswith("READY "):

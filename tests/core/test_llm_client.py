@@ -1,4 +1,4 @@
-"""The LLM client against a real OpenAI-protocol server on 127.0.0.1 (tests/llm_server.py),
+"""The LLM client against a real OpenAI-protocol server on 127.0.0.1 (tests/kits/llm_server.py),
 through the real ``openai.AsyncOpenAI`` client: order, cache, concurrency, retries on every
 injected fault, structured output with repair, rate limits, accounting, config errors."""
 

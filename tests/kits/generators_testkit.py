@@ -1,5 +1,5 @@
 """Shared pieces of the generator, preference and judge tests: recipes, inputs and rows
-for builds against the local OpenAI-protocol server (tests/llm_server.py)."""
+for builds against the local OpenAI-protocol server (tests/kits/llm_server.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ KG = GEN / "kg_facts.tsv"
 
 
 def server_fixture(server_cls: type = LLMServer):
-    """A fixture running a local OpenAI-protocol server (tests/llm_server.py, or a subclass such as
+    """A fixture running a local OpenAI-protocol server (tests/kits/llm_server.py, or a subclass such as
     llm_canned.SamplingServer) for one test. In a test module: ``server = server_fixture()``."""
 
     @pytest.fixture

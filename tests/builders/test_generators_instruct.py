@@ -1,5 +1,5 @@
 """self_instruct (with the seed_tasks builder), evol_instruct and translate: real recipes, the
-real openai client, the local OpenAI-protocol server (tests/llm_server.py)."""
+real openai client, the local OpenAI-protocol server (tests/kits/llm_server.py)."""
 
 from __future__ import annotations
 

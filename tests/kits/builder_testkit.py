@@ -1,5 +1,5 @@
 """Shared checks for the builder tests (EHR, dialogue, textbook): bad-input generators, build
-output readers and the accounting assertion. Imported by tests/test_builders_*.py."""
+output readers and the accounting assertion. Imported by tests/builders/test_*.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Every generator, the preference steps and the judge through the local ``transformers``
-backend, with the tiny random-init Llama that tests/test_llm_transformers.py builds. Its
+backend, with the tiny random-init Llama that tests/core/test_llm_transformers.py builds. Its
 output is noise: JSON answers fail validation after the repair turn and land in quarantine,
 counted; free-text answers become rows. Nothing crashes, nothing is lost."""
 

@@ -24,7 +24,7 @@ of the messages' text; ``count``: how many requests, None = all):
 =============  ===================================================================
 
 Use in-process (``LLMServer(latency=0.05).start()``; ``.url``, ``.log``, ``.add_fault``) or
-as a process: ``python tests/llm_server.py --port 0 --latency 0.2`` prints ``READY <url>``;
+as a process: ``python tests/kits/llm_server.py --port 0 --latency 0.2`` prints ``READY <url>``;
 ``POST /control`` with ``{"latency": s, "faults": [...], "reset_log": true, "keep_log": false}``,
 ``GET /log`` and ``GET /stats`` (connections, max in flight) control it over HTTP.
 """

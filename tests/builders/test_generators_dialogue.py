@@ -1,5 +1,5 @@
 """passage_dialogue, kg_dialogue and rewrite_answer: real recipes, the real openai client, the
-local OpenAI-protocol server (tests/llm_server.py)."""
+local OpenAI-protocol server (tests/kits/llm_server.py)."""
 
 from __future__ import annotations
 

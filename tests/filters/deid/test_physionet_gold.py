@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "benchmarks" / "physionet_deid_gold.py"
 BODY = "Pt seen by dr healey at gh.\nStable overnight.\n"
 

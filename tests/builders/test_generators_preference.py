@@ -1,6 +1,6 @@
 """preference_rank (k samples graded by the rubric judge) and preference_physician (physician
 answer vs model answer): real recipes, the real openai client, the local server. The ranking
-test uses tests/llm_canned.py's SamplingServer, whose plain-text answers vary with the seed."""
+test uses tests/kits/llm_canned.py's SamplingServer, whose plain-text answers vary with the seed."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ PASSAGES = DATA / "llm" / "openstax_passages.jsonl"
 
 
 def messages_sha(messages: list[dict]) -> str:
-    """The server's hash of a request's messages (tests/llm_server.py ``_sha``)."""
+    """The server's hash of a request's messages (tests/kits/llm_server.py ``_sha``)."""
     return hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
