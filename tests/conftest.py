@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 from testutil import ROOT
 
+# Fixtures shared across folders (tests/kits): the tiny random-init Llama.
+pytest_plugins = ["tiny_llama"]
+
 
 @pytest.fixture
 def build(tmp_path):

@@ -18,7 +18,6 @@ from generators_testkit import (
     quarantine,
     step_stats,
 )
-from test_llm_transformers import tiny_model  # noqa: F401  (module-scoped fixture: the model is built once)
 from testutil import read_jsonl
 
 from meddata import registry

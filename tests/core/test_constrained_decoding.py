@@ -6,7 +6,6 @@ schema-valid answer here is the decoder's doing. Also: the walker's refusals and
 from __future__ import annotations
 
 import pytest
-from test_llm_transformers import tiny_model  # noqa: F401  (module-scoped fixture)
 
 from meddata.llm import ChatRequest
 from meddata.llm.client import LLMClient
