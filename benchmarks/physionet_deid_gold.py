@@ -10,6 +10,11 @@ per ``Patient P<TAB>Note N`` header, ``start<TAB>start<TAB>end`` character offse
 note. The corpus marks PHI without types, so every span is written as ``NAME`` and only the
 overall (binary) scores are meaningful. It does not mark ages under 90 or weekdays, so score
 precision with that in mind. Notes without an ``id.phi`` entry are skipped and counted.
+
+``id.phi`` is the output of PhysioNet's own ``deid`` tool on ``id.text`` (its ``id.info``
+trace lists the same offsets with the rule that fired), not the human annotation: scores
+against it measure agreement with that tool, misspellings and ordinary words it flagged
+included. The human reference is ``id-phi.phrase``.
 """
 
 from __future__ import annotations
