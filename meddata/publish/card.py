@@ -23,94 +23,15 @@ from typing import Any
 import yaml
 
 from meddata._version import __version__
-from meddata.publish.buildinfo import (
-    BuildInfo,
-    hub_licence,
-    is_non_commercial,
-    is_restricted,
-    size_category,
-)
+from meddata.publish.buildinfo import BuildInfo, hub_licence
+from meddata.publish.cautions import build_warnings
+from meddata.publish.frontmatter import configs_entry, data_files_for, dataset_info_entry, front_matter
 
 FILES_START = "<!-- meddata:files -->"
 FILES_END = "<!-- /meddata:files -->"
 _SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|credentials?)$", re.I)
 _PATH_KEY = re.compile(r"(^|_)(path|paths|file|files|dir|folder|eval_sets|gold)$", re.I)
 _LIST_KEY = re.compile(r"names|deny|allow|vault|terms|values|dictionary|words", re.I)
-TASKS = {
-    "conversational": ["text-generation", "question-answering"],
-    "prompt_completion": ["text-generation", "question-answering"],
-    "preference": ["text-generation"],
-    "language_modeling": ["text-generation"],
-    "exam": ["multiple-choice", "question-answering"],
-}
-TYPE_TAGS = {"conversational": "sft", "prompt_completion": "sft", "preference": "dpo",
-             "language_modeling": "pretraining", "exam": "medical-exam"}
-
-
-# -- front matter -----------------------------------------------------------------------------
-def data_files_for(info: BuildInfo) -> tuple[str, dict[str, str]] | None:
-    """(format, split -> path relative to the build folder) for the best loadable format."""
-    splits = list(info.split_rows)
-    for fmt, pattern in (("parquet", "parquet/{}.parquet"), ("json", "jsonl/{}.jsonl"),
-                         ("arrow", "dataset/{}/data-*.arrow")):
-        files = {s: pattern.format(s) for s in splits}
-        if all(next(iter(info.root.glob(p)), None) is not None for p in files.values()):
-            return fmt, files
-    return None
-
-
-def configs_entry(config_name: str, files: Mapping[str, str]) -> dict[str, Any]:
-    return {"config_name": config_name,
-            "data_files": [{"split": split, "path": path} for split, path in files.items()]}
-
-
-def dataset_info_entry(info: BuildInfo, config_name: str) -> dict[str, Any] | None:
-    """The Hub's ``dataset_info`` block (features, split sizes) for one config.
-
-    Besides documenting the schema it keeps ``load_dataset(folder)`` honest: ``datasets``
-    keys its cache for README-configured folders on this metadata, not on the files, so two
-    builds in folders of the same name would otherwise share a stale cache. None when the
-    splits have different columns (the output drops columns a split never fills).
-    """
-    from datasets.info import DatasetInfo, DatasetInfosDict
-    from datasets.splits import SplitDict, SplitInfo
-
-    parts = list(info.splits.values())
-    if not parts or any(p.features != parts[0].features for p in parts[1:]):
-        return None
-    splits = SplitDict()
-    for name, ds in info.splits.items():
-        splits.add(SplitInfo(name=name, num_bytes=ds.data.nbytes, num_examples=len(ds)))
-    meta = DatasetInfo(features=parts[0].features, splits=splits, config_name=config_name,
-                       dataset_size=sum(ds.data.nbytes for ds in parts))
-    card_data: dict[str, Any] = {}
-    DatasetInfosDict({config_name: meta}).to_dataset_card_data(card_data)
-    return card_data["dataset_info"]
-
-
-def front_matter(info: BuildInfo, configs: list[dict[str, Any]],
-                 dataset_info: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    licences = sorted({hub_licence(lic) for lic in info.licences}) or ["unknown"]
-    types = [t for t, n in info.type_rows.most_common() if n and t in TASKS]
-    tasks = sorted({task for t in types for task in TASKS[t]}) or ["text-generation"]
-    tags = ["medical", "meddata", *sorted({TYPE_TAGS[t] for t in types})]
-    if info.generators:
-        tags.append("synthetic")
-    if info.had_raw_input:
-        tags += ["clinical"] if info.raw_rows else ["clinical", "deidentified"]
-    data: dict[str, Any] = {
-        "pretty_name": info.name,
-        "license": licences[0] if len(licences) == 1 else licences,
-        "language": ["en"],
-        "task_categories": tasks,
-        "size_categories": [size_category(info.total_rows)],
-        "tags": tags,
-    }
-    if configs:
-        data["configs"] = configs
-    if dataset_info:
-        data["dataset_info"] = dataset_info[0] if len(dataset_info) == 1 else dataset_info
-    return data
 
 
 # -- body sections ----------------------------------------------------------------------------
@@ -139,23 +60,6 @@ def sanitize_params(params: Any, key: str = "") -> Any:
         if len(params) > 200:
             return params[:200] + "…"
     return params
-
-
-def _warnings(info: BuildInfo) -> list[str]:
-    out = []
-    if info.raw_rows:
-        out.append(f"**{info.raw_rows:,} rows are raw patient data (`phi_status: raw`) and were never "
-                   "de-identified. Do not share or publish this build.**")
-    nc = info.non_commercial_licences
-    if nc:
-        srcs = sorted(s.name for s in info.sources.values() if any(is_non_commercial(lic) for lic in s.licences))
-        out.append(f"**Non-commercial licence:** {', '.join(srcs)} ({'; '.join(nc)}). The dataset as a whole "
-                   "may not be used commercially; drop these sources for a commercial build.")
-    restricted = sorted({lic for lic in info.licences if is_restricted(lic)})
-    if restricted:
-        out.append(f"**Restricted licence:** {'; '.join(restricted)}. Sources under a data use agreement "
-                   "usually forbid redistribution, even de-identified; check the agreement before sharing.")
-    return out
 
 
 def _sources_section(info: BuildInfo) -> list[str]:
@@ -441,9 +345,9 @@ def render_body(info: BuildInfo, description: str, files_block: str | None) -> s
     lines += [f"Built with meddata {info.stats.get('meddata_version', __version__)} on "
               f"{info.stats.get('finished', 'an unknown date')}: {info.total_rows:,} rows, "
               f"{len(info.sources)} sources, {len(info.steps)} steps.", ""]
-    warnings = _warnings(info)
+    warnings = build_warnings(info)
     if warnings:
-        lines += ["> [!WARNING]", *[f"> {w}" for w in warnings], ""]
+        lines += ["> [!WARNING]", *[f"> {w.markdown}" for w in warnings], ""]
     lines += _sources_section(info)
     lines += _mixture_section(info)
     lines += _funnel_section(info)

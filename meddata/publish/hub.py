@@ -26,15 +26,8 @@ from typing import Any
 
 from meddata.errors import UserError
 from meddata.publish.buildinfo import BuildInfo
-from meddata.publish.card import (
-    FILES_END,
-    FILES_START,
-    configs_entry,
-    dataset_info_entry,
-    files_section,
-    front_matter,
-    render_body,
-)
+from meddata.publish.card import FILES_END, FILES_START, files_section, render_body
+from meddata.publish.frontmatter import configs_entry, dataset_info_entry, front_matter
 
 logger = logging.getLogger("meddata")
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from meddata.publish.buildinfo import BuildInfo, judge_scores
+from meddata.publish.cautions import build_warnings
 from meddata.records import MESSAGE_COLUMNS, detect_type, text_of
 
 SAMPLE_ROWS = 20_000  # rows per split read for lengths and judge scores
@@ -220,13 +221,6 @@ class ReportData:
         judges = [{"key": k, "n": len(v), "mean": sum(v) / len(v), "chart": histogram_chart(k, v, "score")}
                   for k, v in sorted(self.scores.items())[:8] if v]
         mixes = [{"step": f"{s['index']} {s['name']}", "report": r} for s, r in info.reports("mix")]
-        warnings = []
-        if info.raw_rows:
-            warnings.append(f"{info.raw_rows:,} rows are raw patient data (phi_status raw); their content is "
-                            "not shown here and the build must not be shared.")
-        nc = info.non_commercial_licences
-        if nc:
-            warnings.append("Non-commercial licence in the mix: " + "; ".join(nc) + ".")
         return {
             "name": info.name, "stats": info.stats, "totals": info.stats.get("totals") or {},
             "steps": info.steps, "split_rows": info.split_rows, "total_rows": info.total_rows,
@@ -234,7 +228,7 @@ class ReportData:
             "types": info.type_rows.most_common(), "phi_status": sorted(info.phi_status.items()),
             "phi_counts": phi, "phi_flagged": info.phi_counts_by_type("phi_scan"), "charts": charts, "dedup": dedup, "dedup_drops": dedup_drops, "judges": judges,
             "mixes": mixes, "samples": dict(sorted(self.samples.items())), "withheld": dict(self.withheld),
-            "warnings": warnings, "sample_rows": SAMPLE_ROWS, "sample_chars": SAMPLE_CHARS,
+            "warnings": [w.text for w in build_warnings(info)], "sample_rows": SAMPLE_ROWS, "sample_chars": SAMPLE_CHARS,
         }
 
 

@@ -17,7 +17,7 @@ import pytest
 from generators_testkit import llms
 from llm_server import LLMServer
 from PIL import Image
-from publish_testkit import CHATDOCTOR, DEID, MEDQUAD, SYNTHEA, synthea_notes, synthea_phi
+from publish_testkit import CHATDOCTOR, DEID, MEDQUAD, OPENSTAX, SYNTHEA, synthea_notes, synthea_phi
 from testutil import read_jsonl
 
 from meddata.llm.rubric import CRITERIA
@@ -139,6 +139,23 @@ def test_card_of_the_build_shows_phi_clusters_and_judge_histograms(full_build):
     assert f"| judge.overall | 70 | {sum(overall) / 70:.2f} | {min(overall):g} to {max(overall):g} |" in card
     for value in synthea_phi():
         assert value not in card
+
+
+def test_report_and_card_carry_the_same_warnings(build):
+    """Raw rows, a non-commercial and a data-use-agreement licence: the report warns about each,
+    in the card's words (the report once left restricted licences out)."""
+    restricted = {**MEDQUAD, "source": "physionet_qa", "licence": "PhysioNet-DUA"}
+    result = build({"name": "report-warnings", "inputs": [SYNTHEA, OPENSTAX, restricted]})
+    html = write_report(result.out_dir).read_text(encoding="utf-8")
+    warns = [w.replace("&#39;", "'").replace("&amp;", "&")
+             for w in re.findall(r'<div class="warn">(.*?)</div>', html, re.S)]
+    card = (result.out_dir / "README.md").read_text(encoding="utf-8")
+    assert [w.split(":", 1)[0] for w in warns] == ["Raw patient data", "Non-commercial licence",
+                                                   "Restricted licence"]
+    assert "PhysioNet-DUA" in warns[2] and "openstax (CC-BY-NC-SA-4.0)" in warns[1]
+    for w in warns:
+        title, body = w.split(": ", 1)
+        assert f"> **{title}:** {body}" in card
 
 
 def test_raw_rows_are_never_sampled(build, tmp_path):
