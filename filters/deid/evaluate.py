@@ -142,22 +142,20 @@ def score_document(doc_id: str, text: str, gold: Sequence[Mapping], pred: Sequen
     for g in gold:
         gold_mask[g["start"]:g["end"]] = b"\x01" * (g["end"] - g["start"])
     report.documents += 1
-    for g in gold:
-        if g["type"] is None:
-            continue
-        lenient, strict = _covered(pred_mask, g["start"], g["end"], text)
-        c = Counts(gold=1, found_lenient=int(lenient), found_strict=int(strict))
-        report.overall.add(c)
-        report.recall_by_type[g["type"]].add(c)
-        if not lenient:
-            report.missed.append((doc_id, g["start"], g["end"], g["type"]))
-    for p in pred:
-        lenient, strict = _covered(gold_mask, p["start"], p["end"], text)
-        c = Counts(pred=1, correct_lenient=int(lenient), correct_strict=int(strict))
-        report.overall.add(c)
-        report.precision_by_type[p["type"]].add(c)
-        if not lenient:
-            report.false_positives.append((doc_id, p["start"], p["end"], p["type"]))
+    # Gold spans against the predictions (recall, misses), then predictions against the gold
+    # (precision, false positives): one walk, two directions.
+    recall = ([g for g in gold if g["type"] is not None], pred_mask, report.recall_by_type, report.missed,
+              lambda lenient, strict: Counts(gold=1, found_lenient=lenient, found_strict=strict))
+    precision = (pred, gold_mask, report.precision_by_type, report.false_positives,
+                 lambda lenient, strict: Counts(pred=1, correct_lenient=lenient, correct_strict=strict))
+    for spans, other, by_type, misses, counts in (recall, precision):
+        for span in spans:
+            lenient, strict = _covered(other, span["start"], span["end"], text)
+            c = counts(int(lenient), int(strict))
+            report.overall.add(c)
+            by_type[span["type"]].add(c)
+            if not lenient:
+                misses.append((doc_id, span["start"], span["end"], span["type"]))
 
 
 def evaluate(gold_rows: Iterable[Mapping], predictions: Mapping[str, Sequence[Mapping]]) -> Report:
