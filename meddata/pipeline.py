@@ -48,14 +48,19 @@ RAW_PREFIX = ".raw-"
 GLOBAL_BATCH = 10_000
 
 
-class ConservationError(RuntimeError):
-    """Rows were lost or invented: the counts do not add up."""
-
-
 class BuildFailed(UserError, RuntimeError):
     """The build ran but its result is not a success (0 rows out, a step quarantined most of
     its input, rows waiting for a service). Outputs and logs are written; the message says
-    which step and what to look at."""
+    which step and what to look at; ``result`` holds the :class:`BuildResult` when there is one."""
+
+    def __init__(self, message: str, result: BuildResult | None = None):
+        super().__init__(message)
+        self.result = result
+
+
+class ConservationError(BuildFailed):
+    """Rows were lost or invented: the counts do not add up. A defect of a step or of meddata,
+    never of the data: the message names the step; ``stats.json`` holds every count."""
 
 
 class DuplicateIdError(UserError, ValueError):
@@ -184,11 +189,13 @@ class Runner:
         limit: int | None = None,
         engine: str | None = None,
         engine_options: dict[str, Any] | None = None,
-        strict: bool = False,
+        strict: bool = True,
     ):
         self.recipe = recipe
-        #: Raise :class:`BuildFailed` for a build with problems (else they are logged as errors
-        #: and listed in ``BuildResult.problems``; the CLI always fails on them).
+        #: Raise :class:`BuildFailed` for a build with problems (default, as ``meddata build``
+        #: exits non-zero). ``strict=False`` returns the result instead: the problems are logged
+        #: and listed in ``BuildResult.problems`` (``result.ok`` is False), for callers that
+        #: inspect a failed build themselves.
         self.strict = strict
         self.out_dir = Path(recipe.output_dir(out_dir)).resolve()
         self.num_proc = num_proc or recipe.engine.num_proc
@@ -408,6 +415,12 @@ class Runner:
             raise TypeError(f"step {step.name!r} is a {step.kind}; only mappers, filters and global steps run here")
         st = self._stats_from(i, step, report, rows_in=len(ds), seconds=0.0)
         st.created = st.rows_out - consumed
+        if st.created < 0:
+            raise ConservationError(
+                f"step {i} {step.name!r} lost {-st.created:,} rows: {st.rows_in:,} in, {st.n_dropped:,} dropped, "
+                f"{st.quarantined:,} quarantined, {st.rows_out:,} out. A defect of the step: every row it does not "
+                "keep must be dropped with a reason or quarantined"
+            )
         if st.created and not step.creates_rows:
             raise ConservationError(
                 f"step {step.name!r} turned {consumed} rows into {st.rows_out} but does not declare creates_rows = True"
@@ -469,7 +482,7 @@ class Runner:
 
         dataset_dir = write_outputs(ds, self.recipe, self.out_dir)
         logs = self._collect_logs()
-        totals = self._check_conservation(ds, logs)
+        totals, mismatches = self._check_conservation(ds, logs)
         stats_path = self.out_dir / "stats.json"
         stats_path.write_text(json.dumps({
             "recipe": self.recipe.name,
@@ -481,7 +494,14 @@ class Runner:
             "totals": totals,
             "steps": [asdict(s) for s in self.stats],
             "phi_status": dict(self.stats[-1].phi_status) if self.stats else {},
+            "conservation_errors": mismatches,
         }, indent=2, default=str))
+        if mismatches:
+            more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+            raise ConservationError(
+                f"counts do not add up: {mismatches[0]}{more}; every count is in {stats_path}. Rows were lost "
+                "or invented by a step, not by the data: report it with that file"
+            )
         result = BuildResult(self.out_dir, dataset_dir, stats_path, self.stats, totals)
         if self.recipe.output.card:
             from meddata.card import write_card
@@ -494,7 +514,7 @@ class Runner:
         for line in result.problems:
             logger.warning("build problem: %s", line)
         if result.problems and self.strict:
-            raise BuildFailed(result.problems[0])
+            raise BuildFailed(result.problems[0], result)
         return result
 
     def _problems(self, result: BuildResult) -> list[str]:
@@ -536,7 +556,8 @@ class Runner:
                 quarantined_lines += sum(_append(p, qfh) for p in sorted(logs.glob("quarantine-*.jsonl")))
         return {"dropped_lines": dropped_lines, "quarantine_lines": quarantined_lines}
 
-    def _check_conservation(self, final: Dataset, logs: dict[str, int]) -> dict[str, int]:
+    def _check_conservation(self, final: Dataset, logs: dict[str, int]) -> tuple[dict[str, int], list[str]]:
+        """Totals, and every count that does not add up (one line each; empty when all do)."""
         n_inputs = len(self.recipe.inputs)
         readers, steps = self.stats[:n_inputs], self.stats[n_inputs:]
         totals = {
@@ -565,9 +586,7 @@ class Runner:
             problems.append(f"quarantine.jsonl holds {logs['quarantine_lines']} rows, stats say {totals['quarantined']}")
         if totals["read"] != totals["out"] + totals["dropped"] + totals["quarantined"] - totals["created"]:
             problems.append("rows read != rows out + dropped + quarantined - created")
-        if problems:
-            raise ConservationError("counts do not add up:\n  " + "\n  ".join(problems))
-        return totals
+        return totals, problems
 
 
 def _complete(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -589,5 +608,9 @@ def _append(src: Path, dst) -> int:
 
 
 def run(recipe: Recipe, out_dir: str | Path | None = None, **kwargs: Any) -> BuildResult:
-    """Run a recipe (see :class:`Runner` for options) and return where everything went."""
+    """Run a recipe (see :class:`Runner` for options) and return where everything went.
+
+    A build that is not a success raises :class:`BuildFailed` (its ``result`` attribute holds
+    the :class:`BuildResult`), as ``meddata build`` exits non-zero; pass ``strict=False`` to get
+    the result back instead and read ``result.ok`` / ``result.problems``."""
     return Runner(recipe, out_dir, **kwargs).run()

@@ -12,12 +12,14 @@ from testutil import ROOT
 def build(tmp_path):
     """Run a recipe given as a dict (paths relative to ``base_dir``, default the repo root).
 
-    Returns the BuildResult; the build folder is ``tmp_path / "out"``.
+    Returns the BuildResult; the build folder is ``tmp_path / "out"``. Unlike ``pipeline.run``
+    it returns the result of a failed build too (``strict=False``), because most bad-input
+    tests inspect what was quarantined; pass ``strict=True`` to check the API's default.
     """
     from meddata import pipeline, recipe
 
     def _build(data: dict, base_dir: Path = ROOT, out: Path | None = None, **kwargs):
         rec = recipe.from_dict(data, base_dir=base_dir, source="test-recipe.yaml")
-        return pipeline.run(rec, out or tmp_path / "out", **kwargs)
+        return pipeline.run(rec, out or tmp_path / "out", **{"strict": False, **kwargs})
 
     return _build
