@@ -14,8 +14,10 @@ Both steps share what a user chooses about duplicates:
 
 Every dropped row carries ``meta.annotations.duplicate_of`` (the id of the row kept in its
 place), so the drop log says why each row went; rows whose compared content is empty are
-dropped as ``empty_text``. The step report lists every cluster of two or more rows as
-``{"members": [ids...], "kept": id}``.
+dropped as ``empty_text``. The step report lists clusters of two or more rows as
+``{"members": [ids...], "kept": id}`` for the first ``CLUSTER_SAMPLE`` clusters (by first
+member) and counts all clusters by size (``cluster_sizes``): a million-row build has tens of
+thousands of clusters, which belong in the drop log (``duplicate_of``), not in ``stats.json``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import hashlib
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -44,6 +47,8 @@ from meddata.steps import GlobalResult, GlobalStep, StepContext, StepParams
 
 DEFAULT_FIELDS = TEXT_FIELDS
 EMPTY = "empty_text"
+#: Clusters listed by id in a step report (all are counted by size).
+CLUSTER_SAMPLE = 100
 _PUNCT = re.compile(r"[^\w\s]+")
 
 
@@ -206,29 +211,36 @@ def resolve(
         scores, missing = quality_scores(dataset, p.quality_key)
         if missing:
             step.stat_update("dedup.missing_quality_score", missing)
-    ids = arrow_columns(dataset, ["id"]).column("id").to_pylist()
+    kept_of = [pick_kept(members, p.keep, lengths, scores) for members in clusters]
+    listed_members = sorted({m for members in clusters[:CLUSTER_SAMPLE] for m in members})
+    wanted = np.unique(np.asarray([*kept_of, *listed_members], dtype=np.int64))
+    # ids only of the rows the decisions name (kept members, the listed sample), never of every row
+    id_of = dict(zip(wanted.tolist(), arrow_columns(dataset, ["id"]).column("id").take(pa.array(wanted)).to_pylist())) \
+        if len(wanted) else {}
     reasons: list[str | None] = [None] * len(dataset)
     for i in empty:
         reasons[i] = EMPTY
     duplicate_of: dict[int, str] = {}
-    listed = []
-    for members in clusters:
-        kept = pick_kept(members, p.keep, lengths, scores)
+    sizes: Counter = Counter()
+    for members, kept in zip(clusters, kept_of):
+        sizes[len(members)] += 1
         for m in members:
             if m != kept:
                 reasons[m] = reason
-                duplicate_of[m] = ids[kept]
-        listed.append({"members": [ids[m] for m in sorted(members)], "kept": ids[kept]})
+                duplicate_of[m] = id_of[kept]
+    listed = [{"members": [id_of[m] for m in sorted(members)], "kept": id_of[kept]}
+              for members, kept in zip(clusters[:CLUSTER_SAMPLE], kept_of)]
     # decisions, not copies: the runner streams the rows once (kept -> checkpoint, dropped -> log)
     result = GlobalResult(source=dataset, reasons=reasons,
                           drop_notes={i: {"duplicate_of": kept_id} for i, kept_id in duplicate_of.items()})
     result.report = {
         **(report or {}),
-        "n_clusters": len(listed),
-        "rows_in_clusters": sum(len(c["members"]) for c in listed),
-        "largest_cluster": max((len(c["members"]) for c in listed), default=0),
+        "n_clusters": len(clusters),
+        "rows_in_clusters": sum(k * v for k, v in sizes.items()),
+        "largest_cluster": max(sizes, default=0),
         reason: len(duplicate_of),
         EMPTY: len(empty),
+        "cluster_sizes": {str(k): v for k, v in sorted(sizes.items())},
         "clusters": listed,
     }
     return result
