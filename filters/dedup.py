@@ -338,17 +338,14 @@ class MinHashDedup(GlobalStep):
 
         p: MinHashDedupParams = self.params
         texts = LazyContents(dataset, p.fields)
-        lengths, empty = [], []
-        for i, t in enumerate(texts):
-            lengths.append(len(t))
-            if not t.strip():
-                empty.append(i)
         scope = scope_values(dataset, p.scope)
+        ctx.step_dir.mkdir(parents=True, exist_ok=True)
         found = near_duplicates(
             texts, threshold=p.threshold, shingler=Shingler(p.ngram, p.unit, p.normalize),
             num_perm=p.num_perm, seed=p.seed, verify=p.verify, min_recall=p.min_recall, scope=scope,
-            num_proc=p.num_proc or ctx.num_proc,
+            num_proc=p.num_proc or ctx.num_proc, workdir=ctx.step_dir,
         )
+        lengths, empty = found.lengths, np.flatnonzero(found.blank).tolist()  # measured by the workers
         clusters = [c.tolist() for c in found.clusters()]  # empty texts have no shingles: never in one
         report = {"bands": found.bands, "rows": found.rows, "candidate_pairs": found.candidate_pairs,
                   "identical_pairs": found.identical_pairs, "verified_pairs": found.verified_pairs,

@@ -16,8 +16,9 @@ hashfunc=int).update_batch(shingle_hash32)`` (see :func:`to_minhash`), so they p
 LSH bands/rows come from datasketch's own optimiser (``datasketch.lsh._optimal_param``) or,
 when candidates are verified afterwards, from the cheapest (bands, rows) whose collision
 probability at the threshold reaches ``min_recall`` (datasketch's false-positive integral is
-the cost). Clusters are the connected components of *all* accepted pairs (union-find), so the
-result does not depend on row order.
+the cost). Clusters are the connected components of *all* accepted pairs, so the result does
+not depend on row order. :func:`near_duplicates` keeps only one 64-bit key per band and text
+(written band-major to disk by the workers), so its memory does not grow with signatures.
 """
 
 from __future__ import annotations
@@ -48,14 +49,6 @@ _POLY = 0x100000001B3  # FNV-1 64-bit prime: the byte base of token hashes (odd,
 _POLY_INV = pow(_POLY, -1, 1 << 64)
 # Texts are hashed in chunks of about this many characters (bounds memory; the pool's work unit).
 CHUNK_CHARS = 1_000_000
-# Candidates whose MinHash estimate lies more than this many standard deviations below the
-# threshold are rejected without an exact check: a pair exactly at the threshold is lost that
-# way with probability 0.13% (normal approximation of the binomial over num_perm slots).
-# Every other candidate gets an exact Jaccard check, so no pair below the threshold is joined.
-VERIFY_SIGMAS = 3.0
-# Up to this many characters, shingle hashes are kept from the signature pass for the exact
-# check (about 1.3 bytes per character); beyond, the texts in candidate pairs are hashed again.
-KEEP_HASHES_CHARS = 200_000_000
 
 
 def fmix64(h: np.ndarray) -> np.ndarray:
@@ -534,6 +527,8 @@ class NearDupResult:
     verified_pairs: int  # candidates close enough to the threshold to compute exact Jaccard
     accepted_pairs: int  # edges that joined two clusters (the rest were already connected)
     no_shingles: int  # texts with no token at all: never clustered
+    lengths: np.ndarray | None = None  # characters per text
+    blank: np.ndarray | None = None  # texts that are empty or only whitespace
 
     def clusters(self) -> list[np.ndarray]:
         """Member indices (ascending) of every cluster of two or more texts, by first member."""
@@ -542,6 +537,76 @@ class NearDupResult:
         bounds = np.flatnonzero(np.concatenate(([True], sl[1:] != sl[:-1], [True])))
         groups = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b - a >= 2]
         return sorted(groups, key=lambda g: int(g[0]))
+
+
+#: Rows per signature task in :func:`near_duplicates` (the pool's work unit).
+CHUNK_ROWS = 2000
+#: The texts forked signature workers read (set only while :func:`near_duplicates` runs a pool):
+#: workers take their rows from the memory-mapped dataset instead of the driver pickling them.
+_SOURCE: Sequence[str] | None = None
+
+
+def _band_keys_chunk(args: tuple[Shingler, int, int, int, int, int, int]):
+    """Signatures of rows ``start:stop`` of ``_SOURCE``, reduced to what grouping needs: one
+    64-bit key of the whole signature and one per band (``(bands + 1, rows)``), the shingle
+    counts, and each text's length and blankness."""
+    shingler, start, stop, num_perm, seed, bands, rows = args
+    texts = _SOURCE[start:stop]
+    h, counts = shingler._chunk_hashes(texts)
+    sigs = signatures_from_hashes(h, counts, num_perm, seed)
+    keys = np.empty((bands + 1, len(texts)), dtype=U64)
+    keys[0] = _row_keys(sigs, None)
+    for band in range(bands):
+        keys[band + 1] = _row_keys(sigs[:, band * rows:(band + 1) * rows], None)
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    blank = np.fromiter((not t.strip() for t in texts), dtype=bool, count=len(texts))
+    return keys, counts, lengths, blank
+
+
+def _band_keys(texts: Sequence[str], shingler: Shingler, num_perm: int, seed: int, bands: int, rows: int,
+               num_proc: int, folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Write the whole-signature key and each band's keys, band-major, to ``folder/band-K.u64``;
+    return (shingle counts, lengths, blank) per text. Nothing per row but those stays in memory."""
+    global _SOURCE
+    n = len(texts)
+    jobs = [(shingler, a, min(a + CHUNK_ROWS, n), num_perm, seed, bands, rows) for a in range(0, n, CHUNK_ROWS)]
+    counts = np.zeros(n, dtype=np.int64)
+    lengths = np.zeros(n, dtype=np.int64)
+    blank = np.zeros(n, dtype=bool)
+    files = [open(os.path.join(folder, f"band-{k}.u64"), "wb") for k in range(bands + 1)]  # noqa: SIM115
+    _SOURCE = texts
+    try:
+        if num_proc > 1 and len(jobs) > 1:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("fork")  # workers inherit _SOURCE (memory-mapped rows)
+            pool = ProcessPoolExecutor(max_workers=min(num_proc, len(jobs), os.cpu_count() or 1), mp_context=ctx)
+            results = pool.map(_band_keys_chunk, jobs)
+        else:
+            pool, results = None, map(_band_keys_chunk, jobs)
+        try:
+            for (_, a, b, *_), (keys, c, ln, bl) in zip(jobs, results):
+                counts[a:b], lengths[a:b], blank[a:b] = c, ln, bl
+                for k, fh in enumerate(files):
+                    fh.write(keys[k].tobytes())
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+    finally:
+        _SOURCE = None
+        for fh in files:
+            fh.close()
+    return counts, lengths, blank
+
+
+def _components(n: int, *edge_sets: np.ndarray) -> tuple[int, np.ndarray]:
+    """(number of components, component label per node) of the graph with these edges."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    edges = np.concatenate([e.reshape(-1, 2) for e in edge_sets]) if edge_sets else np.zeros((0, 2), np.int64)
+    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)
 
 
 def near_duplicates(
@@ -555,44 +620,54 @@ def near_duplicates(
     min_recall: float = 0.995,
     scope: Sequence[str | None] | None = None,
     num_proc: int = 1,
+    workdir: str | os.PathLike | None = None,
 ) -> NearDupResult:
     """Cluster texts whose shingle sets have Jaccard similarity >= ``threshold``.
 
     ``verify=True`` (default): LSH tuned so a pair at the threshold becomes a candidate with
-    probability >= ``min_recall``; candidates whose signature estimate is more than
-    ``VERIFY_SIGMAS`` standard deviations below the threshold are rejected, every other one is
-    checked with exact Jaccard on its shingle sets (an edge needs Jaccard >= threshold). ``verify=False``: every LSH candidate pair (bands
-    and rows from datasketch's optimiser) is an edge, as in the plain datasketch recipe.
+    probability >= ``min_recall``; every candidate is checked with exact Jaccard on its shingle
+    sets (an edge needs Jaccard >= threshold). ``verify=False``: every LSH candidate pair
+    (bands and rows from datasketch's optimiser) is an edge, as in the plain datasketch recipe.
     ``scope``: texts with different scope values are never compared (e.g. patient ids).
+
+    Memory stays flat in the number of texts: workers (``num_proc`` forked processes, reading
+    the texts themselves) reduce each signature to one 64-bit key per band at once; the keys
+    go band-major to files under ``workdir`` (a temporary folder by default) and are read one
+    band at a time. Only per-text counts and lengths, and the candidate pairs, stay in memory.
     """
+    import tempfile
+
     shingler = shingler or Shingler()
     n = len(texts)
-    keep = verify and sum(map(len, texts)) <= KEEP_HASHES_CHARS
-    sigs, counts, store = _compute(texts, shingler, num_perm, seed, num_proc, keep)
     scope_keys = _scope_keys(scope, n)
     bands, rows = lsh_params(threshold, num_perm, min_recall if verify else None)
-    uf = UnionFind(n)
-    has = np.flatnonzero(counts > 0)
-    # Identical signatures (same scope) are the same set: join them directly, band only one.
-    identical = has[_chain_pairs(_row_keys(sigs[has], None if scope_keys is None else scope_keys[has]))]
-    for a, b in identical.tolist():
-        uf.union(a, b)
-    reps = has[uf.labels()[has] == has]
-    pairs = candidate_pairs(sigs[reps], bands, rows, None if scope_keys is None else scope_keys[reps],
-                            all_pairs=verify)
-    pairs = reps[pairs]
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="minhash-") as folder:
+        counts, lengths, blank = _band_keys(texts, shingler, num_perm, seed, bands, rows, num_proc, folder)
+
+        def band(k: int, idx: np.ndarray) -> np.ndarray:
+            keys = np.fromfile(os.path.join(folder, f"band-{k}.u64"), dtype=U64)[idx]
+            return keys if scope_keys is None else fmix64(keys ^ scope_keys[idx])
+
+        has = np.flatnonzero(counts > 0)
+        # Identical signatures (same scope) are the same set: join them directly, band only one.
+        identical = has[_chain_pairs(band(0, has))]
+        n_joined, labels = _components(n, identical)
+        _, first = np.unique(labels[has], return_index=True)
+        reps = np.sort(has[first])
+        found = [np.zeros((0, 2), dtype=np.int64)]
+        for k in range(1, bands + 1):
+            keys = band(k, reps)
+            found.append(_all_pairs(*_groups(keys)) if verify else _chain_pairs(keys))
+        pairs = reps[_unique_pairs(np.concatenate(found), len(reps))]
     n_candidates = len(pairs)
-    checked = accepted = 0
+    checked = 0
     if verify and len(pairs):
-        margin = VERIFY_SIGMAS * math.sqrt(threshold * (1 - threshold) / num_perm)
-        pairs = pairs[estimated_similarity(sigs, pairs) >= threshold - margin]
         checked = len(pairs)
-        pairs = pairs[exact_similarity(texts, pairs, shingler, store) >= threshold]
-    for a, b in pairs.tolist():
-        accepted += uf.union(a, b)
-    return NearDupResult(labels=uf.labels(), bands=bands, rows=rows, candidate_pairs=n_candidates,
-                         identical_pairs=len(identical), verified_pairs=checked, accepted_pairs=accepted,
-                         no_shingles=n - len(has))
+        pairs = pairs[exact_similarity(texts, pairs, shingler) >= threshold]
+    n_final, labels = _components(n, identical, pairs)
+    return NearDupResult(labels=labels, bands=bands, rows=rows, candidate_pairs=n_candidates,
+                         identical_pairs=len(identical), verified_pairs=checked, accepted_pairs=n_joined - n_final,
+                         no_shingles=n - len(has), lengths=lengths, blank=blank)
 
 
 def _scope_keys(scope: Sequence[str | None] | None, n: int) -> np.ndarray | None:
