@@ -22,6 +22,7 @@ thousands of clusters, which belong in the drop log (``duplicate_of``), not in `
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -33,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 from datasets import Dataset
+from meddata.filters.forked import map_row_ranges
 from pydantic import Field, field_validator, model_validator
 
 from meddata.records import (
@@ -273,6 +275,41 @@ def normalize_exact(text: str, ignore: Sequence[str]) -> str:
     return text
 
 
+class ScopedContents(Sequence[str]):
+    """Texts prefixed with their scope value (a patient id), so equal texts of two scopes differ.
+    The prefix is ``scope + "\x1f"``; :func:`exact_digests` measures the text after it."""
+
+    def __init__(self, texts: Sequence[str], scope: Sequence[str | None]):
+        self.texts, self.scope = texts, scope
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [f"{s}\x1f{t}" for s, t in zip(self.scope[i], self.texts[i])]
+        return f"{self.scope[i]}\x1f{self.texts[i]}"
+
+
+def exact_digests(texts: Sequence[str], ignore: tuple[str, ...],
+                  scoped: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(16-byte digest of the normalised text, length, blank after normalising) per text; with
+    ``scoped``, the scope prefix (``ScopedContents``) takes part in the digest, not in the length."""
+    n = len(texts)
+    digests = np.zeros(n, dtype="V16")
+    lengths = np.zeros(n, dtype=np.int64)
+    blank = np.zeros(n, dtype=bool)
+    for i, raw in enumerate(texts):
+        prefix, sep, text = raw.partition("\x1f") if scoped else ("", "", raw)
+        lengths[i] = len(text)
+        norm = normalize_exact(text, ignore)
+        if not norm.strip():
+            blank[i] = True
+            continue
+        digests[i] = np.void(hashlib.blake2b(f"{prefix}{sep}{norm}".encode(), digest_size=16).digest())
+    return digests, lengths, blank
+
+
 @register
 class ExactDedup(GlobalStep):
     name = "exact_dedup"
@@ -284,18 +321,18 @@ class ExactDedup(GlobalStep):
         p: ExactDedupParams = self.params
         scope = scope_values(dataset, p.scope)
         n = len(dataset)
-        # compact columns, not texts: a 16-byte digest and a length per row
+        # compact columns, not texts: a 16-byte digest and a length per row, computed by
+        # workers that read their own rows (the driver never holds the texts)
         digests = np.zeros(n, dtype="V16")
         lengths = np.zeros(n, dtype=np.int64)
-        empty = []
-        for i, text in enumerate(LazyContents(dataset, p.fields)):
-            lengths[i] = len(text)
-            norm = normalize_exact(text, p.normalize)
-            if not norm.strip():
-                empty.append(i)
-                continue
-            key = norm if scope is None else f"{scope[i]}\x1f{norm}"
-            digests[i] = np.void(hashlib.blake2b(key.encode(), digest_size=16).digest())
+        blank = np.zeros(n, dtype=bool)
+        digest = functools.partial(exact_digests, ignore=tuple(p.normalize), scoped=scope is not None)
+        texts = LazyContents(dataset, p.fields)
+        if scope is not None:
+            texts = ScopedContents(texts, scope)
+        for a, b, (d, ln, bl) in map_row_ranges(texts, digest, ctx.num_proc):
+            digests[a:b], lengths[a:b], blank[a:b] = d, ln, bl
+        empty = np.flatnonzero(blank).tolist()
         rows = np.setdiff1d(np.arange(n), np.asarray(empty, dtype=np.int64))
         uniq, inverse, counts = np.unique(digests[rows], return_inverse=True, return_counts=True)
         dup = counts[inverse] > 1
@@ -305,7 +342,7 @@ class ExactDedup(GlobalStep):
         cuts = np.flatnonzero(np.diff(group)) + 1
         clusters = [c.tolist() for c in np.split(members, cuts)] if len(members) else []
         clusters.sort(key=lambda g: g[0])
-        return resolve(self, dataset, clusters, empty, "exact_duplicate", lengths.tolist(), {"unique": len(uniq)})
+        return resolve(self, dataset, clusters, empty, "exact_duplicate", lengths, {"unique": len(uniq)})
 
 
 # -- near duplicates -------------------------------------------------------------------------

@@ -541,17 +541,12 @@ class NearDupResult:
 
 #: Rows per signature task in :func:`near_duplicates` (the pool's work unit).
 CHUNK_ROWS = 2000
-#: The texts forked signature workers read (set only while :func:`near_duplicates` runs a pool):
-#: workers take their rows from the memory-mapped dataset instead of the driver pickling them.
-_SOURCE: Sequence[str] | None = None
 
 
-def _band_keys_chunk(args: tuple[Shingler, int, int, int, int, int, int]):
-    """Signatures of rows ``start:stop`` of ``_SOURCE``, reduced to what grouping needs: one
-    64-bit key of the whole signature and one per band (``(bands + 1, rows)``), the shingle
-    counts, and each text's length and blankness."""
-    shingler, start, stop, num_perm, seed, bands, rows = args
-    texts = _SOURCE[start:stop]
+def _band_keys_chunk(texts: Sequence[str], shingler: Shingler, num_perm: int, seed: int, bands: int, rows: int):
+    """Signatures of ``texts`` reduced to what grouping needs: one 64-bit key of the whole
+    signature and one per band (``(bands + 1, len(texts))``), the shingle counts, and each
+    text's length and blankness."""
     h, counts = shingler._chunk_hashes(texts)
     sigs = signatures_from_hashes(h, counts, num_perm, seed)
     keys = np.empty((bands + 1, len(texts)), dtype=U64)
@@ -566,34 +561,22 @@ def _band_keys_chunk(args: tuple[Shingler, int, int, int, int, int, int]):
 def _band_keys(texts: Sequence[str], shingler: Shingler, num_perm: int, seed: int, bands: int, rows: int,
                num_proc: int, folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Write the whole-signature key and each band's keys, band-major, to ``folder/band-K.u64``;
-    return (shingle counts, lengths, blank) per text. Nothing per row but those stays in memory."""
-    global _SOURCE
+    return (shingle counts, lengths, blank) per text. Nothing per row but those stays in memory;
+    the texts are read by forked workers (:func:`meddata.filters.forked.map_row_ranges`)."""
+    from meddata.filters.forked import map_row_ranges
+
     n = len(texts)
-    jobs = [(shingler, a, min(a + CHUNK_ROWS, n), num_perm, seed, bands, rows) for a in range(0, n, CHUNK_ROWS)]
     counts = np.zeros(n, dtype=np.int64)
     lengths = np.zeros(n, dtype=np.int64)
     blank = np.zeros(n, dtype=bool)
+    work = functools.partial(_band_keys_chunk, shingler=shingler, num_perm=num_perm, seed=seed, bands=bands, rows=rows)
     files = [open(os.path.join(folder, f"band-{k}.u64"), "wb") for k in range(bands + 1)]  # noqa: SIM115
-    _SOURCE = texts
     try:
-        if num_proc > 1 and len(jobs) > 1:
-            import multiprocessing
-
-            ctx = multiprocessing.get_context("fork")  # workers inherit _SOURCE (memory-mapped rows)
-            pool = ProcessPoolExecutor(max_workers=min(num_proc, len(jobs), os.cpu_count() or 1), mp_context=ctx)
-            results = pool.map(_band_keys_chunk, jobs)
-        else:
-            pool, results = None, map(_band_keys_chunk, jobs)
-        try:
-            for (_, a, b, *_), (keys, c, ln, bl) in zip(jobs, results):
-                counts[a:b], lengths[a:b], blank[a:b] = c, ln, bl
-                for k, fh in enumerate(files):
-                    fh.write(keys[k].tobytes())
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+        for a, b, (keys, c, ln, bl) in map_row_ranges(texts, work, num_proc, CHUNK_ROWS):
+            counts[a:b], lengths[a:b], blank[a:b] = c, ln, bl
+            for k, fh in enumerate(files):
+                fh.write(keys[k].tobytes())
     finally:
-        _SOURCE = None
         for fh in files:
             fh.close()
     return counts, lengths, blank
