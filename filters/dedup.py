@@ -114,6 +114,12 @@ class LazyContents(Sequence[str]):
             return [""] * (stop - start)
         return [row_content(r, self.fields) for r in self.table.slice(start, stop - start).to_pylist()]
 
+    def take(self, indices: Sequence[int]) -> list[str]:
+        """The contents of the rows ``indices`` (one Arrow take, not one slice per row)."""
+        if self.table.num_columns == 0:
+            return [""] * len(indices)
+        return [row_content(r, self.fields) for r in self.table.take(pa.array(indices, pa.int64())).to_pylist()]
+
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
             start, stop, step = i.indices(self.n)

@@ -10,6 +10,7 @@ travel back.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -22,33 +23,44 @@ T = TypeVar("T")
 _SOURCE: Sequence[str] | None = None
 
 
-def _run(args: tuple[Callable[[Sequence[str]], Any], int, int]) -> Any:
-    fn, start, stop = args
-    return fn(_SOURCE[start:stop])
+def _run(args: tuple[Callable[[Sequence[str], Any], Any], Any]) -> Any:
+    fn, job = args
+    return fn(_SOURCE, job)
 
 
-def map_row_ranges(source: Sequence[str], fn: Callable[[Sequence[str]], T], num_proc: int,
-                   chunk_rows: int = 2000) -> Iterator[tuple[int, int, T]]:
-    """``(start, stop, fn(source[start:stop]))`` for consecutive ranges, in order.
+def map_with_source(source: Sequence[str], fn: Callable[[Sequence[str], Any], T], jobs: Sequence[Any],
+                    num_proc: int) -> Iterator[T]:
+    """``fn(source, job)`` for every job, in order; with ``num_proc > 1`` in forked processes
+    that read ``source`` themselves (only ``job`` and the result are pickled).
 
-    ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one).
-    With ``num_proc > 1`` the ranges run in forked processes that read ``source`` themselves."""
+    ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one)."""
     global _SOURCE
-    n = len(source)
-    jobs = [(fn, a, min(a + chunk_rows, n)) for a in range(0, n, chunk_rows)]
     _SOURCE = source
     try:
         if num_proc <= 1 or len(jobs) <= 1:
             for job in jobs:
-                yield job[1], job[2], _run(job)
+                yield fn(source, job)
             return
         workers = min(num_proc, len(jobs), os.cpu_count() or 1)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             try:
-                for job, result in zip(jobs, pool.map(_run, jobs)):
-                    yield job[1], job[2], result
+                yield from pool.map(_run, [(fn, job) for job in jobs])
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
     finally:
         _SOURCE = None
+
+
+def _on_range(source: Sequence[str], span: tuple[int, int], fn: Callable[[Sequence[str]], Any]) -> Any:
+    return fn(source[span[0]:span[1]])
+
+
+def map_row_ranges(source: Sequence[str], fn: Callable[[Sequence[str]], T], num_proc: int,
+                   chunk_rows: int = 2000) -> Iterator[tuple[int, int, T]]:
+    """``(start, stop, fn(source[start:stop]))`` for consecutive row ranges, in order."""
+    n = len(source)
+    spans = [(a, min(a + chunk_rows, n)) for a in range(0, n, chunk_rows)]
+    results = map_with_source(source, functools.partial(_on_range, fn=fn), spans, num_proc)
+    for (a, b), result in zip(spans, results):
+        yield a, b, result

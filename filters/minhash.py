@@ -454,7 +454,11 @@ def exact_similarity(texts: Sequence[str], pairs: np.ndarray, shingler: Shingler
     if len(pairs) == 0:
         return np.zeros(0, dtype=np.float64)
     involved = sorted_unique(pairs.ravel())
-    h, counts = store.take(involved) if store else shingler.hashes([texts[i] for i in involved])
+    if store:
+        h, counts = store.take(involved)
+    else:  # a lazy source (LazyContents) reads the rows in one take
+        chosen = texts.take(involved) if hasattr(texts, "take") else [texts[i] for i in involved]
+        h, counts = shingler.hashes(chosen)
     # Rows: the texts involved; columns: 31-bit shingle fingerprints (int32 indices keep the
     # row gathers cheap; one sort gives sorted, duplicate-free rows). Two different shingles
     # of a pair share a fingerprint with probability ~|A||B|/2^31 (1e-5 for paragraphs),
@@ -582,6 +586,15 @@ def _band_keys(texts: Sequence[str], shingler: Shingler, num_perm: int, seed: in
     return counts, lengths, blank
 
 
+#: Candidate pairs per exact-Jaccard task: bounds the texts and shingles one task holds.
+VERIFY_BLOCK = 20_000
+
+
+def _verified(texts: Sequence[str], pairs: np.ndarray, shingler: Shingler, threshold: float) -> np.ndarray:
+    """Which ``pairs`` have exact Jaccard >= ``threshold`` (run by a worker on one block)."""
+    return exact_similarity(texts, pairs, shingler) >= threshold
+
+
 def _components(n: int, *edge_sets: np.ndarray) -> tuple[int, np.ndarray]:
     """(number of components, component label per node) of the graph with these edges."""
     from scipy.sparse import coo_matrix
@@ -609,7 +622,8 @@ def near_duplicates(
 
     ``verify=True`` (default): LSH tuned so a pair at the threshold becomes a candidate with
     probability >= ``min_recall``; every candidate is checked with exact Jaccard on its shingle
-    sets (an edge needs Jaccard >= threshold). ``verify=False``: every LSH candidate pair
+    sets (an edge needs Jaccard >= threshold), in blocks of ``VERIFY_BLOCK`` pairs run by the
+    same workers. ``verify=False``: every LSH candidate pair
     (bands and rows from datasketch's optimiser) is an edge, as in the plain datasketch recipe.
     ``scope``: texts with different scope values are never compared (e.g. patient ids).
 
@@ -645,8 +659,12 @@ def near_duplicates(
     n_candidates = len(pairs)
     checked = 0
     if verify and len(pairs):
+        from meddata.filters.forked import map_with_source
+
         checked = len(pairs)
-        pairs = pairs[exact_similarity(texts, pairs, shingler) >= threshold]
+        blocks = [pairs[k:k + VERIFY_BLOCK] for k in range(0, len(pairs), VERIFY_BLOCK)]
+        check = functools.partial(_verified, shingler=shingler, threshold=threshold)
+        pairs = pairs[np.concatenate(list(map_with_source(texts, check, blocks, num_proc)))]
     n_final, labels = _components(n, identical, pairs)
     return NearDupResult(labels=labels, bands=bands, rows=rows, candidate_pairs=n_candidates,
                          identical_pairs=len(identical), verified_pairs=checked, accepted_pairs=n_joined - n_final,

@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from datasets import Dataset, Features, concatenate_datasets
 
 from meddata import __version__
 from meddata.engine import Engine, get_engine
-from meddata.engine.sink import SinkReport, StepSink, service_url
+from meddata.engine.sink import SinkReport, StepSink, read_shards, service_url
 from meddata.errors import UserError
 from meddata.recipe import Recipe
 from meddata.records import BASE_FEATURES, REASON_COLUMN
@@ -208,6 +209,8 @@ class Runner:
         self.stats: list[StepStats] = []
         #: The checkpoint folder of each step of this run (saved or reused), by step index.
         self.checkpoints: dict[int, Path] = {}
+        #: The checkpoint folders whose shards, in order, hold the dataset the next step reads.
+        self._current: list[Path] = []
 
     # -- checkpoints ----------------------------------------------------------------------
     def _ctx(self, step_dir: Path) -> StepContext:
@@ -330,6 +333,7 @@ class Runner:
             for index, _, tag in plan[: resume + 1]:
                 self._reuse(self._find(tag), index)
             ds = load_checkpoint_data(self.checkpoints[resume])
+            self._current = [self.checkpoints[resume]]
         else:
             parts = []
             for index, builder, tag in plan[:n_inputs]:
@@ -341,6 +345,7 @@ class Runner:
                 parts.append(load_checkpoint_data(self.checkpoints[index]))
                 self._check_ids(index, parts)
             ds = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+            self._current = [self.checkpoints[index] for index in range(n_inputs)]
         for index, step, tag in plan[max(resume + 1, n_inputs):]:
             found = self._find(tag)
             if self._has_data(found):
@@ -348,6 +353,7 @@ class Runner:
             else:
                 self._run_step(engine, index, step, tag, ds)
             ds = load_checkpoint_data(self.checkpoints[index])
+            self._current = [self.checkpoints[index]]
             for prev in (range(n_inputs) if index == n_inputs else [index - 1]):
                 self._prune(prev)
         return ds
@@ -434,7 +440,8 @@ class Runner:
         sink = StepSink(d, 0, step.name, self.features.arrow_schema)
         try:
             if result.decided:
-                self._write_decisions(result, sink)
+                flat = result.source is ds and ds._indices is None
+                self._write_decisions(result, sink, read_shards(self._current) if flat else None)
             else:
                 extra = set(result.kept.column_names) - set(ds.column_names)
                 if extra:
@@ -450,37 +457,47 @@ class Runner:
         return report
 
     @staticmethod
-    def _write_decisions(result: GlobalResult, sink: StepSink) -> None:
-        """Stream the source once: kept rows (plus new columns) to the shard, dropped rows to the log."""
+    def _write_decisions(result: GlobalResult, sink: StepSink, batches: Iterator[pa.RecordBatch] | None = None) -> None:
+        """Stream the source once: kept rows (plus new columns) to the shard, dropped rows to the log.
+        ``batches``: the source's rows read from its checkpoint files (see ``read_shards``)."""
         src = result.source
-        table = src.data.table if src._indices is None else None
         n = len(src)
         for name in result.new_columns:
             if name not in sink.schema.names:
                 raise RuntimeError(f"a global step added undeclared column {name!r}")
-        for off in range(0, n, GLOBAL_BATCH):
-            stop = min(off + GLOBAL_BATCH, n)
-            batch = table.slice(off, stop - off) if table is not None else src.with_format("arrow")[off:stop]
-            reasons = result.reasons[off:stop]
+        if batches is None:
+            table = src.data.table if src._indices is None else None
+            batches = (table.slice(off, GLOBAL_BATCH) if table is not None
+                       else src.with_format("arrow")[off:off + GLOBAL_BATCH] for off in range(0, n, GLOBAL_BATCH))
+        off = 0
+        for record_batch in batches:
+            batch = pa.Table.from_batches([record_batch]) if isinstance(record_batch, pa.RecordBatch) else record_batch
+            start, stop = off, off + batch.num_rows
+            off = stop
+            if not batch.num_rows:
+                continue
+            reasons = result.reasons[start:stop]
             keep = [r is None for r in reasons]
             kept = batch.filter(pa.array(keep)) if not all(keep) else batch
             for name, values in result.new_columns.items():
-                col = pa.array([v for v, k in zip(values[off:stop], keep) if k], sink.schema.field(name).type)
+                col = pa.array([v for v, k in zip(values[start:stop], keep) if k], sink.schema.field(name).type)
                 at = kept.column_names.index(name) if name in kept.column_names else -1
                 kept = kept.set_column(at, name, col) if at >= 0 else kept.append_column(name, col)
             sink.keep_table(_complete(kept, sink.schema))
             if all(keep):
                 continue
             dropped = batch.filter(pc.invert(pa.array(keep)))
-            drop_idx = [off + j for j, k in enumerate(keep) if not k]
+            drop_idx = [start + j for j, k in enumerate(keep) if not k]
             for idx, row in zip(drop_idx, dropped.to_pylist()):
                 sink.drop(annotate_row(row, result.drop_notes.get(idx)), result.reasons[idx])
+        if off != n:
+            raise ConservationError(f"the decisions cover {n:,} rows but the step's input has {off:,}")
 
     # -- output ------------------------------------------------------------------------------
     def _finish(self, ds: Dataset) -> BuildResult:
         from meddata.output import write_outputs
 
-        dataset_dir = write_outputs(ds, self.recipe, self.out_dir)
+        dataset_dir = write_outputs(ds, self.recipe, self.out_dir, read_shards(self._current))
         logs = self._collect_logs()
         totals, mismatches = self._check_conservation(ds, logs)
         stats_path = self.out_dir / "stats.json"
