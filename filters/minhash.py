@@ -651,11 +651,15 @@ def near_duplicates(
         n_joined, labels = _components(n, identical)
         _, first = np.unique(labels[has], return_index=True)
         reps = np.sort(has[first])
-        found = [np.zeros((0, 2), dtype=np.int64)]
+        # pairs as sorted unique codes a * m + b, merged band by band (the same pair is found by
+        # several bands: concatenating every band's pairs first would hold all the repeats)
+        m = np.int64(max(len(reps), 1))
+        codes = np.zeros(0, dtype=np.int64)
         for k in range(1, bands + 1):
             keys = band(k, reps)
-            found.append(_all_pairs(*_groups(keys)) if verify else _chain_pairs(keys))
-        pairs = reps[_unique_pairs(np.concatenate(found), len(reps))]
+            new = _all_pairs(*_groups(keys)) if verify else _chain_pairs(keys)
+            codes = sorted_unique(np.concatenate((codes, new[:, 0] * m + new[:, 1])))
+        pairs = reps[np.stack((codes // m, codes % m), axis=1)]
     n_candidates = len(pairs)
     checked = 0
     if verify and len(pairs):
