@@ -308,6 +308,7 @@ def main() -> None:
     if not SHARED.exists():
         sys.exit(f"needs the QA sets in {SHARED}; they are absent")
     results = []
+    kept_by: dict[tuple[int, str], set[str]] = {}
     for n in args.rows:
         data, planted = make_input(n, args.work / "inputs")
         pairs = json.loads(planted.read_text())
@@ -319,6 +320,7 @@ def main() -> None:
             else:
                 res, kept = run_meddata(data, args.work / f"run-{n}", engine, args.procs)
             rec = recall(pairs, kept)
+            kept_by[(n, engine)] = kept
             row = {"rows": n, "input_mb": size / 1e6, "engine": engine, "load_before": load,
                    "load_after": os.getloadavg()[0], "kept": len(kept), **{k: v for k, v in res.items() if k != "log"},
                    "rows_per_s": n / res["wall"], "recall_exact": rec["exact"], "recall_near": rec["near"],
@@ -340,7 +342,9 @@ load {load:.1f}->{row['load_after']:.1f}"""), flush=True)
                       f"near recall {r['recall_near']:.3f} vs {base['recall_near']:.3f}")
         ray = by.get((n, "ray"))
         if ray and local:
-            print(f"{n:>9,} rows: ray wall / local wall = {ray['wall'] / local['wall']:.2f}x")
+            same = kept_by[(n, "ray")] == kept_by[(n, "local")]
+            print(f"{n:>9,} rows: ray wall / local wall = {ray['wall'] / local['wall']:.2f}x, "
+                  f"kept ids {'identical' if same else 'DIFFER'}")
     local_rows = sorted((r for r in results if r["engine"] == "local"), key=lambda r: r["rows"])
     if len(local_rows) > 1:
         print(f"local driver RSS {local_rows[-1]['rows']:,} / {local_rows[0]['rows']:,} rows = "
