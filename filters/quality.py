@@ -57,6 +57,10 @@ class QualityFilter(Filter):
     def judge(self, stats: Stats) -> str | None:
         raise NotImplementedError
 
+    @property
+    def rows_unchanged(self) -> bool:
+        return self.params.mode == "filter"  # annotate mode writes statistics into the row
+
     def measure_batch(self, rows: list[dict], ctx: StepContext) -> list[Stats | None]:
         """``measure`` over a batch; filters with a vectorised measurement override this."""
         return [self.measure(row, ctx) for row in rows]

@@ -212,6 +212,12 @@ class Filter(Mapper):
 
     kind: ClassVar[str] = "filter"
 
+    @property
+    def rows_unchanged(self) -> bool:
+        """True when kept rows leave the step exactly as they came (no annotation): the
+        engines then keep them as a mask over the Arrow batch instead of rebuilding them."""
+        return False
+
     def keep(self, row: dict, ctx: StepContext) -> bool | tuple[bool, str]:
         raise NotImplementedError
 
