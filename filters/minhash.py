@@ -559,7 +559,7 @@ def _band_keys_chunk(texts: Sequence[str], shingler: Shingler, num_perm: int, se
         keys[band + 1] = _row_keys(sigs[:, band * rows:(band + 1) * rows], None)
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     blank = np.fromiter((not t.strip() for t in texts), dtype=bool, count=len(texts))
-    return keys, counts, lengths, blank
+    return keys, counts, lengths, blank, sigs.astype(np.uint8)  # low bytes: the similarity sketch
 
 
 def _band_keys(texts: Sequence[str], shingler: Shingler, num_perm: int, seed: int, bands: int, rows: int,
@@ -575,24 +575,45 @@ def _band_keys(texts: Sequence[str], shingler: Shingler, num_perm: int, seed: in
     blank = np.zeros(n, dtype=bool)
     work = functools.partial(_band_keys_chunk, shingler=shingler, num_perm=num_perm, seed=seed, bands=bands, rows=rows)
     files = [open(os.path.join(folder, f"band-{k}.u64"), "wb") for k in range(bands + 1)]  # noqa: SIM115
+    files.append(open(os.path.join(folder, SKETCH), "wb"))  # noqa: SIM115
     try:
-        for a, b, (keys, c, ln, bl) in map_row_ranges(texts, work, num_proc, CHUNK_ROWS):
+        for a, b, (keys, c, ln, bl, sketch) in map_row_ranges(texts, work, num_proc, CHUNK_ROWS):
             counts[a:b], lengths[a:b], blank[a:b] = c, ln, bl
-            for k, fh in enumerate(files):
+            for k, fh in enumerate(files[:-1]):
                 fh.write(keys[k].tobytes())
+            files[-1].write(np.ascontiguousarray(sketch).tobytes())
     finally:
         for fh in files:
             fh.close()
     return counts, lengths, blank
 
 
-#: Candidate pairs per exact-Jaccard task: bounds the texts and shingles one task holds.
+#: Candidate pairs per verification task: bounds the texts and shingles one task holds.
 VERIFY_BLOCK = 20_000
+#: The low byte of every signature slot, row-major (``n x num_perm`` uint8), for estimates.
+SKETCH = "sketch.u8"
+#: Candidates whose estimated similarity lies more than this many standard deviations below
+#: the threshold are rejected without an exact check: a pair exactly at the threshold is lost
+#: that way with probability 0.13% (normal approximation of the binomial over num_perm slots).
+#: Every other candidate gets an exact Jaccard check, so no pair below the threshold is joined.
+VERIFY_SIGMAS = 3.0
 
 
-def _verified(texts: Sequence[str], pairs: np.ndarray, shingler: Shingler, threshold: float) -> np.ndarray:
-    """Which ``pairs`` have exact Jaccard >= ``threshold`` (run by a worker on one block)."""
-    return exact_similarity(texts, pairs, shingler) >= threshold
+def _verified(texts: Sequence[str], pairs: np.ndarray, shingler: Shingler, threshold: float,
+              sketch_path: str, num_perm: int) -> np.ndarray:
+    """Which ``pairs`` have exact Jaccard >= ``threshold`` (run by a worker on one block).
+
+    The signature estimate comes first, from one byte per slot (unequal slots agree on it with
+    probability 1/256, which raises the estimate by under 0.004): templated text (the same
+    question with different answers) makes many LSH candidates far below the threshold, and
+    they cost a byte compare here instead of shingling both texts."""
+    sketch = np.memmap(sketch_path, dtype=np.uint8, mode="r").reshape(-1, num_perm)
+    estimate = np.count_nonzero(sketch[pairs[:, 0]] == sketch[pairs[:, 1]], axis=1) / num_perm
+    margin = VERIFY_SIGMAS * math.sqrt(threshold * (1 - threshold) / num_perm)
+    ok = estimate >= threshold - margin
+    if ok.any():
+        ok[ok] = exact_similarity(texts, pairs[ok], shingler) >= threshold
+    return ok
 
 
 def _components(n: int, *edge_sets: np.ndarray) -> tuple[int, np.ndarray]:
@@ -623,7 +644,8 @@ def near_duplicates(
     ``verify=True`` (default): LSH tuned so a pair at the threshold becomes a candidate with
     probability >= ``min_recall``; every candidate is checked with exact Jaccard on its shingle
     sets (an edge needs Jaccard >= threshold), in blocks of ``VERIFY_BLOCK`` pairs run by the
-    same workers. ``verify=False``: every LSH candidate pair
+    same workers, except candidates whose signature estimate is more than ``VERIFY_SIGMAS``
+    standard deviations below the threshold (rejected from a one-byte-per-slot sketch). ``verify=False``: every LSH candidate pair
     (bands and rows from datasketch's optimiser) is an edge, as in the plain datasketch recipe.
     ``scope``: texts with different scope values are never compared (e.g. patient ids).
 
@@ -660,15 +682,17 @@ def near_duplicates(
             new = _all_pairs(*_groups(keys)) if verify else _chain_pairs(keys)
             codes = sorted_unique(np.concatenate((codes, new[:, 0] * m + new[:, 1])))
         pairs = reps[np.stack((codes // m, codes % m), axis=1)]
-    n_candidates = len(pairs)
-    checked = 0
-    if verify and len(pairs):
-        from meddata.filters.forked import map_with_source
+        del codes
+        n_candidates = len(pairs)
+        checked = 0
+        if verify and len(pairs):
+            from meddata.filters.forked import map_with_source
 
-        checked = len(pairs)
-        blocks = [pairs[k:k + VERIFY_BLOCK] for k in range(0, len(pairs), VERIFY_BLOCK)]
-        check = functools.partial(_verified, shingler=shingler, threshold=threshold)
-        pairs = pairs[np.concatenate(list(map_with_source(texts, check, blocks, num_proc)))]
+            checked = len(pairs)
+            blocks = [pairs[k:k + VERIFY_BLOCK] for k in range(0, len(pairs), VERIFY_BLOCK)]
+            check = functools.partial(_verified, shingler=shingler, threshold=threshold,
+                                      sketch_path=os.path.join(folder, SKETCH), num_perm=num_perm)
+            pairs = pairs[np.concatenate(list(map_with_source(texts, check, blocks, num_proc)))]
     n_final, labels = _components(n, identical, pairs)
     return NearDupResult(labels=labels, bands=bands, rows=rows, candidate_pairs=n_candidates,
                          identical_pairs=len(identical), verified_pairs=checked, accepted_pairs=n_joined - n_final,
