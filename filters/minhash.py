@@ -526,7 +526,7 @@ class NearDupResult:
     labels: np.ndarray
     bands: int
     rows: int
-    candidate_pairs: int
+    candidate_pairs: int  # band hits: a pair found by several bands counts once per band
     identical_pairs: int  # rows joined because their signatures are equal
     verified_pairs: int  # candidates close enough to the threshold to compute exact Jaccard
     accepted_pairs: int  # edges that joined two clusters (the rest were already connected)
@@ -673,26 +673,33 @@ def near_duplicates(
         n_joined, labels = _components(n, identical)
         _, first = np.unique(labels[has], return_index=True)
         reps = np.sort(has[first])
-        # pairs as sorted unique codes a * m + b, merged band by band (the same pair is found by
-        # several bands: concatenating every band's pairs first would hold all the repeats)
-        m = np.int64(max(len(reps), 1))
-        codes = np.zeros(0, dtype=np.int64)
-        for k in range(1, bands + 1):
-            keys = band(k, reps)
-            new = _all_pairs(*_groups(keys)) if verify else _chain_pairs(keys)
-            codes = sorted_unique(np.concatenate((codes, new[:, 0] * m + new[:, 1])))
-        pairs = reps[np.stack((codes // m, codes % m), axis=1)]
-        del codes
-        n_candidates = len(pairs)
-        checked = 0
-        if verify and len(pairs):
+        # Band by band: a band's candidate pairs that are not connected yet are screened and
+        # verified by the workers, and the accepted ones join the components before the next
+        # band. Only one band's candidates are in memory at a time (templated text makes
+        # millions of them: the same question with other answers), never all of them.
+        if verify:
             from meddata.filters.forked import map_with_source
 
-            checked = len(pairs)
-            blocks = [pairs[k:k + VERIFY_BLOCK] for k in range(0, len(pairs), VERIFY_BLOCK)]
             check = functools.partial(_verified, shingler=shingler, threshold=threshold,
                                       sketch_path=os.path.join(folder, SKETCH), num_perm=num_perm)
-            pairs = pairs[np.concatenate(list(map_with_source(texts, check, blocks, num_proc)))]
+        accepted = [np.zeros((0, 2), dtype=np.int64)]
+        n_candidates = checked = 0
+        for k in range(1, bands + 1):
+            keys = band(k, reps)
+            new = reps[_all_pairs(*_groups(keys)) if verify else _chain_pairs(keys)]
+            del keys
+            n_candidates += len(new)
+            if verify and len(new):
+                new = new[labels[new[:, 0]] != labels[new[:, 1]]]  # already joined: nothing to learn
+                new = _unique_pairs(new, n)
+                checked += len(new)
+                blocks = [new[j:j + VERIFY_BLOCK] for j in range(0, len(new), VERIFY_BLOCK)]
+                if blocks:
+                    new = new[np.concatenate(list(map_with_source(texts, check, blocks, num_proc)))]
+            if len(new):
+                accepted.append(new)
+                _, labels = _components(n, identical, *accepted)
+        pairs = np.concatenate(accepted)
     n_final, labels = _components(n, identical, pairs)
     return NearDupResult(labels=labels, bands=bands, rows=rows, candidate_pairs=n_candidates,
                          identical_pairs=len(identical), verified_pairs=checked, accepted_pairs=n_joined - n_final,
