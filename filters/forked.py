@@ -31,13 +31,14 @@ def _run(args: tuple[Callable[[Sequence[str], Any], Any], Any]) -> Any:
 def map_with_source(source: Sequence[str], fn: Callable[[Sequence[str], Any], T], jobs: Sequence[Any],
                     num_proc: int) -> Iterator[T]:
     """``fn(source, job)`` for every job, in order; with ``num_proc > 1`` in forked processes
-    that read ``source`` themselves (only ``job`` and the result are pickled).
+    that read ``source`` themselves (only ``job`` and the result are pickled), even for a single
+    job, so the pages and buffers it touches never belong to the driver.
 
     ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one)."""
     global _SOURCE
     _SOURCE = source
     try:
-        if num_proc <= 1 or len(jobs) <= 1:
+        if num_proc <= 1 or not jobs:  # one job still goes to a worker: the driver stays small
             for job in jobs:
                 yield fn(source, job)
             return
