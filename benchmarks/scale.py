@@ -5,7 +5,7 @@ PubMedQA, MedMCQA): each base row pairs a real question with 3-8 real answer sen
 4% exact and 4% near copies (1-2 words changed per 100) are planted, their pairs recorded.
 
 Work: read -> normalise -> length filter -> repetition filter -> exact dedup -> MinHash
-dedup -> split (meddata; datatrove has no patient-aware split, so it stops after MinHash).
+dedup (meddata: exact Jaccard >= 0.68, datatrove's 50% point, see NEAR_THRESHOLD) -> split (meddata; datatrove has no patient-aware split, so it stops after MinHash).
 datatrove runs its own reader, LambdaFilter + GopherRepetitionFilter, exact dedup (3 stages),
 MinHash dedup (4 stages) and JsonlWriter, with the same number of tasks and workers.
 
@@ -160,6 +160,12 @@ def measure(cmd: list[str], out: Path, env: dict | None = None) -> dict:
 
 
 # -- the three contenders ----------------------------------------------------------------------
+#: datatrove's MinHash below (14 buckets x 8 hashes, no verification) joins a pair with probability
+#: 1 - (1 - J^8)^14: 50% at Jaccard 0.68, 92% at 0.8, 21% at 0.6. meddata verifies candidates
+#: with exact Jaccard, so the like-for-like threshold is datatrove's midpoint, not 0.8.
+DT_BUCKETS, DT_HASHES = 14, 8
+NEAR_THRESHOLD = round((1 - 0.5 ** (1 / DT_BUCKETS)) ** (1 / DT_HASHES), 2)
+
 RECIPE = """\
 name: scale
 inputs:
@@ -172,7 +178,7 @@ steps:
   - length_filter: {{min_chars: 50, max_chars: 20000}}
   - repetition_filter
   - exact_dedup
-  - minhash_dedup: {{threshold: 0.8, ngram: 5}}
+  - minhash_dedup: {{threshold: {threshold}, ngram: 5}}
   - split: {{ratios: {{train: 0.9, validation: 0.05, test: 0.05}}}}
 output: {{formats: [arrow], card: false, keep_checkpoints: last}}
 """
@@ -183,7 +189,7 @@ def run_meddata(data: Path, work: Path, engine: str, procs: int) -> tuple[dict, 
     shutil.rmtree(out, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     recipe = work / "scale.yaml"
-    recipe.write_text(RECIPE.format(path=data))
+    recipe.write_text(RECIPE.format(path=data, threshold=NEAR_THRESHOLD))
     meddata = str(Path(sys.executable).parent / "meddata")
     res = measure([meddata, "build", str(recipe), "--out", str(out), "--num-proc", str(procs), "--engine", engine],
                   out, env={"TQDM_DISABLE": "1"})
@@ -250,7 +256,7 @@ def main():
     run([ExactFindDedups(f"{out}/exact_sigs", f"{out}/exact_dups", config=exact)], "exact2", 1)
     run([read(f"{out}/filtered"), ExactDedupFilter(f"{out}/exact_dups", config=exact),
          JsonlWriter(f"{out}/exact", compression=None)], "exact3")
-    mh = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8)
+    mh = MinhashConfig(n_grams=5, num_buckets=int(sys.argv[4]), hashes_per_bucket=int(sys.argv[5]))
     run([read(f"{out}/exact"), MinhashDedupSignature(f"{out}/mh_sigs", config=mh)], "mh1")
     run([MinhashDedupBuckets(f"{out}/mh_sigs", f"{out}/mh_buckets", config=mh)], "mh2", mh.num_buckets)
     run([MinhashDedupCluster(f"{out}/mh_buckets", f"{out}/mh_remove", config=mh)], "mh3", 1)
@@ -277,7 +283,7 @@ def run_datatrove(data: Path, work: Path, procs: int) -> tuple[dict, set[str]]:
     del lines
     script = work / "datatrove_run.py"
     script.write_text(DATATROVE)
-    res = measure([sys.executable, str(script), str(src), str(out), str(procs)], out)
+    res = measure([sys.executable, str(script), str(src), str(out), str(procs), str(DT_BUCKETS), str(DT_HASHES)], out)
     ids = {json.loads(line)["id"] for f in (out / "final").glob("*.jsonl") for line in f.open(encoding="utf-8")}
     return res, ids
 
@@ -302,6 +308,7 @@ def main() -> None:
     if not SHARED.exists():
         sys.exit(f"needs the QA sets in {SHARED}; they are absent")
     results = []
+    kept_by: dict[tuple[int, str], set[str]] = {}
     for n in args.rows:
         data, planted = make_input(n, args.work / "inputs")
         pairs = json.loads(planted.read_text())
@@ -313,6 +320,7 @@ def main() -> None:
             else:
                 res, kept = run_meddata(data, args.work / f"run-{n}", engine, args.procs)
             rec = recall(pairs, kept)
+            kept_by[(n, engine)] = kept
             row = {"rows": n, "input_mb": size / 1e6, "engine": engine, "load_before": load,
                    "load_after": os.getloadavg()[0], "kept": len(kept), **{k: v for k, v in res.items() if k != "log"},
                    "rows_per_s": n / res["wall"], "recall_exact": rec["exact"], "recall_near": rec["near"],
@@ -334,7 +342,9 @@ load {load:.1f}->{row['load_after']:.1f}"""), flush=True)
                       f"near recall {r['recall_near']:.3f} vs {base['recall_near']:.3f}")
         ray = by.get((n, "ray"))
         if ray and local:
-            print(f"{n:>9,} rows: ray wall / local wall = {ray['wall'] / local['wall']:.2f}x")
+            same = kept_by[(n, "ray")] == kept_by[(n, "local")]
+            print(f"{n:>9,} rows: ray wall / local wall = {ray['wall'] / local['wall']:.2f}x, "
+                  f"kept ids {'identical' if same else 'DIFFER'}")
     local_rows = sorted((r for r in results if r["engine"] == "local"), key=lambda r: r["rows"])
     if len(local_rows) > 1:
         print(f"local driver RSS {local_rows[-1]['rows']:,} / {local_rows[0]['rows']:,} rows = "

@@ -14,22 +14,27 @@ Both steps share what a user chooses about duplicates:
 
 Every dropped row carries ``meta.annotations.duplicate_of`` (the id of the row kept in its
 place), so the drop log says why each row went; rows whose compared content is empty are
-dropped as ``empty_text``. The step report lists every cluster of two or more rows as
-``{"members": [ids...], "kept": id}``.
+dropped as ``empty_text``. The step report lists clusters of two or more rows as
+``{"members": [ids...], "kept": id}`` for the first ``CLUSTER_SAMPLE`` clusters (by first
+member) and counts all clusters by size (``cluster_sizes``): a million-row build has tens of
+thousands of clusters, which belong in the drop log (``duplicate_of``), not in ``stats.json``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 from datasets import Dataset
+from meddata.filters.forked import map_row_ranges
 from pydantic import Field, field_validator, model_validator
 
 from meddata.records import (
@@ -44,6 +49,8 @@ from meddata.steps import GlobalResult, GlobalStep, StepContext, StepParams
 
 DEFAULT_FIELDS = TEXT_FIELDS
 EMPTY = "empty_text"
+#: Clusters listed by id in a step report (all are counted by size).
+CLUSTER_SAMPLE = 100
 _PUNCT = re.compile(r"[^\w\s]+")
 
 
@@ -106,6 +113,12 @@ class LazyContents(Sequence[str]):
         if self.table.num_columns == 0:
             return [""] * (stop - start)
         return [row_content(r, self.fields) for r in self.table.slice(start, stop - start).to_pylist()]
+
+    def take(self, indices: Sequence[int]) -> list[str]:
+        """The contents of the rows ``indices`` (one Arrow take, not one slice per row)."""
+        if self.table.num_columns == 0:
+            return [""] * len(indices)
+        return [row_content(r, self.fields) for r in self.table.take(pa.array(indices, pa.int64())).to_pylist()]
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
@@ -206,29 +219,36 @@ def resolve(
         scores, missing = quality_scores(dataset, p.quality_key)
         if missing:
             step.stat_update("dedup.missing_quality_score", missing)
-    ids = arrow_columns(dataset, ["id"]).column("id").to_pylist()
+    kept_of = [pick_kept(members, p.keep, lengths, scores) for members in clusters]
+    listed_members = sorted({m for members in clusters[:CLUSTER_SAMPLE] for m in members})
+    wanted = np.unique(np.asarray([*kept_of, *listed_members], dtype=np.int64))
+    # ids only of the rows the decisions name (kept members, the listed sample), never of every row
+    id_of = dict(zip(wanted.tolist(), arrow_columns(dataset, ["id"]).column("id").take(pa.array(wanted)).to_pylist())) \
+        if len(wanted) else {}
     reasons: list[str | None] = [None] * len(dataset)
     for i in empty:
         reasons[i] = EMPTY
     duplicate_of: dict[int, str] = {}
-    listed = []
-    for members in clusters:
-        kept = pick_kept(members, p.keep, lengths, scores)
+    sizes: Counter = Counter()
+    for members, kept in zip(clusters, kept_of):
+        sizes[len(members)] += 1
         for m in members:
             if m != kept:
                 reasons[m] = reason
-                duplicate_of[m] = ids[kept]
-        listed.append({"members": [ids[m] for m in sorted(members)], "kept": ids[kept]})
+                duplicate_of[m] = id_of[kept]
+    listed = [{"members": [id_of[m] for m in sorted(members)], "kept": id_of[kept]}
+              for members, kept in zip(clusters[:CLUSTER_SAMPLE], kept_of)]
     # decisions, not copies: the runner streams the rows once (kept -> checkpoint, dropped -> log)
     result = GlobalResult(source=dataset, reasons=reasons,
                           drop_notes={i: {"duplicate_of": kept_id} for i, kept_id in duplicate_of.items()})
     result.report = {
         **(report or {}),
-        "n_clusters": len(listed),
-        "rows_in_clusters": sum(len(c["members"]) for c in listed),
-        "largest_cluster": max((len(c["members"]) for c in listed), default=0),
+        "n_clusters": len(clusters),
+        "rows_in_clusters": sum(k * v for k, v in sizes.items()),
+        "largest_cluster": max(sizes, default=0),
         reason: len(duplicate_of),
         EMPTY: len(empty),
+        "cluster_sizes": {str(k): v for k, v in sorted(sizes.items())},
         "clusters": listed,
     }
     return result
@@ -261,6 +281,41 @@ def normalize_exact(text: str, ignore: Sequence[str]) -> str:
     return text
 
 
+class ScopedContents(Sequence[str]):
+    """Texts prefixed with their scope value (a patient id), so equal texts of two scopes differ.
+    The prefix is ``scope + "\x1f"``; :func:`exact_digests` measures the text after it."""
+
+    def __init__(self, texts: Sequence[str], scope: Sequence[str | None]):
+        self.texts, self.scope = texts, scope
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [f"{s}\x1f{t}" for s, t in zip(self.scope[i], self.texts[i])]
+        return f"{self.scope[i]}\x1f{self.texts[i]}"
+
+
+def exact_digests(texts: Sequence[str], ignore: tuple[str, ...],
+                  scoped: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(16-byte digest of the normalised text, length, blank after normalising) per text; with
+    ``scoped``, the scope prefix (``ScopedContents``) takes part in the digest, not in the length."""
+    n = len(texts)
+    digests = np.zeros(n, dtype="V16")
+    lengths = np.zeros(n, dtype=np.int64)
+    blank = np.zeros(n, dtype=bool)
+    for i, raw in enumerate(texts):
+        prefix, sep, text = raw.partition("\x1f") if scoped else ("", "", raw)
+        lengths[i] = len(text)
+        norm = normalize_exact(text, ignore)
+        if not norm.strip():
+            blank[i] = True
+            continue
+        digests[i] = np.void(hashlib.blake2b(f"{prefix}{sep}{norm}".encode(), digest_size=16).digest())
+    return digests, lengths, blank
+
+
 @register
 class ExactDedup(GlobalStep):
     name = "exact_dedup"
@@ -272,18 +327,18 @@ class ExactDedup(GlobalStep):
         p: ExactDedupParams = self.params
         scope = scope_values(dataset, p.scope)
         n = len(dataset)
-        # compact columns, not texts: a 16-byte digest and a length per row
+        # compact columns, not texts: a 16-byte digest and a length per row, computed by
+        # workers that read their own rows (the driver never holds the texts)
         digests = np.zeros(n, dtype="V16")
         lengths = np.zeros(n, dtype=np.int64)
-        empty = []
-        for i, text in enumerate(LazyContents(dataset, p.fields)):
-            lengths[i] = len(text)
-            norm = normalize_exact(text, p.normalize)
-            if not norm.strip():
-                empty.append(i)
-                continue
-            key = norm if scope is None else f"{scope[i]}\x1f{norm}"
-            digests[i] = np.void(hashlib.blake2b(key.encode(), digest_size=16).digest())
+        blank = np.zeros(n, dtype=bool)
+        digest = functools.partial(exact_digests, ignore=tuple(p.normalize), scoped=scope is not None)
+        texts = LazyContents(dataset, p.fields)
+        if scope is not None:
+            texts = ScopedContents(texts, scope)
+        for a, b, (d, ln, bl) in map_row_ranges(texts, digest, ctx.num_proc):
+            digests[a:b], lengths[a:b], blank[a:b] = d, ln, bl
+        empty = np.flatnonzero(blank).tolist()
         rows = np.setdiff1d(np.arange(n), np.asarray(empty, dtype=np.int64))
         uniq, inverse, counts = np.unique(digests[rows], return_inverse=True, return_counts=True)
         dup = counts[inverse] > 1
@@ -293,7 +348,7 @@ class ExactDedup(GlobalStep):
         cuts = np.flatnonzero(np.diff(group)) + 1
         clusters = [c.tolist() for c in np.split(members, cuts)] if len(members) else []
         clusters.sort(key=lambda g: g[0])
-        return resolve(self, dataset, clusters, empty, "exact_duplicate", lengths.tolist(), {"unique": len(uniq)})
+        return resolve(self, dataset, clusters, empty, "exact_duplicate", lengths, {"unique": len(uniq)})
 
 
 # -- near duplicates -------------------------------------------------------------------------
@@ -326,17 +381,14 @@ class MinHashDedup(GlobalStep):
 
         p: MinHashDedupParams = self.params
         texts = LazyContents(dataset, p.fields)
-        lengths, empty = [], []
-        for i, t in enumerate(texts):
-            lengths.append(len(t))
-            if not t.strip():
-                empty.append(i)
         scope = scope_values(dataset, p.scope)
+        ctx.step_dir.mkdir(parents=True, exist_ok=True)
         found = near_duplicates(
             texts, threshold=p.threshold, shingler=Shingler(p.ngram, p.unit, p.normalize),
             num_perm=p.num_perm, seed=p.seed, verify=p.verify, min_recall=p.min_recall, scope=scope,
-            num_proc=p.num_proc or ctx.num_proc,
+            num_proc=p.num_proc or ctx.num_proc, workdir=ctx.step_dir,
         )
+        lengths, empty = found.lengths, np.flatnonzero(found.blank).tolist()  # measured by the workers
         clusters = [c.tolist() for c in found.clusters()]  # empty texts have no shingles: never in one
         report = {"bands": found.bands, "rows": found.rows, "candidate_pairs": found.candidate_pairs,
                   "identical_pairs": found.identical_pairs, "verified_pairs": found.verified_pairs,

@@ -16,8 +16,9 @@ hashfunc=int).update_batch(shingle_hash32)`` (see :func:`to_minhash`), so they p
 LSH bands/rows come from datasketch's own optimiser (``datasketch.lsh._optimal_param``) or,
 when candidates are verified afterwards, from the cheapest (bands, rows) whose collision
 probability at the threshold reaches ``min_recall`` (datasketch's false-positive integral is
-the cost). Clusters are the connected components of *all* accepted pairs (union-find), so the
-result does not depend on row order.
+the cost). Clusters are the connected components of *all* accepted pairs, so the result does
+not depend on row order. :func:`near_duplicates` keeps only one 64-bit key per band and text
+(written band-major to disk by the workers), so its memory does not grow with signatures.
 """
 
 from __future__ import annotations
@@ -48,14 +49,6 @@ _POLY = 0x100000001B3  # FNV-1 64-bit prime: the byte base of token hashes (odd,
 _POLY_INV = pow(_POLY, -1, 1 << 64)
 # Texts are hashed in chunks of about this many characters (bounds memory; the pool's work unit).
 CHUNK_CHARS = 1_000_000
-# Candidates whose MinHash estimate lies more than this many standard deviations below the
-# threshold are rejected without an exact check: a pair exactly at the threshold is lost that
-# way with probability 0.13% (normal approximation of the binomial over num_perm slots).
-# Every other candidate gets an exact Jaccard check, so no pair below the threshold is joined.
-VERIFY_SIGMAS = 3.0
-# Up to this many characters, shingle hashes are kept from the signature pass for the exact
-# check (about 1.3 bytes per character); beyond, the texts in candidate pairs are hashed again.
-KEEP_HASHES_CHARS = 200_000_000
 
 
 def fmix64(h: np.ndarray) -> np.ndarray:
@@ -461,7 +454,11 @@ def exact_similarity(texts: Sequence[str], pairs: np.ndarray, shingler: Shingler
     if len(pairs) == 0:
         return np.zeros(0, dtype=np.float64)
     involved = sorted_unique(pairs.ravel())
-    h, counts = store.take(involved) if store else shingler.hashes([texts[i] for i in involved])
+    if store:
+        h, counts = store.take(involved)
+    else:  # a lazy source (LazyContents) reads the rows in one take
+        chosen = texts.take(involved) if hasattr(texts, "take") else [texts[i] for i in involved]
+        h, counts = shingler.hashes(chosen)
     # Rows: the texts involved; columns: 31-bit shingle fingerprints (int32 indices keep the
     # row gathers cheap; one sort gives sorted, duplicate-free rows). Two different shingles
     # of a pair share a fingerprint with probability ~|A||B|/2^31 (1e-5 for paragraphs),
@@ -529,11 +526,13 @@ class NearDupResult:
     labels: np.ndarray
     bands: int
     rows: int
-    candidate_pairs: int
+    candidate_pairs: int  # band hits: a pair found by several bands counts once per band
     identical_pairs: int  # rows joined because their signatures are equal
     verified_pairs: int  # candidates close enough to the threshold to compute exact Jaccard
     accepted_pairs: int  # edges that joined two clusters (the rest were already connected)
     no_shingles: int  # texts with no token at all: never clustered
+    lengths: np.ndarray | None = None  # characters per text
+    blank: np.ndarray | None = None  # texts that are empty or only whitespace
 
     def clusters(self) -> list[np.ndarray]:
         """Member indices (ascending) of every cluster of two or more texts, by first member."""
@@ -542,6 +541,89 @@ class NearDupResult:
         bounds = np.flatnonzero(np.concatenate(([True], sl[1:] != sl[:-1], [True])))
         groups = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b - a >= 2]
         return sorted(groups, key=lambda g: int(g[0]))
+
+
+#: Rows per signature task in :func:`near_duplicates` (the pool's work unit).
+CHUNK_ROWS = 2000
+
+
+def _band_keys_chunk(texts: Sequence[str], shingler: Shingler, num_perm: int, seed: int, bands: int, rows: int):
+    """Signatures of ``texts`` reduced to what grouping needs: one 64-bit key of the whole
+    signature and one per band (``(bands + 1, len(texts))``), the shingle counts, and each
+    text's length and blankness."""
+    h, counts = shingler._chunk_hashes(texts)
+    sigs = signatures_from_hashes(h, counts, num_perm, seed)
+    keys = np.empty((bands + 1, len(texts)), dtype=U64)
+    keys[0] = _row_keys(sigs, None)
+    for band in range(bands):
+        keys[band + 1] = _row_keys(sigs[:, band * rows:(band + 1) * rows], None)
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    blank = np.fromiter((not t.strip() for t in texts), dtype=bool, count=len(texts))
+    return keys, counts, lengths, blank, sigs.astype(np.uint8)  # low bytes: the similarity sketch
+
+
+def _band_keys(texts: Sequence[str], shingler: Shingler, num_perm: int, seed: int, bands: int, rows: int,
+               num_proc: int, folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Write the whole-signature key and each band's keys, band-major, to ``folder/band-K.u64``;
+    return (shingle counts, lengths, blank) per text. Nothing per row but those stays in memory;
+    the texts are read by forked workers (:func:`meddata.filters.forked.map_row_ranges`)."""
+    from meddata.filters.forked import map_row_ranges
+
+    n = len(texts)
+    counts = np.zeros(n, dtype=np.int64)
+    lengths = np.zeros(n, dtype=np.int64)
+    blank = np.zeros(n, dtype=bool)
+    work = functools.partial(_band_keys_chunk, shingler=shingler, num_perm=num_perm, seed=seed, bands=bands, rows=rows)
+    files = [open(os.path.join(folder, f"band-{k}.u64"), "wb") for k in range(bands + 1)]  # noqa: SIM115
+    files.append(open(os.path.join(folder, SKETCH), "wb"))  # noqa: SIM115
+    try:
+        for a, b, (keys, c, ln, bl, sketch) in map_row_ranges(texts, work, num_proc, CHUNK_ROWS):
+            counts[a:b], lengths[a:b], blank[a:b] = c, ln, bl
+            for k, fh in enumerate(files[:-1]):
+                fh.write(keys[k].tobytes())
+            files[-1].write(np.ascontiguousarray(sketch).tobytes())
+    finally:
+        for fh in files:
+            fh.close()
+    return counts, lengths, blank
+
+
+#: Candidate pairs per verification task: bounds the texts and shingles one task holds.
+VERIFY_BLOCK = 20_000
+#: The low byte of every signature slot, row-major (``n x num_perm`` uint8), for estimates.
+SKETCH = "sketch.u8"
+#: Candidates whose estimated similarity lies more than this many standard deviations below
+#: the threshold are rejected without an exact check: a pair exactly at the threshold is lost
+#: that way with probability 0.13% (normal approximation of the binomial over num_perm slots).
+#: Every other candidate gets an exact Jaccard check, so no pair below the threshold is joined.
+VERIFY_SIGMAS = 3.0
+
+
+def _verified(texts: Sequence[str], pairs: np.ndarray, shingler: Shingler, threshold: float,
+              sketch_path: str, num_perm: int) -> np.ndarray:
+    """Which ``pairs`` have exact Jaccard >= ``threshold`` (run by a worker on one block).
+
+    The signature estimate comes first, from one byte per slot (unequal slots agree on it with
+    probability 1/256, which raises the estimate by under 0.004): templated text (the same
+    question with different answers) makes many LSH candidates far below the threshold, and
+    they cost a byte compare here instead of shingling both texts."""
+    sketch = np.memmap(sketch_path, dtype=np.uint8, mode="r").reshape(-1, num_perm)
+    estimate = np.count_nonzero(sketch[pairs[:, 0]] == sketch[pairs[:, 1]], axis=1) / num_perm
+    margin = VERIFY_SIGMAS * math.sqrt(threshold * (1 - threshold) / num_perm)
+    ok = estimate >= threshold - margin
+    if ok.any():
+        ok[ok] = exact_similarity(texts, pairs[ok], shingler) >= threshold
+    return ok
+
+
+def _components(n: int, *edge_sets: np.ndarray) -> tuple[int, np.ndarray]:
+    """(number of components, component label per node) of the graph with these edges."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    edges = np.concatenate([e.reshape(-1, 2) for e in edge_sets]) if edge_sets else np.zeros((0, 2), np.int64)
+    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)
 
 
 def near_duplicates(
@@ -555,44 +637,73 @@ def near_duplicates(
     min_recall: float = 0.995,
     scope: Sequence[str | None] | None = None,
     num_proc: int = 1,
+    workdir: str | os.PathLike | None = None,
 ) -> NearDupResult:
     """Cluster texts whose shingle sets have Jaccard similarity >= ``threshold``.
 
     ``verify=True`` (default): LSH tuned so a pair at the threshold becomes a candidate with
-    probability >= ``min_recall``; candidates whose signature estimate is more than
-    ``VERIFY_SIGMAS`` standard deviations below the threshold are rejected, every other one is
-    checked with exact Jaccard on its shingle sets (an edge needs Jaccard >= threshold). ``verify=False``: every LSH candidate pair (bands
-    and rows from datasketch's optimiser) is an edge, as in the plain datasketch recipe.
+    probability >= ``min_recall``; every candidate is checked with exact Jaccard on its shingle
+    sets (an edge needs Jaccard >= threshold), in blocks of ``VERIFY_BLOCK`` pairs run by the
+    same workers, except candidates whose signature estimate is more than ``VERIFY_SIGMAS``
+    standard deviations below the threshold (rejected from a one-byte-per-slot sketch). ``verify=False``: every LSH candidate pair
+    (bands and rows from datasketch's optimiser) is an edge, as in the plain datasketch recipe.
     ``scope``: texts with different scope values are never compared (e.g. patient ids).
+
+    Memory stays flat in the number of texts: workers (``num_proc`` forked processes, reading
+    the texts themselves) reduce each signature to one 64-bit key per band at once; the keys
+    go band-major to files under ``workdir`` (a temporary folder by default) and are read one
+    band at a time. Only per-text counts and lengths, and the candidate pairs, stay in memory.
     """
+    import tempfile
+
     shingler = shingler or Shingler()
     n = len(texts)
-    keep = verify and sum(map(len, texts)) <= KEEP_HASHES_CHARS
-    sigs, counts, store = _compute(texts, shingler, num_perm, seed, num_proc, keep)
     scope_keys = _scope_keys(scope, n)
     bands, rows = lsh_params(threshold, num_perm, min_recall if verify else None)
-    uf = UnionFind(n)
-    has = np.flatnonzero(counts > 0)
-    # Identical signatures (same scope) are the same set: join them directly, band only one.
-    identical = has[_chain_pairs(_row_keys(sigs[has], None if scope_keys is None else scope_keys[has]))]
-    for a, b in identical.tolist():
-        uf.union(a, b)
-    reps = has[uf.labels()[has] == has]
-    pairs = candidate_pairs(sigs[reps], bands, rows, None if scope_keys is None else scope_keys[reps],
-                            all_pairs=verify)
-    pairs = reps[pairs]
-    n_candidates = len(pairs)
-    checked = accepted = 0
-    if verify and len(pairs):
-        margin = VERIFY_SIGMAS * math.sqrt(threshold * (1 - threshold) / num_perm)
-        pairs = pairs[estimated_similarity(sigs, pairs) >= threshold - margin]
-        checked = len(pairs)
-        pairs = pairs[exact_similarity(texts, pairs, shingler, store) >= threshold]
-    for a, b in pairs.tolist():
-        accepted += uf.union(a, b)
-    return NearDupResult(labels=uf.labels(), bands=bands, rows=rows, candidate_pairs=n_candidates,
-                         identical_pairs=len(identical), verified_pairs=checked, accepted_pairs=accepted,
-                         no_shingles=n - len(has))
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="minhash-") as folder:
+        counts, lengths, blank = _band_keys(texts, shingler, num_perm, seed, bands, rows, num_proc, folder)
+
+        def band(k: int, idx: np.ndarray) -> np.ndarray:
+            keys = np.fromfile(os.path.join(folder, f"band-{k}.u64"), dtype=U64)[idx]
+            return keys if scope_keys is None else fmix64(keys ^ scope_keys[idx])
+
+        has = np.flatnonzero(counts > 0)
+        # Identical signatures (same scope) are the same set: join them directly, band only one.
+        identical = has[_chain_pairs(band(0, has))]
+        n_joined, labels = _components(n, identical)
+        _, first = np.unique(labels[has], return_index=True)
+        reps = np.sort(has[first])
+        # Band by band: a band's candidate pairs that are not connected yet are screened and
+        # verified by the workers, and the accepted ones join the components before the next
+        # band. Only one band's candidates are in memory at a time (templated text makes
+        # millions of them: the same question with other answers), never all of them.
+        if verify:
+            from meddata.filters.forked import map_with_source
+
+            check = functools.partial(_verified, shingler=shingler, threshold=threshold,
+                                      sketch_path=os.path.join(folder, SKETCH), num_perm=num_perm)
+        accepted = [np.zeros((0, 2), dtype=np.int64)]
+        n_candidates = checked = 0
+        for k in range(1, bands + 1):
+            keys = band(k, reps)
+            new = reps[_all_pairs(*_groups(keys)) if verify else _chain_pairs(keys)]
+            del keys
+            n_candidates += len(new)
+            if verify and len(new):
+                new = new[labels[new[:, 0]] != labels[new[:, 1]]]  # already joined: nothing to learn
+                new = _unique_pairs(new, n)
+                checked += len(new)
+                blocks = [new[j:j + VERIFY_BLOCK] for j in range(0, len(new), VERIFY_BLOCK)]
+                if blocks:
+                    new = new[np.concatenate(list(map_with_source(texts, check, blocks, num_proc)))]
+            if len(new):
+                accepted.append(new)
+                _, labels = _components(n, identical, *accepted)
+        pairs = np.concatenate(accepted)
+    n_final, labels = _components(n, identical, pairs)
+    return NearDupResult(labels=labels, bands=bands, rows=rows, candidate_pairs=n_candidates,
+                         identical_pairs=len(identical), verified_pairs=checked, accepted_pairs=n_joined - n_final,
+                         no_shingles=n - len(has), lengths=lengths, blank=blank)
 
 
 def _scope_keys(scope: Sequence[str | None] | None, n: int) -> np.ndarray | None:

@@ -23,12 +23,13 @@ from typing import Any, ClassVar, Literal
 from meddata.filters import langid
 from meddata.filters.clean import file_stamps
 from meddata.filters.medvocab import DEFAULT_TERMS, load_vocabulary
+from meddata.filters.ngram_stats import batch_ngram_chars
 from pydantic import Field, field_validator, model_validator
 
 from meddata.params import InputPath
 from meddata.records import annotate, text_of
 from meddata.registry import register
-from meddata.steps import Filter, StepContext, StepParams
+from meddata.steps import Drop, Filter, StepContext, StepParams
 
 Stats = dict[str, Any]
 
@@ -56,8 +57,25 @@ class QualityFilter(Filter):
     def judge(self, stats: Stats) -> str | None:
         raise NotImplementedError
 
+    @property
+    def rows_unchanged(self) -> bool:
+        return self.params.mode == "filter"  # annotate mode writes statistics into the row
+
+    def measure_batch(self, rows: list[dict], ctx: StepContext) -> list[Stats | None]:
+        """``measure`` over a batch; filters with a vectorised measurement override this."""
+        return [self.measure(row, ctx) for row in rows]
+
+    def process_batch(self, rows: list[dict], ctx: StepContext) -> list:
+        out = []
+        for row, stats in zip(rows, self.measure_batch(rows, ctx)):
+            verdict = self._decide(row, stats)
+            out.append(row if verdict is True else Drop(row, verdict[1]))
+        return out
+
     def keep(self, row: dict, ctx: StepContext) -> bool | tuple[bool, str]:
-        stats = self.measure(row, ctx)
+        return self._decide(row, self.measure(row, ctx))
+
+    def _decide(self, row: dict, stats: Stats | None) -> bool | tuple[bool, str]:
         if stats is None:
             self.stat_update(f"{self.name}.not_applicable")
             return True
@@ -243,6 +261,11 @@ def _duplicate_share(items: list[str]) -> tuple[float, int]:
     return (dup / len(items) if items else 0.0), dup_chars
 
 
+def _lower_words(text: str) -> list[str]:
+    """``words_of`` lower-cased (lower-casing never creates or removes edge punctuation)."""
+    return [w for w in (raw.strip(_EDGE_PUNCT) for raw in text.lower().split()) if w]
+
+
 def top_ngram_chars(words: list[str], n: int) -> int:
     """Characters covered by the most frequent word n-gram, when it occurs more than once."""
     counts = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
@@ -299,29 +322,41 @@ class RepetitionFilter(QualityFilter):
     Params = RepetitionParams
 
     def measure(self, row: dict, ctx: StepContext) -> Stats | None:
-        text = self.text(row).strip()
-        if not text:
-            return None
+        return self.measure_batch([row], ctx)[0]
+
+    def measure_batch(self, rows: list[dict], ctx: StepContext) -> list[Stats | None]:
+        """Line and paragraph shares per row; n-gram shares for the whole batch at once
+        (:mod:`meddata.filters.ngram_stats`), the same numbers as the per-row functions above."""
+        p: RepetitionParams = self.params
+        texts = [self.text(row).strip() for row in rows]
+        out: list[Stats | None] = [self._line_stats(text) if text else None for text in texts]
+        word_lists = [_lower_words(text) if text else [] for text in texts]
+        tops, dups = batch_ngram_chars(word_lists, p.top_ngram_max, p.dup_ngram_max)
+        for k, stats in enumerate(out):
+            if stats is None:
+                continue
+            words = word_lists[k]
+            word_chars = sum(map(len, words)) or 1
+            stats["words"] = len(words)
+            for n in sorted(p.top_ngram_max):
+                stats[f"top_{n}gram_char_fraction"] = int(tops[n][k]) / word_chars
+            for n in sorted(p.dup_ngram_max):
+                stats[f"dup_{n}gram_char_fraction"] = int(dups[n][k]) / word_chars
+        return out
+
+    @staticmethod
+    def _line_stats(text: str) -> Stats:
         total = len(text)
         lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
         paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
         line_frac, line_chars = _duplicate_share(lines)
         para_frac, para_chars = _duplicate_share(paragraphs)
-        words = [w.lower() for w in words_of(text)]
-        word_chars = sum(map(len, words)) or 1
-        stats: Stats = {
+        return {
             "dup_line_fraction": line_frac,
             "dup_line_char_fraction": line_chars / total,
             "dup_paragraph_fraction": para_frac,
             "dup_paragraph_char_fraction": para_chars / total,
         }
-        p: RepetitionParams = self.params
-        stats["words"] = len(words)
-        for n in sorted(p.top_ngram_max):
-            stats[f"top_{n}gram_char_fraction"] = top_ngram_chars(words, n) / word_chars
-        for n in sorted(p.dup_ngram_max):
-            stats[f"dup_{n}gram_char_fraction"] = duplicate_ngram_chars(words, n) / word_chars
-        return stats
 
     def judge(self, s: Stats) -> str | None:
         p: RepetitionParams = self.params

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -54,8 +54,10 @@ def _write_split_folder(folder: Path, features: Features) -> None:
     }, indent=2))
 
 
-def write_dataset_dict(ds: Dataset, target: Path) -> list[str]:
-    """Stream ``ds`` into one Arrow file per split under ``target``; return the split names."""
+def write_dataset_dict(ds: Dataset, target: Path, batches: Iterable[pa.RecordBatch] | None = None) -> list[str]:
+    """Stream ``ds`` into one Arrow file per split under ``target``; return the split names.
+    ``batches``: ``ds``'s rows read from files (the runner passes its checkpoint's shards, so the
+    driver does not keep the memory-mapped pages it passed resident)."""
     table = ds.with_format("arrow")[:] if ds._indices is not None else ds.data.table
     names = _split_names(table)
     empty = empty_columns(table)
@@ -68,8 +70,11 @@ def write_dataset_dict(ds: Dataset, target: Path) -> list[str]:
         (target / name).mkdir()
         writers[name] = pa.ipc.new_stream(str(target / name / DATA_FILE), schema)
     has_split = SPLIT_COLUMN in table.column_names and table.num_rows > 0
-    for off in range(0, table.num_rows, BATCH):
-        part = table.slice(off, BATCH).combine_chunks()
+    if batches is None or ds._indices is not None:
+        batches = (table.slice(off, BATCH).combine_chunks() for off in range(0, table.num_rows, BATCH))
+    for part in batches:
+        if isinstance(part, pa.RecordBatch):
+            part = pa.Table.from_batches([part])
         if not has_split:
             writers["train"].write_table(part.select(columns).cast(schema))
             continue
@@ -91,12 +96,13 @@ def iter_rows(ds: Dataset) -> Iterator[dict]:
         yield from batch.to_pylist()
 
 
-def write_outputs(ds: Dataset, recipe: Recipe, out_dir: Path) -> Path:
-    """Write every requested format; return the ``load_from_disk`` folder."""
+def write_outputs(ds: Dataset, recipe: Recipe, out_dir: Path, batches: Iterable[pa.RecordBatch] | None = None) -> Path:
+    """Write every requested format; return the ``load_from_disk`` folder. ``batches``: see
+    :func:`write_dataset_dict`."""
     dataset_dir = out_dir / "dataset"
     tmp = out_dir / "dataset.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    names = write_dataset_dict(ds, tmp)  # then swap, so a failed write never leaves half a dataset
+    names = write_dataset_dict(ds, tmp, batches)  # then swap, so a failed write never leaves half a dataset
     shutil.rmtree(dataset_dir, ignore_errors=True)
     tmp.rename(dataset_dir)
     splits = DatasetDict({name: Dataset.from_file(str(dataset_dir / name / DATA_FILE)) for name in names})

@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from datasets import Dataset, Features, concatenate_datasets
 
 from meddata._version import __version__
 from meddata.engine import Engine, get_engine
-from meddata.engine.sink import SinkReport, StepSink, service_url
+from meddata.engine.sink import SinkReport, StepSink, read_shards, service_url
 from meddata.errors import UserError
 from meddata.recipe import Recipe
 from meddata.records import BASE_FEATURES, REASON_COLUMN
@@ -48,14 +49,19 @@ RAW_PREFIX = ".raw-"
 GLOBAL_BATCH = 10_000
 
 
-class ConservationError(RuntimeError):
-    """Rows were lost or invented: the counts do not add up."""
-
-
 class BuildFailed(UserError, RuntimeError):
     """The build ran but its result is not a success (0 rows out, a step quarantined most of
     its input, rows waiting for a service). Outputs and logs are written; the message says
-    which step and what to look at."""
+    which step and what to look at; ``result`` holds the :class:`BuildResult` when there is one."""
+
+    def __init__(self, message: str, result: BuildResult | None = None):
+        super().__init__(message)
+        self.result = result
+
+
+class ConservationError(BuildFailed):
+    """Rows were lost or invented: the counts do not add up. A defect of a step or of meddata,
+    never of the data: the message names the step; ``stats.json`` holds every count."""
 
 
 class DuplicateIdError(UserError, ValueError):
@@ -184,11 +190,13 @@ class Runner:
         limit: int | None = None,
         engine: str | None = None,
         engine_options: dict[str, Any] | None = None,
-        strict: bool = False,
+        strict: bool = True,
     ):
         self.recipe = recipe
-        #: Raise :class:`BuildFailed` for a build with problems (else they are logged as errors
-        #: and listed in ``BuildResult.problems``; the CLI always fails on them).
+        #: Raise :class:`BuildFailed` for a build with problems (default, as ``meddata build``
+        #: exits non-zero). ``strict=False`` returns the result instead: the problems are logged
+        #: and listed in ``BuildResult.problems`` (``result.ok`` is False), for callers that
+        #: inspect a failed build themselves.
         self.strict = strict
         self.out_dir = Path(recipe.output_dir(out_dir)).resolve()
         self.num_proc = num_proc or recipe.engine.num_proc
@@ -201,6 +209,8 @@ class Runner:
         self.stats: list[StepStats] = []
         #: The checkpoint folder of each step of this run (saved or reused), by step index.
         self.checkpoints: dict[int, Path] = {}
+        #: The checkpoint folders whose shards, in order, hold the dataset the next step reads.
+        self._current: list[Path] = []
 
     # -- checkpoints ----------------------------------------------------------------------
     def _ctx(self, step_dir: Path) -> StepContext:
@@ -325,6 +335,7 @@ class Runner:
             for index, _, tag in plan[: resume + 1]:
                 self._reuse(self._find(tag), index)
             ds = load_checkpoint_data(self.checkpoints[resume])
+            self._current = [self.checkpoints[resume]]
         else:
             parts = []
             for index, builder, tag in plan[:n_inputs]:
@@ -336,6 +347,7 @@ class Runner:
                 parts.append(load_checkpoint_data(self.checkpoints[index]))
                 self._check_ids(index, parts)
             ds = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+            self._current = [self.checkpoints[index] for index in range(n_inputs)]
         for index, step, tag in plan[max(resume + 1, n_inputs):]:
             found = self._find(tag)
             if self._has_data(found):
@@ -343,6 +355,7 @@ class Runner:
             else:
                 self._run_step(engine, index, step, tag, ds)
             ds = load_checkpoint_data(self.checkpoints[index])
+            self._current = [self.checkpoints[index]]
             for prev in (range(n_inputs) if index == n_inputs else [index - 1]):
                 self._prune(prev)
         return ds
@@ -410,6 +423,12 @@ class Runner:
             raise TypeError(f"step {step.name!r} is a {step.kind}; only mappers, filters and global steps run here")
         st = self._stats_from(i, step, report, rows_in=len(ds), seconds=0.0)
         st.created = st.rows_out - consumed
+        if st.created < 0:
+            raise ConservationError(
+                f"step {i} {step.name!r} lost {-st.created:,} rows: {st.rows_in:,} in, {st.n_dropped:,} dropped, "
+                f"{st.quarantined:,} quarantined, {st.rows_out:,} out. A defect of the step: every row it does not "
+                "keep must be dropped with a reason or quarantined"
+            )
         if st.created and not step.creates_rows:
             raise ConservationError(
                 f"step {step.name!r} turned {consumed} rows into {st.rows_out} but does not declare creates_rows = True"
@@ -423,7 +442,8 @@ class Runner:
         sink = StepSink(d, 0, step.name, self.features.arrow_schema)
         try:
             if result.decided:
-                self._write_decisions(result, sink)
+                flat = result.source is ds and ds._indices is None
+                self._write_decisions(result, sink, read_shards(self._current) if flat else None)
             else:
                 extra = set(result.kept.column_names) - set(ds.column_names)
                 if extra:
@@ -439,39 +459,49 @@ class Runner:
         return report
 
     @staticmethod
-    def _write_decisions(result: GlobalResult, sink: StepSink) -> None:
-        """Stream the source once: kept rows (plus new columns) to the shard, dropped rows to the log."""
+    def _write_decisions(result: GlobalResult, sink: StepSink, batches: Iterator[pa.RecordBatch] | None = None) -> None:
+        """Stream the source once: kept rows (plus new columns) to the shard, dropped rows to the log.
+        ``batches``: the source's rows read from its checkpoint files (see ``read_shards``)."""
         src = result.source
-        table = src.data.table if src._indices is None else None
         n = len(src)
         for name in result.new_columns:
             if name not in sink.schema.names:
                 raise RuntimeError(f"a global step added undeclared column {name!r}")
-        for off in range(0, n, GLOBAL_BATCH):
-            stop = min(off + GLOBAL_BATCH, n)
-            batch = table.slice(off, stop - off) if table is not None else src.with_format("arrow")[off:stop]
-            reasons = result.reasons[off:stop]
+        if batches is None:
+            table = src.data.table if src._indices is None else None
+            batches = (table.slice(off, GLOBAL_BATCH) if table is not None
+                       else src.with_format("arrow")[off:off + GLOBAL_BATCH] for off in range(0, n, GLOBAL_BATCH))
+        off = 0
+        for record_batch in batches:
+            batch = pa.Table.from_batches([record_batch]) if isinstance(record_batch, pa.RecordBatch) else record_batch
+            start, stop = off, off + batch.num_rows
+            off = stop
+            if not batch.num_rows:
+                continue
+            reasons = result.reasons[start:stop]
             keep = [r is None for r in reasons]
             kept = batch.filter(pa.array(keep)) if not all(keep) else batch
             for name, values in result.new_columns.items():
-                col = pa.array([v for v, k in zip(values[off:stop], keep) if k], sink.schema.field(name).type)
+                col = pa.array([v for v, k in zip(values[start:stop], keep) if k], sink.schema.field(name).type)
                 at = kept.column_names.index(name) if name in kept.column_names else -1
                 kept = kept.set_column(at, name, col) if at >= 0 else kept.append_column(name, col)
             sink.keep_table(_complete(kept, sink.schema))
             if all(keep):
                 continue
             dropped = batch.filter(pc.invert(pa.array(keep)))
-            drop_idx = [off + j for j, k in enumerate(keep) if not k]
+            drop_idx = [start + j for j, k in enumerate(keep) if not k]
             for idx, row in zip(drop_idx, dropped.to_pylist()):
                 sink.drop(annotate_row(row, result.drop_notes.get(idx)), result.reasons[idx])
+        if off != n:
+            raise ConservationError(f"the decisions cover {n:,} rows but the step's input has {off:,}")
 
     # -- output ------------------------------------------------------------------------------
     def _finish(self, ds: Dataset) -> BuildResult:
         from meddata.output import write_outputs
 
-        dataset_dir = write_outputs(ds, self.recipe, self.out_dir)
+        dataset_dir = write_outputs(ds, self.recipe, self.out_dir, read_shards(self._current))
         logs = self._collect_logs()
-        totals = self._check_conservation(ds, logs)
+        totals, mismatches = self._check_conservation(ds, logs)
         stats_path = self.out_dir / "stats.json"
         stats_path.write_text(json.dumps({
             "recipe": self.recipe.name,
@@ -483,7 +513,14 @@ class Runner:
             "totals": totals,
             "steps": [asdict(s) for s in self.stats],
             "phi_status": dict(self.stats[-1].phi_status) if self.stats else {},
+            "conservation_errors": mismatches,
         }, indent=2, default=str))
+        if mismatches:
+            more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+            raise ConservationError(
+                f"counts do not add up: {mismatches[0]}{more}; every count is in {stats_path}. Rows were lost "
+                "or invented by a step, not by the data: report it with that file"
+            )
         result = BuildResult(self.out_dir, dataset_dir, stats_path, self.stats, totals)
         if self.recipe.output.keep_checkpoints == "none":
             for index in list(self.checkpoints):
@@ -492,7 +529,7 @@ class Runner:
         for line in result.problems:
             logger.warning("build problem: %s", line)
         if result.problems and self.strict:
-            raise BuildFailed(result.problems[0])
+            raise BuildFailed(result.problems[0], result)
         return result
 
     def _problems(self, result: BuildResult) -> list[str]:
@@ -534,7 +571,8 @@ class Runner:
                 quarantined_lines += sum(_append(p, qfh) for p in sorted(logs.glob("quarantine-*.jsonl")))
         return {"dropped_lines": dropped_lines, "quarantine_lines": quarantined_lines}
 
-    def _check_conservation(self, final: Dataset, logs: dict[str, int]) -> dict[str, int]:
+    def _check_conservation(self, final: Dataset, logs: dict[str, int]) -> tuple[dict[str, int], list[str]]:
+        """Totals, and every count that does not add up (one line each; empty when all do)."""
         n_inputs = len(self.recipe.inputs)
         readers, steps = self.stats[:n_inputs], self.stats[n_inputs:]
         totals = {
@@ -563,9 +601,7 @@ class Runner:
             problems.append(f"quarantine.jsonl holds {logs['quarantine_lines']} rows, stats say {totals['quarantined']}")
         if totals["read"] != totals["out"] + totals["dropped"] + totals["quarantined"] - totals["created"]:
             problems.append("rows read != rows out + dropped + quarantined - created")
-        if problems:
-            raise ConservationError("counts do not add up:\n  " + "\n  ".join(problems))
-        return totals
+        return totals, problems
 
 
 def _complete(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -587,5 +623,9 @@ def _append(src: Path, dst) -> int:
 
 
 def run(recipe: Recipe, out_dir: str | Path | None = None, **kwargs: Any) -> BuildResult:
-    """Run a recipe (see :class:`Runner` for options) and return where everything went."""
+    """Run a recipe (see :class:`Runner` for options) and return where everything went.
+
+    A build that is not a success raises :class:`BuildFailed` (its ``result`` attribute holds
+    the :class:`BuildResult`), as ``meddata build`` exits non-zero; pass ``strict=False`` to get
+    the result back instead and read ``result.ok`` / ``result.problems``."""
     return Runner(recipe, out_dir, **kwargs).run()

@@ -17,7 +17,9 @@ A step never loses a row silently: every input maps to at least one outcome.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +48,15 @@ class StepParams(BaseModel):
 Outcome = dict | list | Drop | Quarantine
 
 
+@functools.lru_cache(maxsize=4096)
+def _display_path(path: str, cwd: str) -> str:
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(cwd))
+    except ValueError:
+        return str(p)
+
+
 @dataclass
 class StepContext:
     """What a step may know about its run. Picklable, so it travels to worker processes."""
@@ -62,12 +73,9 @@ class StepContext:
         return p if p.is_absolute() else (self.recipe_dir / p)
 
     def display_path(self, path: str | Path) -> str:
-        """A path as stored in ``meta.file``: relative to the working folder when inside it."""
-        p = Path(path).resolve()
-        try:
-            return str(p.relative_to(Path.cwd()))
-        except ValueError:
-            return str(p)
+        """A path as stored in ``meta.file``: relative to the working folder when inside it.
+        Builders ask once per row, so the answer is cached per (path, working folder)."""
+        return _display_path(str(path), os.getcwd())
 
     def llm(self, name: str):
         """The LLM client named in the recipe's ``llms`` section (created lazily per process)."""
@@ -207,6 +215,12 @@ class Filter(Mapper):
     """Keep or drop, datatrove style: :meth:`keep` returns True, False or ``(False, reason)``."""
 
     kind: ClassVar[str] = "filter"
+
+    @property
+    def rows_unchanged(self) -> bool:
+        """True when kept rows leave the step exactly as they came (no annotation): the
+        engines then keep them as a mask over the Arrow batch instead of rebuilding them."""
+        return False
 
     def keep(self, row: dict, ctx: StepContext) -> bool | tuple[bool, str]:
         raise NotImplementedError

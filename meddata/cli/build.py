@@ -32,7 +32,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     logging.getLogger("meddata").info("building %s (%d inputs, %d steps)", rec.name, len(rec.inputs), len(rec.steps))
     options = {"address": args.address} if args.address else None
     result = build(rec, args.out, num_proc=args.num_proc, limit=args.limit, engine=args.engine,
-                   engine_options=options)
+                   engine_options=options, strict=False)  # print the funnel, then fail below
     print(format_funnel(result.steps, result.totals))
     reused = [s.name for s in result.steps if s.reused]
     if reused:
@@ -45,7 +45,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         if path.exists():
             print(f"{label + ':':<11} {path}")
     if result.problems:  # a build that lost its rows is not a success: one line, non-zero exit
-        raise pipeline.BuildFailed(result.problems[0])
+        raise pipeline.BuildFailed(result.problems[0], result)
     return 0
 
 def cmd_validate(args: argparse.Namespace) -> int:

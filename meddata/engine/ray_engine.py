@@ -5,11 +5,19 @@ one machine's folder, or a shared mount) and writes its own shard, drop log and 
 file through the same :class:`~meddata.engine.sink.StepSink` as the local engine, so rows
 never pass through the driver. Starts a local cluster unless ``address`` is given
 (``--address auto`` or ``engine: {name: ray, options: {address: auto}}``).
+
+LLM steps: every LLM with an ``rpm``/``tpm`` limit gets one token bucket for the whole
+cluster (a named Ray actor, :class:`meddata.llm.ratelimit.TokenBucket`) instead of one per
+worker process, and the request cache path is resolved once in the driver (absolute), so
+every worker opens the same cache file (on a cluster: put it on a shared mount with
+``cache: /shared/llm.sqlite`` or ``$MEDDATA_CACHE_DIR``). Worker logs reach the driver's log.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +50,30 @@ class RayEngine(LocalEngine):
             ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False, **kwargs)
             self._started = True
         self._remote = ray.remote(_map_shard)
+        self._buckets: dict[str, Any] = {}  # actor name -> handle (kept alive while the engine is)
+
+    def _cluster_ctx(self, ctx: StepContext) -> StepContext:
+        """``ctx`` with one shared rate budget per limited LLM and absolute cache paths."""
+        if not ctx.llm_configs:
+            return ctx
+        from meddata.llm.client import resolve_cache_path
+        from meddata.llm.config import parse_config
+        from meddata.llm.ratelimit import NAMESPACE, TokenBucket
+
+        configs, budgets = {}, {}
+        for name, raw in ctx.llm_configs.items():
+            cfg = parse_config(name, raw)
+            cache = resolve_cache_path(cfg, ctx)
+            configs[name] = {**raw, "cache": str(cache.resolve()) if cache is not None else False}
+            for kind, per_minute in (("rpm", cfg.rpm), ("tpm", cfg.tpm)):
+                if not per_minute:
+                    continue
+                actor = f"meddata-{os.getpid()}-{name}-{kind}"
+                if actor not in self._buckets:
+                    self._buckets[actor] = self._ray.remote(TokenBucket).options(
+                        name=actor, namespace=NAMESPACE, get_if_exists=True, num_cpus=0).remote(per_minute)
+                budgets.setdefault(name, {})[kind] = actor
+        return dataclasses.replace(ctx, llm_configs=configs, options={**ctx.options, "rate_budgets": budgets})
 
     def _workers(self) -> int:
         return max(self.num_proc, int(self._ray.cluster_resources().get("CPU", 1)))
@@ -49,6 +81,7 @@ class RayEngine(LocalEngine):
     def map_rows(self, step: Mapper, dataset: Dataset, ctx: StepContext, features: Features,
                  step_dir: Path) -> SinkReport:
         shards = plan_shards(len(dataset), self._workers(), step.batch_size)
+        ctx = self._cluster_ctx(ctx)
         total = SinkReport()
         pending = {self._remote.remote(step, ctx, dataset, features, step_dir, k, start, stop): stop - start
                    for k, (start, stop) in enumerate(shards)}
@@ -68,6 +101,9 @@ class RayEngine(LocalEngine):
         return total
 
     def close(self) -> None:
+        for handle in self._buckets.values():
+            self._ray.kill(handle)
+        self._buckets.clear()
         if self._started:
             self._ray.shutdown()
             self._started = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,3 +179,15 @@ class StepSink:
                 fh.close()
         self._drop_fh = self._quar_fh = None
         return self.report
+
+
+def read_shards(step_dirs: list[Path]) -> Iterator[pa.RecordBatch]:
+    """The kept rows of steps' checkpoints, batch by batch, with plain file reads.
+
+    The driver streams whole checkpoints (global steps' decisions, the outputs); memory-mapped,
+    every page it passed would stay in its resident set, which then grows with the data.
+    Read this way, the pages belong to the kernel's cache, not to the process."""
+    for step_dir in step_dirs:
+        for shard in sorted((step_dir / "data").glob("shard-*.arrow")):
+            with pa.OSFile(str(shard)) as fh:
+                yield from pa.ipc.open_stream(fh)

@@ -34,7 +34,7 @@ from meddata.llm.cache import ResponseCache, request_key
 from meddata.llm.config import LLMConfig, default_cache_path, parse_config
 from meddata.llm.guard import PHIGuard, is_safe_status
 from meddata.llm.loop import LoopThread
-from meddata.llm.ratelimit import RateLimiter
+from meddata.llm.ratelimit import RateLimiter, SharedRateLimiter
 from meddata.llm.structured import OutputError, check_output, repair_request
 from meddata.llm.types import ChatRequest, ChatResponse
 from meddata.models import REGISTRY as LOCAL_MODELS  # short names are not paths
@@ -52,8 +52,10 @@ class LLMClient:
     """A configured LLM with cache, guard, limits and accounting. Build with :func:`client_for`."""
 
     def __init__(self, name: str, config: LLMConfig, *, cache_path: Path | None = None,
-                 backend: Backend | None = None):
+                 backend: Backend | None = None, shared_limits: Mapping[str, str] | None = None):
         self.name = name
+        #: ``{"rpm"|"tpm": Ray actor name}``: limits shared by a cluster's workers (Ray engine).
+        self.shared_limits = dict(shared_limits or {})
         self.config = config
         self.backend = backend or make_backend(name, config)
         self.model = self.backend.model
@@ -68,8 +70,8 @@ class LLMClient:
         self._loop = LoopThread(f"meddata-llm-{name}")
         self._cache: ResponseCache | None = None
         self._sem: asyncio.Semaphore | None = None
-        self._rpm: RateLimiter | None = None
-        self._tpm: RateLimiter | None = None
+        self._rpm: RateLimiter | SharedRateLimiter | None = None
+        self._tpm: RateLimiter | SharedRateLimiter | None = None
         self._pause_until = 0.0
         self._key_extra = {"response_format": config.response_format}
         self.closed = False
@@ -116,10 +118,11 @@ class LLMClient:
     def _ensure_state(self) -> None:
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.config.max_concurrency)
+            shared = self.shared_limits
             if self.config.rpm:
-                self._rpm = RateLimiter(self.config.rpm)
+                self._rpm = SharedRateLimiter(shared["rpm"]) if "rpm" in shared else RateLimiter(self.config.rpm)
             if self.config.tpm:
-                self._tpm = RateLimiter(self.config.tpm)
+                self._tpm = SharedRateLimiter(shared["tpm"]) if "tpm" in shared else RateLimiter(self.config.tpm)
             if self.cache_path is not None:
                 self._cache = ResponseCache(self.cache_path)
 
@@ -231,11 +234,13 @@ class LLMClient:
             wait = self._pause_until - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            if self._rpm is not None:
-                await self._rpm.acquire(1)
-            if self._tpm is not None:
-                await self._tpm.acquire(estimate)
             async with self._sem:  # type: ignore[union-attr]
+                # rate tokens are taken with a concurrency slot in hand, right before sending:
+                # taken earlier, they pile up behind the slots and go out as one burst
+                if self._rpm is not None:
+                    await self._rpm.acquire(1)
+                if self._tpm is not None:
+                    await self._tpm.acquire(estimate)
                 try:
                     comp = await self.backend.complete(req, timeout=self.config.timeout)
                 except TransientError as exc:
@@ -299,18 +304,21 @@ def resolve_cache_path(config: LLMConfig, ctx: StepContext | None) -> Path | Non
 def client_for(name: str, config: Mapping[str, Any] | LLMConfig, ctx: StepContext | None = None) -> LLMClient:
     """The process-wide client for LLM ``name`` (created on first use, reused afterwards).
 
-    A worker process gets its own client (and connections); all share the cache file.
+    A worker process gets its own client (and connections); all share the cache file, and on
+    a Ray cluster the rpm/tpm budget named in ``ctx.options["rate_budgets"][name]``.
     """
     cfg = parse_config(name, config)
     if cfg.backend == "transformers" and ctx is not None and cfg.model_path not in LOCAL_MODELS:
         cfg = cfg.model_copy(update={"model_path": str(ctx.resolve(str(cfg.model_path)))})
     cache_path = resolve_cache_path(cfg, ctx)
     endpoint = cfg.effective_base_url if cfg.backend == "openai" else cfg.model_path
-    key = (os.getpid(), name, cfg.model_dump_json(), endpoint, cfg.effective_model, str(cache_path))
+    shared = dict(((ctx.options or {}).get("rate_budgets") or {}).get(name) or {}) if ctx is not None else {}
+    key = (os.getpid(), name, cfg.model_dump_json(), endpoint, cfg.effective_model, str(cache_path),
+           tuple(sorted(shared.items())))
     with _LOCK:
         client = _CLIENTS.get(key)
         if client is None or client.closed:
-            client = _CLIENTS[key] = LLMClient(name, cfg, cache_path=cache_path)
+            client = _CLIENTS[key] = LLMClient(name, cfg, cache_path=cache_path, shared_limits=shared)
         return client
 
 

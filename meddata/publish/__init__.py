@@ -28,14 +28,14 @@ def publish(result: BuildResult, recipe: Recipe) -> None:
         write_card(result, recipe)
 
 
-def build(recipe: Recipe, out_dir: str | Path | None = None, *, strict: bool = False, **kwargs: Any) -> BuildResult:
-    """Run ``recipe`` (options as :func:`meddata.pipeline.run`) and publish the result.
-    With ``strict``, a build that is not a success raises ``BuildFailed`` after publishing,
-    so the card still says what happened."""
+def build(recipe: Recipe, out_dir: str | Path | None = None, *, strict: bool = True, **kwargs: Any) -> BuildResult:
+    """Run ``recipe`` (options as :func:`meddata.pipeline.run`) and publish the result. A build
+    that is not a success raises ``BuildFailed`` (carrying the result) after publishing, so the
+    card still says what happened; ``strict=False`` returns the result instead."""
     from meddata.pipeline import BuildFailed, run
 
     result = run(recipe, out_dir, strict=False, **kwargs)
     publish(result, recipe)
     if strict and result.problems:
-        raise BuildFailed(result.problems[0])
+        raise BuildFailed(result.problems[0], result)
     return result

@@ -405,10 +405,14 @@ def judge_scores(annotations: Mapping[str, Any]) -> list[tuple[str, float]]:
 def cluster_sizes(report: Mapping[str, Any]) -> Counter:
     """Cluster size -> number of clusters, from a dedup step's report.
 
-    The dedup steps (``exact_dedup``, ``minhash_dedup``, ``semantic_dedup``) list every
-    cluster of two or more rows as ``{"members": [ids...], "kept": id}`` under ``clusters``.
+    The dedup steps (``exact_dedup``, ``minhash_dedup``, ``semantic_dedup``) count every
+    cluster of two or more rows by size under ``cluster_sizes`` (older builds: every cluster as
+    ``{"members": [ids...], "kept": id}`` under ``clusters``).
     """
     sizes: Counter = Counter()
+    if isinstance(report.get("cluster_sizes"), Mapping):  # dedup steps count all, list a sample
+        sizes.update({int(k): int(v) for k, v in report["cluster_sizes"].items()})
+        return sizes
     clusters = report.get("clusters")
     if isinstance(clusters, list):
         for c in clusters:

@@ -205,3 +205,41 @@ def test_raw_phi_scratch_of_a_killed_run_is_removed_at_the_next_start(tmp_path):
         assert not raw.exists()
     finally:
         server.stop()
+
+
+def test_python_api_raises_on_a_failed_build_unless_asked_for_the_result(tmp_path, build):
+    """``pipeline.run`` fails as ``meddata build`` does; ``strict=False`` hands the result back."""
+    data = {"name": "nothing_left", "inputs": [{"builder": "table", "path": str(MEDQUAD),
+                                                "columns": {"user": "question", "assistant": "answer"}}],
+            "steps": [{"length_filter": {"min_chars": 10**9}}], "output": {"card": False}}
+    from meddata import pipeline, recipe
+
+    with pytest.raises(BuildFailed, match=r"the build produced 0 rows; no rows left after step 1 'length_filter'") as err:
+        pipeline.run(recipe.from_dict(data, base_dir=ROOT, source="t.yaml"), tmp_path / "out")  # the default
+    assert err.value.result is not None and err.value.result.totals["out"] == 0
+    result = build(data, strict=False)
+    assert not result.ok and result.problems[0].startswith("the build produced 0 rows")
+    assert (tmp_path / "out" / "stats.json").exists()
+
+
+def test_counts_that_do_not_add_up_are_one_clear_error(tmp_path):
+    """A step that loses rows without accounting for them: one line for the CLI (a UserError)
+    naming the step and the counts (it used to say the step "does not declare creates_rows")."""
+    from meddata import pipeline, recipe
+    from meddata.steps import GlobalResult, GlobalStep
+
+    class LosesRows(GlobalStep):
+        name = "loses_rows"
+
+        def apply(self, dataset, ctx):  # half vanish, neither kept nor dropped
+            return GlobalResult(kept=dataset.select(range(len(dataset) // 2)))
+
+    rec = recipe.from_dict({"name": "lossy", "inputs": [{"builder": "table", "path": str(MEDQUAD),
+                                                         "columns": {"user": "question", "assistant": "answer"}}],
+                            "output": {"card": False}}, base_dir=ROOT, source="t.yaml")
+    rec.steps = [LosesRows()]
+    with pytest.raises(pipeline.ConservationError) as err:
+        pipeline.run(rec, tmp_path / "out")
+    message = str(err.value)
+    assert isinstance(err.value, UserError) and "\n" not in message
+    assert message.startswith("step 1 'loses_rows' lost 150 rows: 300 in, 0 dropped, 0 quarantined, 150 out")

@@ -135,3 +135,41 @@ def test_two_node_cluster_builds_what_the_local_engine_builds(tmp_path, two_node
            [(s.name, s.rows_in, s.rows_out, s.dropped) for s in local.steps]
     assert _splits(on_ray) == _splits(local)
     assert local.totals["out"] > 0
+
+
+def test_llm_steps_on_the_cluster_share_one_rate_budget_and_one_cache(tmp_path, two_nodes):
+    """Two workers on two nodes each run a shard of an LLM step: the recipe's rpm holds for the
+    cluster (one budget, a named actor), not per worker, and both write one cache file."""
+    import shutil
+
+    from llm_server import LLMServer
+    from testutil import DATA, read_jsonl, write_jsonl
+
+    rpm = 240  # 4 requests/s, bursts of one second's worth (4)
+    rows = read_jsonl(DATA / "llm" / "openstax_passages.jsonl")
+    write_jsonl(tmp_path / "passages.jsonl", [{**r, "id": f"{r['id']}-{k}", "text": f"{r['text']} (Copy {k + 1}.)"}  # distinct requests
+                                              for k in range(2) for r in rows])
+    server = LLMServer().start()
+    try:
+        data = {"name": "budget",
+                "llms": {"local": {"model": "fake-med", "base_url": server.url, "cache": "cache.sqlite", "rpm": rpm}},
+                "inputs": [{"builder": "table", "path": "passages.jsonl", "columns": {"id": "id", "text": "text"}}],
+                "steps": [{"passage_qa": {"llm": "local", "per_passage": 1, "batch_size": 8}}],
+                "output": {"card": False}}
+        result = pipeline.run(recipe.from_dict(data, base_dir=tmp_path, source="budget.yaml"), tmp_path / "out",
+                              engine="ray", num_proc=2, engine_options={"address": two_nodes})
+        assert result.steps[-1].rows_out == 32 and result.steps[-1].quarantined == 0
+        times = sorted(e["t"] for e in server.chat_log())
+        assert len(times) == 32
+        # One budget: 32 requests need (32 - capacity) / rate = 7 s of tokens. One budget per
+        # worker (16 requests each) would need 3 s. The first requests of each worker arrive
+        # late (connections, imports), which shortens the span seen here by up to a second or two.
+        assert times[-1] - times[0] >= 5.0, times[-1] - times[0]
+        assert (tmp_path / "cache.sqlite").exists()  # resolved in the driver, not in each worker's folder
+        server.reset_log()
+        shutil.rmtree(tmp_path / "out")
+        again = pipeline.run(recipe.from_dict(data, base_dir=tmp_path, source="budget.yaml"), tmp_path / "out",
+                             engine="ray", num_proc=2, engine_options={"address": two_nodes})
+        assert again.steps[-1].rows_out == 32 and server.chat_log() == []  # both workers' answers are cached
+    finally:
+        server.stop()

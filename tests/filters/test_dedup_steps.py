@@ -11,7 +11,7 @@ import pytest
 from datasets import Dataset
 from meddata.filters.dedup import ExactDedup, MinHashDedup, normalize_exact, row_content
 from meddata.filters.minhash import lsh_params
-from testutil import DATA, read_jsonl, write_jsonl
+from testutil import DATA, EXAMPLES, read_jsonl, write_jsonl
 
 from meddata import registry
 from meddata.recipe import RecipeError, from_dict
@@ -19,6 +19,7 @@ from meddata.records import BASE_FEATURES, annotate, messages, new_meta, new_row
 from meddata.steps import StepContext
 
 DEDUP = DATA / "dedup"
+EXAMPLE_MEDQUAD = EXAMPLES / "data" / "medquad_sample.jsonl"
 MTSAMPLES = DEDUP / "mtsamples_subset.jsonl.gz"
 SYNTHEA = DEDUP / "synthea_notes_3patients.jsonl.gz"
 PLANTED = DEDUP / "planted_neardup.jsonl.gz"
@@ -222,3 +223,26 @@ def test_keep_quality_reads_a_nested_judge_score():
     ds = Dataset.from_list(rows, features=BASE_FEATURES)
     result = ExactDedup({"keep": "quality", "quality_key": "judge.overall"}).apply(ds, StepContext(step_dir=Path(".")))
     assert result.kept["id"] == ["1"]
+
+
+def test_the_step_report_counts_every_cluster_but_lists_a_bounded_sample(tmp_path, build):
+    """stats.json used to list every duplicate cluster (27 MB at a million rows): now counts by
+    size for all, ids for the first CLUSTER_SAMPLE clusters; the drop log still names each kept row."""
+    from meddata.filters.dedup import CLUSTER_SAMPLE
+
+    answers = list(dict.fromkeys(" ".join(r["answer"].split()) for r in read_jsonl(EXAMPLE_MEDQUAD)))
+    n_pairs = CLUSTER_SAMPLE + 37
+    rows = [{"id": f"r{k}", "text": answers[k]} for k in range(len(answers))]
+    rows += [{"id": f"copy{k}", "text": answers[k]} for k in range(n_pairs)]
+    rows += [{"id": f"third{k}", "text": answers[k]} for k in range(5)]  # 5 clusters of three
+    src = write_jsonl(tmp_path / "rows.jsonl", rows)
+    result = build({"name": "many", "inputs": [{"builder": "table", "path": str(src), "source": "s",
+                                                "columns": {"id": "id", "text": "text"}}],
+                    "steps": ["exact_dedup"], "output": {"card": False}})
+    report = result.steps[1].report
+    assert report["n_clusters"] == n_pairs and report["cluster_sizes"] == {"2": n_pairs - 5, "3": 5}
+    assert len(report["clusters"]) == CLUSTER_SAMPLE
+    assert report["clusters"][0] == {"members": ["s:r0", "s:copy0", "s:third0"], "kept": "s:r0"}
+    assert result.steps[1].dropped == {"exact_duplicate": n_pairs + 5}
+    drops = read_jsonl(result.out_dir / "dropped" / "01-exact_dedup.jsonl")
+    assert {json.loads(d["meta"]["annotations"])["duplicate_of"] for d in drops} == {f"s:r{k}" for k in range(n_pairs)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from meddata.filters.quality import (
@@ -15,7 +16,7 @@ from meddata.filters.quality import (
     WordLengthFilter,
     echo_overlap,
 )
-from testutil import DATA, read_jsonl, write_jsonl
+from testutil import DATA, SHARED, read_jsonl, write_jsonl
 
 from meddata.recipe import RecipeError
 from meddata.records import annotations, messages, new_row
@@ -236,3 +237,54 @@ def test_bad_parameters_name_the_step(build, tmp_path):
         build({"name": "bad", "inputs": [{"builder": "table", "path": str(src), "columns": {"text": "t"}}],
                "steps": [{"repetition_filter": {"mode": "drop"}}]})
     assert "steps[0] 'repetition_filter'" in str(err.value) and "mode" in str(err.value)
+
+
+def _reference_repetition_stats(step: RepetitionFilter, row: dict):
+    """The per-row measurement as it was before the batched one (tuples, sets, Counter)."""
+    from meddata.filters.quality import duplicate_ngram_chars, top_ngram_chars, words_of
+
+    text = step.text(row).strip()
+    if not text:
+        return None
+    stats = step._line_stats(text)
+    words = [w.lower() for w in words_of(text)]
+    word_chars = sum(map(len, words)) or 1
+    stats["words"] = len(words)
+    for n in sorted(step.params.top_ngram_max):
+        stats[f"top_{n}gram_char_fraction"] = top_ngram_chars(words, n) / word_chars
+    for n in sorted(step.params.dup_ngram_max):
+        stats[f"dup_{n}gram_char_fraction"] = duplicate_ngram_chars(words, n) / word_chars
+    return stats
+
+
+def _real_texts(limit: int) -> list[str]:
+    """Real QA answers and clinical notes (shared data when present, else the bundled samples)."""
+    texts = []
+    shared = next((p for p in (SHARED, Path("/work/shared/data")) if (p / "medquad").exists()), None)
+    if shared is not None:
+        texts += [r["answer"] for r in read_jsonl(shared / "medquad" / "medquad.jsonl")[:limit]]
+        texts += [r.get("transcription") or "" for r in read_jsonl(shared / "mtsamples" / "mtsamples.jsonl")[:limit]]
+    texts += [r["output"] for r in json.loads((DATA / "qa" / "chatdoctor5k_sample.json").read_text())]
+    texts += [s.get("text") or s.get("answer") for s in SAMPLES.values()]
+    return texts
+
+
+def test_batched_repetition_stats_equal_the_per_row_reference():
+    """The vectorised n-gram statistics give the same numbers and decisions as the per-row
+    code on real text, including texts made repetitive (copy-forward, pasted twice)."""
+    real = [t for t in _real_texts(1500) if t.strip()]
+    pasted = [f"{t}\n{t}" for t in real[:200]]                                      # a note pasted twice
+    looping = [" ".join(t.split()[: len(t.split()) // 2] * 3) for t in real[-200:]]  # a looping generation
+    texts = real + pasted + looping
+    texts += ["", "   ", "word", "a b a b a b a b"]
+    rows = [new_row(source="t", id=str(k), meta={"builder": "t"}, text=t) for k, t in enumerate(texts)]
+    for params in ({}, {"ngram_min_words": 0, "top_ngram_max": {1: 0.3, 2: 0.2, 11: 0.05}}):
+        step = RepetitionFilter(**params)
+        step.ensure_setup(CTX)
+        batched = step.measure_batch(rows, CTX)
+        reference = [_reference_repetition_stats(step, r) for r in rows]
+        assert batched == reference
+        decisions = [step.judge(s) if s else None for s in batched]
+        assert decisions == [step.judge(s) if s else None for s in reference]
+        assert all(decisions[len(real):len(real) + len(pasted)])  # every pasted-twice text is caught
+        assert sum(d is None for d in decisions[:len(real)]) > 0.8 * len(real)  # most real text is kept
