@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from meddata.filters.quality import (
@@ -16,7 +15,7 @@ from meddata.filters.quality import (
     WordLengthFilter,
     echo_overlap,
 )
-from testutil import DATA, SHARED, read_jsonl, write_jsonl
+from testutil import DATA, EXAMPLES, read_jsonl, write_jsonl
 
 from meddata.recipe import RecipeError
 from meddata.records import annotations, messages, new_row
@@ -258,12 +257,12 @@ def _reference_repetition_stats(step: RepetitionFilter, row: dict):
 
 
 def _real_texts(limit: int) -> list[str]:
-    """Real QA answers and clinical notes (shared data when present, else the bundled samples)."""
-    texts = []
-    shared = next((p for p in (SHARED, Path("/work/shared/data")) if (p / "medquad").exists()), None)
-    if shared is not None:
-        texts += [r["answer"] for r in read_jsonl(shared / "medquad" / "medquad.jsonl")[:limit]]
-        texts += [r.get("transcription") or "" for r in read_jsonl(shared / "mtsamples" / "mtsamples.jsonl")[:limit]]
+    """Real QA answers and clinical notes bundled with the repository."""
+    import csv
+
+    texts = [r["answer"] for r in read_jsonl(EXAMPLES / "data" / "medquad_sample.jsonl")[:limit]]
+    with (EXAMPLES / "data" / "ehr" / "NOTEEVENTS_sample.csv").open(encoding="utf-8", newline="") as fh:
+        texts += [r.get("TEXT") or "" for r in csv.DictReader(fh)][:limit]
     texts += [r["output"] for r in json.loads((DATA / "qa" / "chatdoctor5k_sample.json").read_text())]
     texts += [s.get("text") or s.get("answer") for s in SAMPLES.values()]
     return texts
