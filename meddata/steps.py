@@ -66,6 +66,9 @@ class StepContext:
     num_proc: int = 1
     seed: int = 0
     llm_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: LLM name -> the cluster-wide rpm/tpm budget every worker's client draws from (set by the
+    #: Ray engine; empty on one machine, where each client keeps its own limits).
+    rate_budgets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def resolve(self, path: str | Path) -> Path:
         """Resolve a path from a recipe relative to the recipe's folder."""

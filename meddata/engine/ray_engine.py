@@ -73,7 +73,7 @@ class RayEngine(LocalEngine):
                     self._buckets[actor] = self._ray.remote(TokenBucket).options(
                         name=actor, namespace=NAMESPACE, get_if_exists=True, num_cpus=0).remote(per_minute)
                 budgets.setdefault(name, {})[kind] = actor
-        return dataclasses.replace(ctx, llm_configs=configs, options={**ctx.options, "rate_budgets": budgets})
+        return dataclasses.replace(ctx, llm_configs=configs, rate_budgets=budgets)
 
     def _workers(self) -> int:
         return max(self.num_proc, int(self._ray.cluster_resources().get("CPU", 1)))

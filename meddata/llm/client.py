@@ -305,14 +305,14 @@ def client_for(name: str, config: Mapping[str, Any] | LLMConfig, ctx: StepContex
     """The process-wide client for LLM ``name`` (created on first use, reused afterwards).
 
     A worker process gets its own client (and connections); all share the cache file, and on
-    a Ray cluster the rpm/tpm budget named in ``ctx.options["rate_budgets"][name]``.
+    a Ray cluster the rpm/tpm budget named in ``ctx.rate_budgets[name]``.
     """
     cfg = parse_config(name, config)
     if cfg.backend == "transformers" and ctx is not None and cfg.model_path not in LOCAL_MODELS:
         cfg = cfg.model_copy(update={"model_path": str(ctx.resolve(str(cfg.model_path)))})
     cache_path = resolve_cache_path(cfg, ctx)
     endpoint = cfg.effective_base_url if cfg.backend == "openai" else cfg.model_path
-    shared = dict(((ctx.options or {}).get("rate_budgets") or {}).get(name) or {}) if ctx is not None else {}
+    shared = dict(ctx.rate_budgets.get(name) or {}) if ctx is not None else {}
     key = (os.getpid(), name, cfg.model_dump_json(), endpoint, cfg.effective_model, str(cache_path),
            tuple(sorted(shared.items())))
     with _LOCK:
