@@ -9,18 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
-from builder_testkit import (
-    BAD_KINDS,
-    SECRET,
-    assert_bad_input_handled,
-    assert_counts_add_up,
-    bad_bytes,
-    build_example,
-    drops_of,
-    one,
-    quarantine_of,
-    rows_of,
-)
+from badinput import BAD_KINDS, SECRET, assert_bad_input_handled, assert_counts_add_up, bad_bytes
+from builder_testkit import build_example, drops_of, one, quarantine_of, rows_of
 from meddata.builders.dialogue import LabelSplitter, SpeakerMap, merge_turns, parse_transcript
 from testutil import DATA
 

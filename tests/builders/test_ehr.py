@@ -11,17 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
-from builder_testkit import (
-    BAD_KINDS,
-    assert_bad_input_handled,
-    assert_counts_add_up,
-    bad_bytes,
-    build_example,
-    drops_of,
-    one,
-    quarantine_of,
-    rows_of,
-)
+from badinput import BAD_KINDS, assert_bad_input_handled, assert_counts_add_up, bad_bytes
+from builder_testkit import build_example, drops_of, one, quarantine_of, rows_of
 from meddata.builders.sections import canonical_title, find_section, split_sections, unflatten_mtsamples
 from testutil import DATA, read_jsonl
 

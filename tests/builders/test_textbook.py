@@ -7,17 +7,8 @@ import json
 import re
 
 import pytest
-from builder_testkit import (
-    BAD_KINDS,
-    assert_bad_input_handled,
-    assert_counts_add_up,
-    bad_bytes,
-    build_example,
-    drops_of,
-    one,
-    rows_of,
-    write_pdf,
-)
+from badinput import BAD_KINDS, assert_bad_input_handled, assert_counts_add_up, bad_bytes
+from builder_testkit import build_example, drops_of, one, rows_of, write_pdf
 from meddata.builders.textbook import Chunker, classify_page, plain_heading
 from testutil import DATA, EXAMPLES, read_jsonl
 

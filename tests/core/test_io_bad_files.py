@@ -7,7 +7,8 @@ import gzip
 import json
 
 import pytest
-from builder_testkit import assert_counts_add_up, one, quarantine_of, rows_of
+from badinput import assert_counts_add_up
+from builder_testkit import one, quarantine_of, rows_of
 from testutil import DATA, EXAMPLES
 
 CHATDOCTOR = DATA / "qa" / "chatdoctor5k_sample.json"

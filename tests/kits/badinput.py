@@ -1,8 +1,10 @@
-"""Malformed inputs for builder robustness tests (``from badinput import bad_inputs``).
+"""The one bad-input kit for builder robustness tests (``from badinput import ...``).
 
-Every builder must turn each of these into a clear error or quarantine entries and finish
-with counts that add up: truncated JSON (or a truncated file of the builder's own format),
-latin-1 bytes where UTF-8 is expected, binary junk, an empty file, and one 10 MB line.
+Every builder must turn each damaged input into a clear error or quarantine entries and
+finish with counts that add up: truncated JSON (or a truncated file of the builder's own
+format), latin-1 bytes where UTF-8 is expected, binary junk, an empty file, and one 10 MB
+line. ``bad_inputs`` damages a sample of a given format; ``bad_bytes`` damages a note-like
+sample and plants a fake patient name (``SECRET``) that must never reach a log.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import random
 from pathlib import Path
 
 import pytest
+from builder_testkit import quarantine_of
 
 TEN_MB = 10 * 1024 * 1024
 CASES = ("truncated", "latin1", "binary_junk", "empty", "huge_line")
@@ -51,8 +54,8 @@ def check_robust_build(build, recipe: dict, out: Path, case: str) -> dict:
     except (ValueError, FileNotFoundError) as exc:
         assert "\n" not in str(exc).strip() and str(exc), f"{case}: unclear error {exc!r}"
         return {"error": str(exc)}
+    assert_counts_add_up(result)
     t = result.totals
-    assert t["read"] == t["out"] + t["dropped"] + t["quarantined"] - t["created"], case
     lines = (out / "quarantine.jsonl").read_text(encoding="utf-8").splitlines()
     entries = [json.loads(line) for line in lines]
     assert len(entries) == t["quarantined"]
@@ -62,3 +65,40 @@ def check_robust_build(build, recipe: dict, out: Path, case: str) -> dict:
 
 
 robust_cases = pytest.mark.parametrize("case", CASES)
+
+
+SECRET = "Zebulon Quackenbush"  # a fake patient name planted in bad inputs; it must never reach a log
+BAD_KINDS = ["truncated_json", "latin1", "binary", "empty", "long_line"]
+
+
+def bad_bytes(kind: str, good: bytes) -> bytes:
+    """A damaged version of ``good`` (a valid small input containing the word ``pain``)."""
+    if kind == "truncated_json":
+        return (b'{"note_id": 1, "transcription": "SUBJECTIVE: ' + SECRET.encode()
+                + b' has pain", "resourceType": "Bundle", "conversations": [{"from": "hu')
+    if kind == "latin1":
+        return good.replace(b"pain", b"pain " + SECRET.encode() + b" caf\xe9")  # \xe9: latin-1 e-acute
+    if kind == "binary":
+        return random.Random(0).randbytes(64 * 1024)
+    if kind == "empty":
+        return b""
+    if kind == "long_line":
+        return (SECRET + " ").encode() * (10 * 1024 * 1024 // (len(SECRET) + 1))
+    raise ValueError(kind)
+
+
+def assert_counts_add_up(result) -> None:
+    t = result.totals
+    assert t["read"] == t["out"] + t["dropped"] + t["quarantined"] - t["created"]
+
+
+def assert_bad_input_handled(result, folder: Path) -> list[dict]:
+    """The build finished, counted everything, quarantined with file:locator, leaked nothing."""
+    assert_counts_add_up(result)
+    q = quarantine_of(result)
+    assert result.totals["quarantined"] == len(q) >= 1
+    for entry in q:
+        assert Path(entry["file"]).parent == folder and entry["locator"] and entry["error"]
+    for log in [result.out_dir / "quarantine.jsonl", result.stats_path, *result.out_dir.glob("dropped/*.jsonl")]:
+        assert SECRET not in log.read_text(encoding="utf-8")
+    return q

@@ -1,34 +1,14 @@
-"""Shared checks for the builder tests (EHR, dialogue, textbook): bad-input generators, build
-output readers and the accounting assertion. Imported by tests/builders/test_*.py."""
+"""Build helpers for the builder tests: one-input recipes, output readers and the example
+builds. Bad inputs and the checks on them live in ``badinput`` (the one bad-input kit)."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import yaml
 from testutil import EXAMPLES, read_jsonl
 
 from meddata import recipe
-
-SECRET = "Zebulon Quackenbush"  # a fake patient name planted in bad inputs; it must never reach a log
-BAD_KINDS = ["truncated_json", "latin1", "binary", "empty", "long_line"]
-
-
-def bad_bytes(kind: str, good: bytes) -> bytes:
-    """A damaged version of ``good`` (a valid small input containing the word ``pain``)."""
-    if kind == "truncated_json":
-        return (b'{"note_id": 1, "transcription": "SUBJECTIVE: ' + SECRET.encode()
-                + b' has pain", "resourceType": "Bundle", "conversations": [{"from": "hu')
-    if kind == "latin1":
-        return good.replace(b"pain", b"pain " + SECRET.encode() + b" caf\xe9")  # \xe9: latin-1 e-acute
-    if kind == "binary":
-        return random.Random(0).randbytes(64 * 1024)
-    if kind == "empty":
-        return b""
-    if kind == "long_line":
-        return (SECRET + " ").encode() * (10 * 1024 * 1024 // (len(SECRET) + 1))
-    raise ValueError(kind)
 
 
 def one(builder: str, path: Path | str, **params) -> dict:
@@ -61,23 +41,6 @@ def build_example(build, name: str) -> tuple[object, list[dict]]:
     assert {r["meta"]["builder"] for r in rows} == {b["builder"] for b in data["inputs"]}
     recipe.load(path)
     return result, rows
-
-
-def assert_counts_add_up(result) -> None:
-    t = result.totals
-    assert t["read"] == t["out"] + t["dropped"] + t["quarantined"] - t["created"]
-
-
-def assert_bad_input_handled(result, folder: Path) -> list[dict]:
-    """The build finished, counted everything, quarantined with file:locator, leaked nothing."""
-    assert_counts_add_up(result)
-    q = quarantine_of(result)
-    assert result.totals["quarantined"] == len(q) >= 1
-    for entry in q:
-        assert Path(entry["file"]).parent == folder and entry["locator"] and entry["error"]
-    for log in [result.out_dir / "quarantine.jsonl", result.stats_path, *result.out_dir.glob("dropped/*.jsonl")]:
-        assert SECRET not in log.read_text(encoding="utf-8")
-    return q
 
 
 def write_pdf(path: Path, pages: list[list[str]], outline: list[tuple[str, int, int]] | None = None) -> Path:
