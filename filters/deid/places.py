@@ -117,9 +117,11 @@ class PlaceFinder:
             self._regions.setdefault(words[0], []).append(words)
         for v in self._regions.values():
             v.sort(key=len, reverse=True)
-        # "from university of maryland", "UNIV OF PENN": a university (hospital) named for a state, any case
-        state_names = "|".join(sorted((re.escape(n) for n in states if n.islower()), key=len, reverse=True))
-        self.university = re.compile(r"\b(?:university|univ\.?)\s+of\s+(?:" + state_names + r"|penn)\b", re.I)
+        # "from university of maryland", "UNIV OF MASS": a university (hospital) named for a state by
+        # its name or a short form the lexicon knows (Mass, Calif, Penn...), any case; postal codes
+        # ("univ of MA") are too ambiguous to count
+        state_names = "|".join(sorted((re.escape(n) for n in states if not n.isupper()), key=len, reverse=True))
+        self.university = re.compile(r"\b(?:university|univ\.?)\s+of\s+(?:" + state_names + r")\b", re.I)
         self.room = re.compile(r"\b(?:room|rm\.?)\s*#?\s*(\d{1,4}[A-Z]?(?:-\d{1,3}[A-Z]?)?)\b(?!\s*(?:mg|ml|%))", re.I)
 
     def find(self, text: str, toks: list[Token]) -> list[Span]:

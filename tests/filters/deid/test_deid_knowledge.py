@@ -64,6 +64,7 @@ def test_cues_still_find_names_that_are_words(rules, text, value):
     ("She says she will turn ninety-one in June.", "ninety-one", "AGE"),
     ("Daughter can be reached at (617555-0142).", "617555-0142", "PHONE"),
     ("admitted from university of vermont yesterday", "university of vermont", "HOSPITAL"),
+    ("TRANSFERRED FROM UNIV OF MASS FOR CABG", "UNIV OF MASS", "HOSPITAL"),    # a state's short form
     ("Mail to PSC 1234, Box 5678, APO AE 09021 please.", "PSC 1234, Box 5678, APO AE 09021", "LOCATION"),
 ])
 def test_safe_harbor_shapes_are_found(rules, text, value, typ):
