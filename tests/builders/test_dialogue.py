@@ -9,7 +9,12 @@ import re
 from pathlib import Path
 
 import pytest
-from badinput import BAD_KINDS, SECRET, assert_bad_input_handled, assert_counts_add_up, bad_bytes
+from badinput import (
+    BAD_KINDS,
+    SECRET,
+    assert_counts_add_up,
+    build_damaged,
+)
 from builder_testkit import build_example, drops_of, one, quarantine_of, rows_of
 from meddata.builders.dialogue import LabelSplitter, SpeakerMap, merge_turns, parse_transcript
 from testutil import DATA
@@ -232,11 +237,7 @@ FOLDER_BUILDERS = ("meddialog",)
 @pytest.mark.parametrize("builder", sorted(GOOD))
 def test_robustness_bad_inputs_quarantine_and_finish(builder, kind, build, tmp_path):
     name, good = GOOD[builder]
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / name).write_bytes(bad_bytes(kind, good))
-    result = build(one(builder, folder if builder in FOLDER_BUILDERS else folder / name), out=tmp_path / "out")
-    assert_bad_input_handled(result, folder)
+    result = build_damaged(build, tmp_path, builder, {name: good}, kind, read_folder=builder in FOLDER_BUILDERS)
     assert result.totals["out"] == 0
 
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from badinput import BAD_KINDS, assert_bad_input_handled, assert_counts_add_up, bad_bytes
+from badinput import BAD_KINDS, assert_counts_add_up, build_damaged
 from builder_testkit import build_example, drops_of, one, quarantine_of, rows_of
 from meddata.builders.sections import canonical_title, find_section, split_sections, unflatten_mtsamples
 from testutil import DATA, read_jsonl
@@ -267,13 +267,10 @@ GOOD = {
 @pytest.mark.parametrize("builder", sorted(GOOD))
 def test_robustness_bad_inputs_quarantine_and_finish(builder, kind, build, tmp_path):
     name, good = GOOD[builder]
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / name).write_bytes(bad_bytes(kind, good))
+    files = {name: good}
     if builder == "synthea_csv":  # a linked table with the same damage
-        (folder / "conditions.csv").write_bytes(bad_bytes(kind, b"START,PATIENT,DESCRIPTION\n2020-01-01,p1,pain\n"))
-    result = build(one(builder, folder if builder in FOLDER_BUILDERS else folder / name), out=tmp_path / "out")
-    assert_bad_input_handled(result, folder)
+        files["conditions.csv"] = b"START,PATIENT,DESCRIPTION\n2020-01-01,p1,pain\n"
+    result = build_damaged(build, tmp_path, builder, files, kind, read_folder=builder in FOLDER_BUILDERS)
     assert result.totals["out"] == 0
 
 

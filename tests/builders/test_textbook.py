@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from badinput import BAD_KINDS, assert_bad_input_handled, assert_counts_add_up, bad_bytes
+from badinput import BAD_KINDS, assert_bad_input_handled, assert_counts_add_up, bad_bytes, build_damaged
 from builder_testkit import build_example, drops_of, one, rows_of, write_pdf
 from meddata.builders.textbook import Chunker, classify_page, plain_heading
 from testutil import DATA, EXAMPLES, read_jsonl
@@ -225,11 +225,7 @@ GOOD = {
 @pytest.mark.parametrize("case", sorted(GOOD))
 def test_robustness_bad_inputs_quarantine_and_finish(case, kind, build, tmp_path):
     builder, name, good = GOOD[case]
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / name).write_bytes(bad_bytes(kind, good))
-    result = build(one(builder, folder / name), out=tmp_path / "out")
-    assert_bad_input_handled(result, folder)
+    result = build_damaged(build, tmp_path, builder, {name: good}, kind)
     if kind != "latin1":
         assert result.totals["out"] == 0
     else:  # the lines that decode still make text, the bad line is in the quarantine

@@ -102,3 +102,20 @@ def assert_bad_input_handled(result, folder: Path) -> list[dict]:
     for log in [result.out_dir / "quarantine.jsonl", result.stats_path, *result.out_dir.glob("dropped/*.jsonl")]:
         assert SECRET not in log.read_text(encoding="utf-8")
     return q
+
+
+def build_damaged(build, tmp_path: Path, builder: str, files: dict[str, bytes], kind: str,
+                  read_folder: bool = False):
+    """Damage each of ``files`` (name -> a good sample) with ``bad_bytes(kind, ...)`` in a fresh
+    folder, build ``builder`` on the first file (or on the folder), and check the build handled
+    it (:func:`assert_bad_input_handled`). Returns the build result."""
+    from builder_testkit import one
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, good in files.items():
+        (folder / name).write_bytes(bad_bytes(kind, good))
+    target = folder if read_folder else folder / next(iter(files))
+    result = build(one(builder, target), out=tmp_path / "out")
+    assert_bad_input_handled(result, folder)
+    return result
