@@ -48,8 +48,11 @@ class StageResult:
 
 
 def stage_speed(plan: Plan, stage: StagePlan) -> StageSpeed:
-    """The stage's resolved ``speed`` settings (see :mod:`meddata.trainers.speed`)."""
-    return speed_settings.resolve(plan.config, stage.spec, plan.hardware, plan.precision)
+    """The stage's resolved ``speed`` settings (see :mod:`meddata.trainers.speed`), resolved once
+    per plan by ``speed.resolve_plan``."""
+    if stage.index not in plan.speeds:
+        speed_settings.resolve_plan(plan)
+    return plan.speeds[stage.index]
 
 
 def common_args(plan: Plan, stage: StagePlan) -> dict[str, Any]:

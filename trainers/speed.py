@@ -218,13 +218,15 @@ def resolve(cfg: TrainConfig, stage: StageSpec, hw: Hardware, precision: str) ->
 
 
 def resolve_plan(plan) -> dict[int, StageSpeed]:
-    """Every stage's settings, raising TrainConfigError (naming the stage) before any model loads."""
+    """Every stage's settings, raising TrainConfigError (naming the stage) before any model loads;
+    kept on ``plan.speeds`` so the stage runners read them instead of resolving again."""
     out: dict[int, StageSpeed] = {}
     for stage in plan.stages:
         try:
             out[stage.index] = resolve(plan.config, stage.spec, plan.hardware, plan.precision)
         except TrainConfigError as exc:
             raise TrainConfigError(f"{stage.where}: {exc}") from None
+    plan.speeds = out
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,8 @@ class Plan:
     precision: str  # resolved: bf16 / fp16 / fp32
     template: chat_templates.ChatTemplate | None
     stages: list[StagePlan]
+    #: Stage index -> its resolved ``speed`` settings, filled once by ``speed.resolve_plan``.
+    speeds: dict[int, Any] = field(default_factory=dict)
 
     @property
     def config(self):
