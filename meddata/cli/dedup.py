@@ -9,7 +9,7 @@ from typing import Any
 
 from meddata.cli import CliError
 from meddata.io import iter_jsonl, iter_lines
-from meddata.steps import Quarantine
+from meddata.outcomes import Quarantine
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from meddata import registry
-from meddata.params import describe_params
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("steps", help="list available builders and steps",
@@ -17,6 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_steps(args: argparse.Namespace) -> int:
+    from meddata import registry  # loads every step (pydantic, the step base): only when listing
+    from meddata.params import describe_params
+
     steps = registry.all_steps()
     width = max((len(n) for n in steps), default=10)
     for name, cls in steps.items():
