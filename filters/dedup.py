@@ -339,7 +339,7 @@ class ExactDedup(GlobalStep):
         for a, b, (d, ln, bl) in map_row_ranges(texts, digest, ctx.num_proc):
             digests[a:b], lengths[a:b], blank[a:b] = d, ln, bl
         empty = np.flatnonzero(blank).tolist()
-        rows = np.setdiff1d(np.arange(n), np.asarray(empty, dtype=np.int64))
+        rows = np.flatnonzero(~blank)
         uniq, inverse, counts = np.unique(digests[rows], return_inverse=True, return_counts=True)
         dup = counts[inverse] > 1
         members, group = rows[dup], inverse[dup]
@@ -373,7 +373,7 @@ class MinHashDedupParams(DedupParams):
 class MinHashDedup(GlobalStep):
     name = "minhash_dedup"
     description = ("Drop near-duplicates: MinHash + LSH on word or character n-grams, clusters by "
-                   "union-find over all candidate pairs, optional exact Jaccard check.")
+                   "connected components over all candidate pairs, optional exact Jaccard check.")
     Params = MinHashDedupParams
 
     def apply(self, dataset: Dataset, ctx: StepContext) -> GlobalResult:

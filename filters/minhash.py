@@ -1,4 +1,4 @@
-"""The near-duplicate core: shingling, MinHash signatures, LSH banding, verification, union-find.
+"""The near-duplicate core: shingling, MinHash signatures, LSH banding, verification, connected components.
 
 Pure numpy, no step and no dataset: ``meddata.filters.dedup`` and ``meddata dedup`` build on it.
 

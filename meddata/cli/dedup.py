@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "dedup", help="remove near-duplicates from an {id, text} JSONL file",
         description="Near-duplicate removal with MinHash + LSH (datasketch's scheme, vectorised): rows whose "
-                    "shingle sets reach the Jaccard threshold form clusters (union-find over all candidate "
+                    "shingle sets reach the Jaccard threshold form clusters (connected components over all candidate "
                     "pairs); one row per cluster is kept. Writes the kept rows unchanged, in input order, "
                     "and one JSON object per cluster of two or more rows: {\"members\": [ids], \"kept\": id}.",
     )
