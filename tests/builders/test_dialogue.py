@@ -243,8 +243,17 @@ def test_robustness_bad_inputs_quarantine_and_finish(builder, kind, build, tmp_p
 
 # -- speaker labels in the middle of a line (issue 12, item 4) -----------------------------------------
 
-#: The full public MTS-Dialog files; the tests that read them skip where they are absent.
+#: The full public MTS-Dialog files; the tests that read them skip where they are absent, and
+#: always run on the bundled sample of the same corpus.
 MTS_SHARED = Path("/work/shared/data/mts-dialog")
+MTS_SAMPLE = "bundled sample"
+
+
+def _mts_file(name: str) -> Path:
+    src = DLG / "mts_dialog_sample.csv" if name == MTS_SAMPLE else MTS_SHARED / name
+    if not src.exists():
+        pytest.skip(f"{src} is not available")
+    return src
 _LINE_LABEL = re.compile(r"^([A-Za-z][\w]*)\s*:\s*(\S.*)?$")
 _SEPARATORS = (". ", " - ", ", ", " ")
 
@@ -268,18 +277,16 @@ def _normalised(messages: list[dict]) -> list[tuple[str, str]]:
     return [(m["role"], re.sub(r"[\s.,\-]+", " ", m["content"]).strip()) for m in messages]
 
 
-@pytest.mark.parametrize("name", ["MTS-Dialog-TrainingSet.csv", "MTS-Dialog-ValidationSet.csv",
+@pytest.mark.parametrize("name", [MTS_SAMPLE, "MTS-Dialog-TrainingSet.csv", "MTS-Dialog-ValidationSet.csv",
                                   "MTS-Dialog-TestSet-1-MEDIQA-Chat-2023.csv"])
 def test_turns_joined_on_one_line_parse_like_the_original(build, tmp_path, name):
     # Real MTS-Dialog dialogues (Guest_family_1, Doctor_2, misspelt Gest_family/Docotr_2 at line
     # starts) with turns moved onto the previous line: every turn must still be its own turn.
-    src = MTS_SHARED / name
-    if not src.exists():
-        pytest.skip(f"{src} is not available")
+    src = _mts_file(name)
     with src.open(newline="", encoding="utf-8") as fh:
         records = list(csv.DictReader(fh))
     col = next(k for k in records[0] if k.strip() == "dialogue")
-    joined = tmp_path / name
+    joined = tmp_path / src.name
     with joined.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(records[0]))
         w.writeheader()
@@ -321,11 +328,10 @@ def _expected_chat_shape(msgs: list[dict]) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("name", ["MTS-Dialog-ValidationSet.csv", "MTS-Dialog-TestSet-2-MEDIQA-Sum-2023.csv"])
+@pytest.mark.parametrize("name", [MTS_SAMPLE, "MTS-Dialog-ValidationSet.csv",
+                                  "MTS-Dialog-TestSet-2-MEDIQA-Sum-2023.csv"])
 def test_chat_shape_on_real_mts_dialog(build, tmp_path, name):
-    src = MTS_SHARED / name
-    if not src.exists():
-        pytest.skip(f"{src} is not available")
+    src = _mts_file(name)
     as_is = build(one("dialogue_transcripts", src, source="mts", dialogue_shape="as_is"), out=tmp_path / "a")
     chat = build(one("dialogue_transcripts", src, source="mts"), out=tmp_path / "b")
     assert_counts_add_up(chat)
