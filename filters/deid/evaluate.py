@@ -170,7 +170,9 @@ def evaluate(gold_rows: Iterable[Mapping], predictions: Mapping[str, Sequence[Ma
 
 def json_lines(path: str | Path, error: Callable[[str], Exception] = ValueError) -> Iterator[tuple[int, Any]]:
     """``(line number, value)`` for the non-blank lines of a JSONL file. A line that is not JSON
-    raises ``error`` naming the file and the line, never its content (it may hold PHI)."""
+    raises ``error`` naming the file and the line, never its content (it may hold PHI); so does a
+    file with no rows at all, which would otherwise score or detect nothing and look like success."""
+    seen = False
     with Path(path).open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, start=1):
             if not line.strip():
@@ -179,7 +181,10 @@ def json_lines(path: str | Path, error: Callable[[str], Exception] = ValueError)
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise error(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+            seen = True
             yield n, value
+    if not seen:
+        raise error(f"{path}: no rows (the file is empty); expected one JSON object per line")
 
 
 def load_gold(path: str | Path, *, ages: str = "all") -> list[dict]:

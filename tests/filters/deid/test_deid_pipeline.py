@@ -153,3 +153,14 @@ def test_cli_detect_eval_redact(tmp_path):
     r = _cli("deid", "detect", str(bad), "--out", str(tmp_path / "x.jsonl"), "--model", "off")
     assert r.returncode == 2 and "bad.jsonl:2" in r.stderr and "'text'" in r.stderr
     assert "Secretname" not in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("verb", ["detect", "eval"])
+def test_cli_an_empty_input_is_an_error_not_a_perfect_score(tmp_path, verb):
+    """An empty (or misnamed, truncated-to-nothing) file scored recall 1.000 / wrote 0 rows, exit 0."""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    args = ([str(empty), "--out", str(tmp_path / "x.jsonl")] if verb == "detect" else ["--gold", str(empty)])
+    r = _cli("deid", verb, *args, "--model", "off")
+    assert r.returncode == 2 and "empty.jsonl: no rows" in r.stderr and "Traceback" not in r.stderr
+    assert "1.000" not in r.stdout
