@@ -38,7 +38,7 @@ def map_with_source(source: Sequence[str], fn: Callable[[Sequence[str], Any], T]
     global _SOURCE
     _SOURCE = source
     try:
-        if num_proc <= 1 or not jobs:  # one job still goes to a worker: the driver stays small
+        if num_proc <= 1 or not jobs:  # one process asked for: run here (with more, even one job is forked)
             for job in jobs:
                 yield fn(source, job)
             return
