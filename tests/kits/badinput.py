@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 
 import pytest
-from builder_testkit import quarantine_of
+from builder_testkit import one, quarantine_of
 
 TEN_MB = 10 * 1024 * 1024
 CASES = ("truncated", "latin1", "binary_junk", "empty", "huge_line")
@@ -109,8 +109,6 @@ def build_damaged(build, tmp_path: Path, builder: str, files: dict[str, bytes], 
     """Damage each of ``files`` (name -> a good sample) with ``bad_bytes(kind, ...)`` in a fresh
     folder, build ``builder`` on the first file (or on the folder), and check the build handled
     it (:func:`assert_bad_input_handled`). Returns the build result."""
-    from builder_testkit import one
-
     folder = tmp_path / "in"
     folder.mkdir()
     for name, good in files.items():
