@@ -86,6 +86,9 @@ class StepStats:
     report: dict[str, Any] = field(default_factory=dict)
     #: Quarantined rows a service failed to answer, by service: retried on the next run.
     retry: dict[str, int] = field(default_factory=dict)
+    #: The driver process's peak RSS so far, in MB, when the step ended: the step where it
+    #: rises is the one that grew the driver (worker processes are not counted).
+    driver_peak_mb: float = 0.0
 
     @property
     def n_dropped(self) -> int:
@@ -215,7 +218,8 @@ class Runner:
     # -- checkpoints ----------------------------------------------------------------------
     def _ctx(self, step_dir: Path) -> StepContext:
         return StepContext(step_dir=step_dir, recipe_dir=self.recipe.base_dir, num_proc=self.num_proc,
-                           seed=self.recipe.seed, llm_configs=self.recipe.llms)
+                           seed=self.recipe.seed, llm_configs=self.recipe.llms,
+                           executor="ray" if self.engine_name == "ray" else "local")
 
     def _find(self, tag: str) -> Path | None:
         for root in (self.work, self.raw_work):
@@ -402,7 +406,7 @@ class Runner:
             index=i, name=step.name, kind=step.kind, rows_in=rows_in, rows_out=report.kept,
             dropped=dict(report.dropped), quarantined=report.quarantined, seconds=seconds,
             counters=dict(report.counters), params=step.params.model_dump(), phi_status=dict(report.phi_status),
-            retry=dict(report.retry),
+            retry=dict(report.retry), driver_peak_mb=_driver_peak_mb(),
         )
 
     def _run_step(self, engine: Engine, i: int, step: Step, tag: str, ds: Dataset) -> None:
@@ -514,6 +518,7 @@ class Runner:
             "steps": [asdict(s) for s in self.stats],
             "phi_status": dict(self.stats[-1].phi_status) if self.stats else {},
             "conservation_errors": mismatches,
+            "driver_peak_mb": _driver_peak_mb(),
         }, indent=2, default=str))
         if mismatches:
             more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
@@ -620,6 +625,13 @@ def _append(src: Path, dst) -> int:
             dst.write(chunk)
             lines += chunk.count(b"\n")
     return lines
+
+
+def _driver_peak_mb() -> float:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def run(recipe: Recipe, out_dir: str | Path | None = None, **kwargs: Any) -> BuildResult:

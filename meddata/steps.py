@@ -69,6 +69,9 @@ class StepContext:
     #: LLM name -> the cluster-wide rpm/tpm budget every worker's client draws from (set by the
     #: Ray engine; empty on one machine, where each client keeps its own limits).
     rate_budgets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Where a global step's parallel work runs: "local" (forked processes on this machine) or
+    #: "ray" (tasks on the Ray cluster the engine joined; inputs on a path the cluster shares).
+    executor: str = "local"
 
     def resolve(self, path: str | Path) -> Path:
         """Resolve a path from a recipe relative to the recipe's folder."""
