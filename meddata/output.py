@@ -21,8 +21,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict, Features
 
+from meddata.engine.checkpoint import Checkpoint
+from meddata.engine.sink import read_shards
 from meddata.formats import EXPORTERS, write_jsonl
-from meddata.recipe import Recipe
+from meddata.recipe import OutputConfig
 from meddata.records import SPLIT_COLUMN, SPLIT_ORDER
 
 BATCH = 10_000
@@ -96,7 +98,7 @@ def iter_rows(ds: Dataset) -> Iterator[dict]:
         yield from batch.to_pylist()
 
 
-def write_outputs(ds: Dataset, recipe: Recipe, out_dir: Path, batches: Iterable[pa.RecordBatch] | None = None) -> Path:
+def write_outputs(ds: Dataset, output: OutputConfig, out_dir: Path, batches: Iterable[pa.RecordBatch] | None = None) -> Path:
     """Write every requested format; return the ``load_from_disk`` folder. ``batches``: see
     :func:`write_dataset_dict`."""
     dataset_dir = out_dir / "dataset"
@@ -106,7 +108,7 @@ def write_outputs(ds: Dataset, recipe: Recipe, out_dir: Path, batches: Iterable[
     shutil.rmtree(dataset_dir, ignore_errors=True)
     tmp.rename(dataset_dir)
     splits = DatasetDict({name: Dataset.from_file(str(dataset_dir / name / DATA_FILE)) for name in names})
-    formats = set(recipe.output.formats)
+    formats = set(output.formats)
     for fmt, folder in (("jsonl", "jsonl"), ("parquet", "parquet")):
         target = out_dir / folder
         shutil.rmtree(target, ignore_errors=True)
@@ -122,10 +124,19 @@ def write_outputs(ds: Dataset, recipe: Recipe, out_dir: Path, batches: Iterable[
                         writer.write_batch(batch)
     exports = out_dir / "exports"
     shutil.rmtree(exports, ignore_errors=True)
-    for name in recipe.output.exports:
+    for name in output.exports:
         if name not in EXPORTERS:
             raise ValueError(f"unknown export {name!r}; available: {', '.join(sorted(EXPORTERS))}")
         exports.mkdir(exist_ok=True)
         for split, part in splits.items():
             EXPORTERS[name](part, exports / f"{name}-{split}.jsonl")
     return dataset_dir
+
+
+def write_outputs_from(source: Checkpoint, output: OutputConfig, out_dir: Path) -> tuple[Path, int]:
+    """:func:`write_outputs` for a run's last checkpoint, opened here (a task of the engine, not
+    the driver); returns the ``load_from_disk`` folder and how many rows it holds."""
+    ds = source.open()
+    dataset_dir = write_outputs(ds, output, out_dir, read_shards(list(source.dirs)))
+    names = json.loads((dataset_dir / "dataset_dict.json").read_text())["splits"]
+    return dataset_dir, sum(len(Dataset.from_file(str(dataset_dir / name / DATA_FILE))) for name in names)

@@ -23,30 +23,25 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-from datasets import Dataset, Features, concatenate_datasets
+from datasets import Features
 
 from meddata._version import __version__
 from meddata.engine import Engine, get_engine
-from meddata.engine.sink import SinkReport, StepSink, read_shards, service_url
+from meddata.engine.checkpoint import Checkpoint, repeated_ids
+from meddata.engine.sink import SinkReport, service_url
 from meddata.errors import UserError
 from meddata.recipe import Recipe
-from meddata.records import BASE_FEATURES, REASON_COLUMN
-from meddata.steps import Builder, GlobalResult, GlobalStep, Mapper, Step, StepContext, annotate_row
+from meddata.records import BASE_FEATURES
+from meddata.steps import Builder, GlobalStep, Mapper, Step, StepContext
 
 logger = logging.getLogger("meddata")
 
 RAW_PREFIX = ".raw-"
-#: Rows per Arrow slice when the runner streams a global step's decisions.
-GLOBAL_BATCH = 10_000
 
 
 class BuildFailed(UserError, RuntimeError):
@@ -131,26 +126,6 @@ def _digest(*parts: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def load_checkpoint_data(step_dir: Path) -> Dataset:
-    """A step's kept rows: its shards, memory-mapped, in order."""
-    shards = sorted((step_dir / "data").glob("shard-*.arrow"))
-    if not shards:
-        raise FileNotFoundError(f"{step_dir}: no data shards")
-    parts = [Dataset.from_file(str(p)) for p in shards]
-    return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
-
-
-def id_hashes(ds: Dataset) -> np.ndarray:
-    """64-bit hashes of the ``id`` column: a compact column for uniqueness checks."""
-    out = np.empty(len(ds), dtype=np.uint64)
-    pos = 0
-    for chunk in ds.data.table.column("id").chunks:
-        for value in chunk.to_pylist():
-            out[pos] = int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8).digest(), "little")
-            pos += 1
-    return out
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -213,7 +188,6 @@ class Runner:
         #: The checkpoint folder of each step of this run (saved or reused), by step index.
         self.checkpoints: dict[int, Path] = {}
         #: The checkpoint folders whose shards, in order, hold the dataset the next step reads.
-        self._current: list[Path] = []
 
     # -- checkpoints ----------------------------------------------------------------------
     def _ctx(self, step_dir: Path) -> StepContext:
@@ -282,8 +256,7 @@ class Runner:
         engine = None
         try:
             engine = get_engine(self.engine_name, num_proc=self.num_proc, **self.engine_options)
-            ds = self._run_all(engine)
-            return self._finish(ds)
+            return self._finish(engine, self._run_all(engine))
         finally:
             if engine is not None:
                 engine.close()
@@ -331,60 +304,49 @@ class Runner:
                 best = k
         return best
 
-    def _run_all(self, engine: Engine) -> Dataset:
+    def _run_all(self, engine: Engine) -> Checkpoint:
         plan = self._plan()
         n_inputs = len(self.recipe.inputs)
         resume = self._resume_point(plan)
         if resume >= 0:
             for index, _, tag in plan[: resume + 1]:
                 self._reuse(self._find(tag), index)
-            ds = load_checkpoint_data(self.checkpoints[resume])
-            self._current = [self.checkpoints[resume]]
+            source = self._checkpoint(resume)
         else:
-            parts = []
+            parts: list[Checkpoint] = []
             for index, builder, tag in plan[:n_inputs]:
                 found = self._find(tag)
                 if self._has_data(found):
                     self._reuse(found, index)
                 else:
                     self._read_one(engine, index, builder, tag)
-                parts.append(load_checkpoint_data(self.checkpoints[index]))
-                self._check_ids(index, parts)
-            ds = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
-            self._current = [self.checkpoints[index] for index in range(n_inputs)]
+                parts.append(self._checkpoint(index))
+                self._check_ids(engine, index, parts)
+            source = Checkpoint(tuple(d for part in parts for d in part.dirs), sum(len(part) for part in parts))
         for index, step, tag in plan[max(resume + 1, n_inputs):]:
             found = self._find(tag)
             if self._has_data(found):
                 self._reuse(found, index)
             else:
-                self._run_step(engine, index, step, tag, ds)
-            ds = load_checkpoint_data(self.checkpoints[index])
-            self._current = [self.checkpoints[index]]
+                self._run_step(engine, index, step, tag, source)
+            source = self._checkpoint(index)
             for prev in (range(n_inputs) if index == n_inputs else [index - 1]):
                 self._prune(prev)
-        return ds
+        return source
 
-    def _check_ids(self, index: int, parts: list[Dataset]) -> None:
+    def _checkpoint(self, index: int) -> Checkpoint:
+        rows = next(s.rows_out for s in self.stats if s.index == index)
+        return Checkpoint((self.checkpoints[index],), rows)
+
+    def _check_ids(self, engine: Engine, index: int, parts: list[Checkpoint]) -> None:
         """Ids must be unique, within an input and across inputs: fail naming the builder."""
-        hashes = [id_hashes(p) for p in parts]
-        mine, earlier = hashes[-1], np.concatenate(hashes[:-1]) if len(hashes) > 1 else np.empty(0, np.uint64)
-        uniq, counts = np.unique(mine, return_counts=True)
-        repeated = uniq[counts > 1]
-        across = np.intersect1d(uniq, earlier) if len(earlier) else np.empty(0, np.uint64)
-        if not len(repeated) and not len(across):
-            return
-        bad = repeated if len(repeated) else across
-        pos = int(np.flatnonzero(np.isin(mine, bad[:1]))[0])
-        example = parts[-1].data.table.column("id")[pos].as_py()
-        name = self.recipe.inputs[index].name
-        if len(repeated):
-            what = f"{len(repeated):,} ids occur more than once, e.g. {example!r}"
-        else:
-            what = f"{len(across):,} ids were already produced by an earlier input, e.g. {example!r}"
-        raise DuplicateIdError(
-            f"inputs[{index}] {name!r}: {what}; every row needs a unique id (fix the builder's id "
-            "rule, or give the inputs different sources)"
-        )
+        what = engine.run_task(repeated_ids, parts[-1], parts[:-1])
+        if what is not None:
+            name = self.recipe.inputs[index].name
+            raise DuplicateIdError(
+                f"inputs[{index}] {name!r}: {what}; every row needs a unique id (fix the builder's id "
+                "rule, or give the inputs different sources)"
+            )
 
     def _step_dir(self, tag: str) -> Path:
         d = self.raw_work / tag
@@ -409,23 +371,22 @@ class Runner:
             retry=dict(report.retry), driver_peak_mb=_driver_peak_mb(),
         )
 
-    def _run_step(self, engine: Engine, i: int, step: Step, tag: str, ds: Dataset) -> None:
+    def _run_step(self, engine: Engine, i: int, step: Step, tag: str, source: Checkpoint) -> None:
         d = self._step_dir(tag)
         ctx = self._ctx(d / "scratch")
         (d / "scratch").mkdir()
         t0 = time.perf_counter()
+        step_report: dict[str, Any] = {}
         if isinstance(step, GlobalStep):
-            result = engine.apply_global(step, ds, ctx)
-            report = self._write_global(step, result, ds, d)
-            report.counters.update(step.take_stats())
-            consumed = len(ds) - sum(report.dropped.values()) - report.quarantined
+            outcome = engine.run_global(step, source, ctx, self.features, d)
+            report, step_report = outcome.sink, outcome.report
+            consumed = len(source) - sum(report.dropped.values()) - report.quarantined
         elif isinstance(step, Mapper):
-            report = engine.map_rows(step, ds, ctx, self.features, d)
+            report = engine.map_rows(step, source, ctx, self.features, d)
             consumed = report.consumed
-            result = None
         else:
             raise TypeError(f"step {step.name!r} is a {step.kind}; only mappers, filters and global steps run here")
-        st = self._stats_from(i, step, report, rows_in=len(ds), seconds=0.0)
+        st = self._stats_from(i, step, report, rows_in=len(source), seconds=0.0)
         st.created = st.rows_out - consumed
         if st.created < 0:
             raise ConservationError(
@@ -437,75 +398,18 @@ class Runner:
             raise ConservationError(
                 f"step {step.name!r} turned {consumed} rows into {st.rows_out} but does not declare creates_rows = True"
             )
-        st.report = result.report if result is not None else {}
+        st.report = step_report
         st.seconds = time.perf_counter() - t0
         self._settle(tag, st, d)
         self.stats.append(st)
 
-    def _write_global(self, step: GlobalStep, result: GlobalResult, ds: Dataset, d: Path) -> SinkReport:
-        sink = StepSink(d, 0, step.name, self.features.arrow_schema)
-        try:
-            if result.decided:
-                flat = result.source is ds and ds._indices is None
-                self._write_decisions(result, sink, read_shards(self._current) if flat else None)
-            else:
-                extra = set(result.kept.column_names) - set(ds.column_names)
-                if extra:
-                    raise RuntimeError(f"global step {step.name!r} added undeclared columns {sorted(extra)}")
-                for table in result.kept.with_format("arrow").iter(batch_size=GLOBAL_BATCH):
-                    sink.keep_table(_complete(table, sink.schema))
-                if result.dropped is not None and len(result.dropped):
-                    for table in result.dropped.with_format("arrow").iter(batch_size=GLOBAL_BATCH):
-                        for row in table.to_pylist():
-                            sink.drop(row, row.pop(REASON_COLUMN))
-        finally:
-            report = sink.close()
-        return report
-
-    @staticmethod
-    def _write_decisions(result: GlobalResult, sink: StepSink, batches: Iterator[pa.RecordBatch] | None = None) -> None:
-        """Stream the source once: kept rows (plus new columns) to the shard, dropped rows to the log.
-        ``batches``: the source's rows read from its checkpoint files (see ``read_shards``)."""
-        src = result.source
-        n = len(src)
-        for name in result.new_columns:
-            if name not in sink.schema.names:
-                raise RuntimeError(f"a global step added undeclared column {name!r}")
-        if batches is None:
-            table = src.data.table if src._indices is None else None
-            batches = (table.slice(off, GLOBAL_BATCH) if table is not None
-                       else src.with_format("arrow")[off:off + GLOBAL_BATCH] for off in range(0, n, GLOBAL_BATCH))
-        off = 0
-        for record_batch in batches:
-            batch = pa.Table.from_batches([record_batch]) if isinstance(record_batch, pa.RecordBatch) else record_batch
-            start, stop = off, off + batch.num_rows
-            off = stop
-            if not batch.num_rows:
-                continue
-            reasons = result.reasons[start:stop]
-            keep = [r is None for r in reasons]
-            kept = batch.filter(pa.array(keep)) if not all(keep) else batch
-            for name, values in result.new_columns.items():
-                col = pa.array([v for v, k in zip(values[start:stop], keep) if k], sink.schema.field(name).type)
-                at = kept.column_names.index(name) if name in kept.column_names else -1
-                kept = kept.set_column(at, name, col) if at >= 0 else kept.append_column(name, col)
-            sink.keep_table(_complete(kept, sink.schema))
-            if all(keep):
-                continue
-            dropped = batch.filter(pc.invert(pa.array(keep)))
-            drop_idx = [start + j for j, k in enumerate(keep) if not k]
-            for idx, row in zip(drop_idx, dropped.to_pylist()):
-                sink.drop(annotate_row(row, result.drop_notes.get(idx)), result.reasons[idx])
-        if off != n:
-            raise ConservationError(f"the decisions cover {n:,} rows but the step's input has {off:,}")
-
     # -- output ------------------------------------------------------------------------------
-    def _finish(self, ds: Dataset) -> BuildResult:
-        from meddata.output import write_outputs
+    def _finish(self, engine: Engine, source: Checkpoint) -> BuildResult:
+        from meddata.output import write_outputs_from
 
-        dataset_dir = write_outputs(ds, self.recipe, self.out_dir, read_shards(self._current))
+        dataset_dir, written = engine.run_task(write_outputs_from, source, self.recipe.output, self.out_dir)
         logs = self._collect_logs()
-        totals, mismatches = self._check_conservation(ds, logs)
+        totals, mismatches = self._check_conservation(written, logs)
         stats_path = self.out_dir / "stats.json"
         stats_path.write_text(json.dumps({
             "recipe": self.recipe.name,
@@ -576,13 +480,13 @@ class Runner:
                 quarantined_lines += sum(_append(p, qfh) for p in sorted(logs.glob("quarantine-*.jsonl")))
         return {"dropped_lines": dropped_lines, "quarantine_lines": quarantined_lines}
 
-    def _check_conservation(self, final: Dataset, logs: dict[str, int]) -> tuple[dict[str, int], list[str]]:
+    def _check_conservation(self, written: int, logs: dict[str, int]) -> tuple[dict[str, int], list[str]]:
         """Totals, and every count that does not add up (one line each; empty when all do)."""
         n_inputs = len(self.recipe.inputs)
         readers, steps = self.stats[:n_inputs], self.stats[n_inputs:]
         totals = {
             "read": sum(s.rows_in for s in readers),
-            "out": len(final),
+            "out": written,
             "dropped": sum(s.n_dropped for s in self.stats),
             "quarantined": sum(s.quarantined for s in self.stats),
             "created": sum(s.created for s in self.stats),
@@ -607,14 +511,6 @@ class Runner:
         if totals["read"] != totals["out"] + totals["dropped"] + totals["quarantined"] - totals["created"]:
             problems.append("rows read != rows out + dropped + quarantined - created")
         return totals, problems
-
-
-def _complete(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Add the schema's columns a table lacks, as nulls."""
-    for f in schema:
-        if f.name not in table.column_names:
-            table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
-    return table
 
 
 def _append(src: Path, dst) -> int:

@@ -3,23 +3,30 @@
 Builders stream into one sink. Row-level steps split the input (memory-mapped Arrow) into
 contiguous row ranges; each range runs in a worker process (each runs the step's ``setup``
 once) and writes its own shard, drop log and quarantine file, so no row passes through the
-driver and the rows a step keeps are written exactly once.
+driver and the rows a step keeps are written exactly once. Builders, global steps and the
+outputs run in a forked child (:meth:`LocalEngine.run_task`). With ``num_proc=1`` everything
+runs in this one process (the way to debug a step).
 """
 
 from __future__ import annotations
 
 import math
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any, TypeVar
 
-from datasets import Dataset, Features
+from datasets import Features
 from tqdm.auto import tqdm
 
 from meddata.engine.base import Engine, register_engine
 from meddata.engine.batch import map_range, run_builder
+from meddata.engine.checkpoint import Checkpoint
 from meddata.engine.sink import SinkReport, StepSink
 from meddata.steps import Builder, Mapper, StepContext
+
+T = TypeVar("T")
 
 #: Most rows one worker task handles (several tasks per worker keep the progress bar moving).
 SHARD_ROWS = 50_000
@@ -36,11 +43,11 @@ def plan_shards(n_rows: int, workers: int, min_rows: int) -> list[tuple[int, int
     return [(s, min(s + size, n_rows)) for s in range(0, n_rows, size)]
 
 
-def _map_shard(step: Mapper, ctx: StepContext, dataset: Dataset, features: Features, step_dir: Path,
+def _map_shard(step: Mapper, ctx: StepContext, source: Checkpoint, features: Features, step_dir: Path,
                shard: int, start: int, stop: int, progress: bool = False) -> SinkReport:
     sink = StepSink(step_dir, shard, step.name, features.arrow_schema, ctx.llm_configs)
     try:
-        map_range(step, ctx, dataset.data.table, start, stop, sink, progress=progress)
+        map_range(step, ctx, source.open().data.table, start, stop, sink, progress=progress)
     finally:
         report = sink.close()
         if step.is_worker_copy:  # this task's own copy of the step (a worker process): release it
@@ -54,33 +61,59 @@ class LocalEngine(Engine):
 
     def read(self, builder: Builder, ctx: StepContext, features: Features, step_dir: Path, *,
              limit: int | None) -> SinkReport:
-        sink = StepSink(step_dir, 0, builder.name, features.arrow_schema, ctx.llm_configs)
-        try:
-            run_builder(builder, ctx, sink, limit=limit)
-        finally:
-            report = sink.close()
-        return report
+        return self.run_task(read_into_sink, builder, ctx, features, step_dir, limit)
 
-    def map_rows(self, step: Mapper, dataset: Dataset, ctx: StepContext, features: Features,
+    def run_task(self, fn: Callable[..., T], *args: Any) -> T:
+        """In a forked child (its memory returns to the system when it ends); with
+        ``num_proc=1``, here."""
+        if self.num_proc <= 1:
+            return fn(*args)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+            future = pool.submit(fn, *args)
+            try:
+                return future.result()
+            except BaseException:
+                _stop_now(pool)
+                raise
+
+    def map_rows(self, step: Mapper, source: Checkpoint, ctx: StepContext, features: Features,
                  step_dir: Path) -> SinkReport:
-        shards = plan_shards(len(dataset), self.num_proc, step.batch_size)
+        shards = plan_shards(len(source), self.num_proc, step.batch_size)
         total = SinkReport()
-        if self.num_proc <= 1 or len(shards) == 1:
+        if self.num_proc <= 1 or len(shards) == 1:  # one process asked for, or too few rows to share out
             for k, (start, stop) in enumerate(shards):
-                total.merge(_map_shard(step, ctx, dataset, features, step_dir, k, start, stop, progress=True))
+                total.merge(_map_shard(step, ctx, source, features, step_dir, k, start, stop, progress=True))
             return total
         workers = min(self.num_proc, len(shards))
-        with tqdm(total=len(dataset), desc=step.name, unit=" rows", leave=False) as bar, \
+        with tqdm(total=len(source), desc=step.name, unit=" rows", leave=False) as bar, \
                 ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = {pool.submit(_map_shard, step, ctx, dataset, features, step_dir, k, start, stop): stop - start
+            futures = {pool.submit(_map_shard, step, ctx, source, features, step_dir, k, start, stop): stop - start
                        for k, (start, stop) in enumerate(shards)}
             try:
                 for fut in as_completed(futures):
                     total.merge(fut.result())
                     bar.update(futures[fut])
             except BaseException:
-                for proc in list(getattr(pool, "_processes", {}).values()):  # stop shards in flight now
-                    proc.terminate()
-                pool.shutdown(wait=False, cancel_futures=True)
+                _stop_now(pool)
                 raise
         return total
+
+
+def read_into_sink(builder: Builder, ctx: StepContext, features: Features, step_dir: Path,
+                   limit: int | None) -> SinkReport:
+    """Stream a builder's rows into ``step_dir``'s sink (one shard)."""
+    sink = StepSink(step_dir, 0, builder.name, features.arrow_schema, ctx.llm_configs)
+    try:
+        run_builder(builder, ctx, sink, limit=limit)
+    finally:
+        report = sink.close()
+        if builder.is_worker_copy:  # this task's own copy of the builder: release it
+            builder.teardown()
+    return report
+
+
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's work in flight (an error elsewhere, Ctrl-C, SIGTERM), not after it ends."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)

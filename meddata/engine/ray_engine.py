@@ -3,7 +3,9 @@
 Each task opens the step's input (memory-mapped Arrow shards on a path the cluster shares:
 one machine's folder, or a shared mount) and writes its own shard, drop log and quarantine
 file through the same :class:`~meddata.engine.sink.StepSink` as the local engine, so rows
-never pass through the driver. Starts a local cluster unless ``address`` is given
+never pass through the driver. Builders, global steps and the outputs run as Ray tasks too
+(:meth:`RayEngine.run_task`); a global step fans its own work out over the cluster
+(``StepContext.executor == "ray"``). Starts a local cluster unless ``address`` is given
 (``--address auto`` or ``engine: {name: ray, options: {address: auto}}``).
 
 LLM steps: every LLM with an ``rpm``/``tpm`` limit gets one token bucket for the whole
@@ -18,16 +20,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from datasets import Dataset, Features
+from datasets import Features
 from tqdm.auto import tqdm
 
 from meddata.engine.base import register_engine
+from meddata.engine.checkpoint import Checkpoint
+from meddata.engine.globalstep import GlobalOutcome
 from meddata.engine.local import LocalEngine, _map_shard, plan_shards
 from meddata.engine.sink import SinkReport
-from meddata.steps import Mapper, StepContext
+from meddata.steps import Builder, GlobalStep, Mapper, StepContext
+
+T = TypeVar("T")
 
 logger = logging.getLogger("meddata")
 
@@ -78,14 +85,36 @@ class RayEngine(LocalEngine):
     def _workers(self) -> int:
         return max(self.num_proc, int(self._ray.cluster_resources().get("CPU", 1)))
 
-    def map_rows(self, step: Mapper, dataset: Dataset, ctx: StepContext, features: Features,
+    def run_task(self, fn: Callable[..., T], *args: Any) -> T:
+        """One Ray task; its exception (a meddata error keeps its type) is raised here."""
+        ref = self._ray.remote(fn).options(max_retries=0).remote(*args)
+        try:
+            return self._ray.get(ref)
+        except self._ray.exceptions.RayTaskError as err:
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise
+        except BaseException:
+            self._ray.cancel(ref, force=True)
+            raise
+
+    def read(self, builder: Builder, ctx: StepContext, features: Features, step_dir: Path, *,
+             limit: int | None) -> SinkReport:
+        return super().read(builder, self._cluster_ctx(ctx), features, step_dir, limit=limit)
+
+    def run_global(self, step: GlobalStep, source: Checkpoint, ctx: StepContext, features: Features,
+                   step_dir: Path) -> GlobalOutcome:
+        return super().run_global(step, source, self._cluster_ctx(ctx), features, step_dir)
+
+    def map_rows(self, step: Mapper, source: Checkpoint, ctx: StepContext, features: Features,
                  step_dir: Path) -> SinkReport:
-        shards = plan_shards(len(dataset), self._workers(), step.batch_size)
+        shards = plan_shards(len(source), self._workers(), step.batch_size)
         ctx = self._cluster_ctx(ctx)
         total = SinkReport()
-        pending = {self._remote.remote(step, ctx, dataset, features, step_dir, k, start, stop): stop - start
+        pending = {self._remote.remote(step, ctx, source, features, step_dir, k, start, stop): stop - start
                    for k, (start, stop) in enumerate(shards)}
-        bar = tqdm(total=len(dataset), desc=step.name, unit=" rows", leave=False)
+        bar = tqdm(total=len(source), desc=step.name, unit=" rows", leave=False)
         try:
             while pending:
                 done, _ = self._ray.wait(list(pending), num_returns=1)
