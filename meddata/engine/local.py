@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from meddata.engine.base import Engine, register_engine
 from meddata.engine.batch import map_range, run_builder
 from meddata.engine.checkpoint import Checkpoint
+from meddata.engine.child import in_child
 from meddata.engine.sink import SinkReport, StepSink
 from meddata.steps import Builder, Mapper, StepContext
 
@@ -66,24 +67,19 @@ class LocalEngine(Engine):
     def run_task(self, fn: Callable[..., T], *args: Any) -> T:
         """In a forked child (its memory returns to the system when it ends); with
         ``num_proc=1``, here."""
-        if self.num_proc <= 1:
-            return fn(*args)
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-            future = pool.submit(fn, *args)
-            try:
-                return future.result()
-            except BaseException:
-                _stop_now(pool)
-                raise
+        return fn(*args) if self.num_proc <= 1 else in_child(fn, *args)
 
     def map_rows(self, step: Mapper, source: Checkpoint, ctx: StepContext, features: Features,
                  step_dir: Path) -> SinkReport:
         shards = plan_shards(len(source), self.num_proc, step.batch_size)
         total = SinkReport()
-        if self.num_proc <= 1 or len(shards) == 1:  # one process asked for, or too few rows to share out
+        if self.num_proc <= 1:  # one process asked for: here
             for k, (start, stop) in enumerate(shards):
                 total.merge(_map_shard(step, ctx, source, features, step_dir, k, start, stop, progress=True))
             return total
+        if len(shards) == 1:  # too few rows to share out: one child, which nothing has to be pickled for
+            (start, stop), = shards
+            return in_child(_map_shard, step, ctx, source, features, step_dir, 0, start, stop, True)
         workers = min(self.num_proc, len(shards))
         with tqdm(total=len(source), desc=step.name, unit=" rows", leave=False) as bar, \
                 ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:

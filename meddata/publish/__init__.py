@@ -32,10 +32,11 @@ def build(recipe: Recipe, out_dir: str | Path | None = None, *, strict: bool = T
     """Run ``recipe`` (options as :func:`meddata.pipeline.run`) and publish the result. A build
     that is not a success raises ``BuildFailed`` (carrying the result) after publishing, so the
     card still says what happened; ``strict=False`` returns the result instead."""
+    from meddata.engine.child import in_child
     from meddata.pipeline import BuildFailed, run
 
     result = run(recipe, out_dir, strict=False, **kwargs)
-    publish(result, recipe)
+    in_child(publish, result, recipe)  # the card reads every row: not in the driver, whose memory stays flat
     if strict and result.problems:
         raise BuildFailed(result.problems[0], result)
     return result
