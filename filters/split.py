@@ -7,15 +7,27 @@ first to the split furthest below its target *row* count, so the row shares foll
 even when one patient has a hundred notes and another has four; the seed shuffles groups of
 equal size. The step writes the internal ``__split__`` column, which the output stage turns
 into a DatasetDict.
+
+Memory: the keys live in Arrow arrays (one dictionary of distinct keys plus an int32 index
+per row), sizes and assignments in numpy arrays, and the labels are one small code per row,
+so a million rows that are each their own group cost tens of MB, not Python objects per row.
+On the Ray executor the grouping itself runs as tasks (see :func:`_ray_split`).
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import random
-from collections import Counter
-from collections.abc import Mapping
+import sys
+from array import array
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Dataset, Value
 from pydantic import Field, field_validator
 
@@ -24,6 +36,10 @@ from meddata.registry import register
 from meddata.steps import GlobalResult, GlobalStep, StepContext, StepParams
 
 SPLIT_NAMES_ORDER = ("train", "validation", "test")
+#: Rows per Arrow batch while building keys: bounds the per-batch temporaries.
+KEY_BATCH = 65_536
+#: On Ray, at least this many rows per counting task (fewer, larger tasks on small inputs).
+RAY_ROWS_PER_TASK = 25_000
 
 
 class SplitParams(StepParams):
@@ -51,35 +67,267 @@ class SplitParams(StepParams):
         return v
 
 
-def _getter(key: str, columns: list[str]):
-    """A function row -> key value, for a meta field, ``meta.<field>`` or a column."""
+# -- keys ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KeySource:
+    """Where a key's value lives: a top-level ``column``, or a field of the ``meta`` struct."""
+
+    name: str  #: the name as the recipe gives it; the prefix of every key it produces
+    column: str
+    meta_field: str | None = None
+
+
+def _key_source(key: str, columns: list[str]) -> KeySource:
+    """Resolve ``key`` as a meta field, ``meta.<field>`` or a column (same rules as ever)."""
     field = key.removeprefix("meta.")
     if key.startswith("meta.") or (key in META_FEATURES and key not in columns):
         if field not in META_FEATURES:
             raise ValueError(f"split: 'meta.{field}' is not a meta field; meta has {', '.join(META_FEATURES)}")
-        return ["meta"], lambda row: (row.get("meta") or {}).get(field)
+        return KeySource(key, "meta", field)
     if key not in columns:
         raise ValueError(f"split: the dataset has no column {key!r} (columns: {', '.join(columns)})")
-    return [key], lambda row: row.get(key)
+    return KeySource(key, key)
+
+
+@functools.cache
+def _blank_pattern() -> str:
+    """An RE2 pattern for "empty or only whitespace", whitespace being exactly what Python's
+    ``str.strip()`` removes (``str.isspace``: it includes U+001C..U+001F, which RE2's ``\\s``
+    and Arrow's trim functions do not)."""
+    spaces = "".join(f"\\x{{{c:x}}}" for c in range(sys.maxunicode + 1) if chr(c).isspace())
+    return f"^[{spaces}]*$"
+
+
+def _as_text(values: pa.Array) -> pa.Array:
+    """Each value as ``str(value)`` would write it, nulls kept: strings as they are, integers
+    cast by Arrow (same digits), anything else (floats, booleans, lists) through Python, one
+    batch at a time."""
+    t = values.type
+    if pa.types.is_string(t):
+        return values
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_integer(t):
+        return pc.cast(values, pa.string())
+    return pa.array([None if v is None else str(v) for v in values.to_pylist()], pa.string())
+
+
+def _values(table: pa.Table, source: KeySource) -> tuple[pa.Array, pa.Array]:
+    """(text of the key's value per row, True where it is missing: null, empty or whitespace)."""
+    col = table.column(source.column).combine_chunks()
+    if source.meta_field is not None:
+        col = pc.struct_field(col, source.meta_field)  # null where the whole meta is null
+    text = _as_text(col)
+    blank = pc.fill_null(pc.match_substring_regex(text, _blank_pattern()), True)
+    return text, blank
+
+
+def key_column(table: pa.Table, by: KeySource, fallback: KeySource) -> tuple[pa.Array, int]:
+    """The group key of each row (``"<by>\\x1f<value>"``, or ``"<fallback>\\x1f<value>"`` where
+    the ``by`` value is missing) and how many rows used the fallback."""
+    by_text, by_blank = _values(table, by)
+    use_fallback = by_blank
+    without = pc.sum(use_fallback).as_py() or 0
+    by_keys = pc.binary_join_element_wise(pa.scalar(f"{by.name}\x1f"), by_text, "")
+    if not without:
+        return by_keys, 0
+    fb_text, fb_blank = _values(table, fallback)
+    if pc.any(pc.and_(use_fallback, fb_blank)).as_py():
+        raise ValueError(f"split: a row has neither {by.name!r} nor {fallback.name!r}")
+    fb_keys = pc.binary_join_element_wise(pa.scalar(f"{fallback.name}\x1f"), fb_text, "")
+    return pc.if_else(use_fallback, fb_keys, by_keys), without
+
+
+def _key_batches(dataset: Dataset, start: int, stop: int, by: KeySource,
+                 fallback: KeySource) -> Iterator[tuple[pa.Array, int]]:
+    """Keys of rows ``start:stop``, one Arrow batch at a time."""
+    view = dataset.select_columns(sorted({by.column, fallback.column})).with_format("arrow")
+    for off in range(start, stop, KEY_BATCH):
+        yield key_column(view[off:min(off + KEY_BATCH, stop)], by, fallback)
+
+
+def _encode(chunks: list[pa.Array]) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """(distinct keys, row -> index into them, rows per distinct key)."""
+    if not chunks or not sum(len(c) for c in chunks):
+        return pa.array([], pa.string()), np.empty(0, np.int32), np.empty(0, np.int64)
+    encoded = pa.chunked_array(chunks, pa.string()).dictionary_encode()  # one dictionary for all chunks
+    distinct = encoded.chunks[0].dictionary
+    index = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in encoded.chunks])
+    return distinct, index, np.bincount(index, minlength=len(distinct)).astype(np.int64)
+
+
+def _sort_order(keys: pa.Array) -> np.ndarray:
+    """Positions of ``keys`` in ascending order. Arrow compares strings byte by byte, and UTF-8
+    byte order is code point order, which is Python's ``sorted`` order for str."""
+    return pc.array_sort_indices(keys).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+# -- assignment ------------------------------------------------------------------------------
+def assign_codes(sizes: np.ndarray, ratios: Mapping[str, float], seed: int) -> tuple[list[str], np.ndarray]:
+    """Map each group to a split: largest groups first, each to the split with the largest
+    deficit against its target row count; the seed orders groups of equal size.
+
+    ``sizes``: rows per group, groups in ascending order of their keys. Returns the split
+    names (those with a ratio above 0, in the ratios' order) and one code per group into them.
+    """
+    names = [name for name, r in ratios.items() if r > 0]
+    sizes = np.asarray(sizes, dtype=np.int64)
+    n = len(sizes)
+    total = int(sizes.sum())
+    targets = [ratios[name] * total for name in names]
+    # The seeded shuffle of the sorted keys: Random.shuffle's swaps depend only on the length,
+    # so shuffling positions 0..n-1 (8 bytes each, not a list of Python objects) gives the same order.
+    positions = array("q", range(n))
+    random.Random(seed).shuffle(positions)
+    shuffled = np.frombuffer(positions, dtype=np.int64) if n else np.empty(0, np.int64)
+    order = shuffled[np.argsort(-sizes[shuffled], kind="stable")]  # stable: equal sizes keep the seeded order
+    chosen = array("B" if len(names) < 256 else "I")
+    assigned = [0] * len(names)
+    rest = range(1, len(names))
+    for size in sizes[order].tolist():
+        best, best_deficit, best_target = 0, targets[0] - assigned[0], targets[0]
+        for s in rest:  # max over (deficit, target); the first split wins a tie
+            deficit = targets[s] - assigned[s]
+            if deficit > best_deficit or (deficit == best_deficit and targets[s] > best_target):
+                best, best_deficit, best_target = s, deficit, targets[s]
+        chosen.append(best)
+        assigned[best] += size
+    codes = np.empty(n, dtype=np.uint8 if len(names) < 256 else np.uint32)
+    codes[order] = np.frombuffer(chosen, dtype=codes.dtype) if n else codes[:0]
+    return names, codes
 
 
 def assign_groups(sizes: Mapping[str, int], ratios: Mapping[str, float], seed: int) -> dict[str, str]:
-    """Map each group to a split: largest groups first, each to the split with the largest
-    deficit against its target row count."""
-    total = sum(sizes.values())
-    targets = {name: r * total for name, r in ratios.items() if r > 0}
-    assigned = dict.fromkeys(targets, 0)
-    order = sorted(sizes)
-    random.Random(seed).shuffle(order)
-    order.sort(key=lambda g: -sizes[g])  # stable: equal sizes keep the seeded order
-    out = {}
-    for group in order:
-        name = max(targets, key=lambda s: (targets[s] - assigned[s], targets[s]))
-        out[group] = name
-        assigned[name] += sizes[group]
-    return out
+    """:func:`assign_codes` for a mapping group -> size (small inputs, tests)."""
+    keys = sorted(sizes)
+    names, codes = assign_codes(np.fromiter((sizes[k] for k in keys), np.int64, len(keys)), ratios, seed)
+    return {k: names[c] for k, c in zip(keys, codes.tolist())}
 
 
+# -- grouping: here or on Ray ----------------------------------------------------------------
+@dataclass
+class Grouping:
+    """What the split needs from the grouping: sizes per group (in key order), the split code
+    of every row, and the count of rows that used the fallback key."""
+
+    sizes: np.ndarray
+    group_codes: np.ndarray
+    row_codes: np.ndarray
+    without: int
+    remote_tasks: int = 0
+
+
+Assign = Callable[[np.ndarray], np.ndarray]
+
+
+def _local_split(dataset: Dataset, by: KeySource, fallback: KeySource, assign: Assign) -> Grouping:
+    chunks, without = [], 0
+    for keys, w in _key_batches(dataset, 0, len(dataset), by, fallback):
+        chunks.append(keys)
+        without += w
+    distinct, index, counts = _encode(chunks)
+    del chunks
+    order = _sort_order(distinct)
+    group_codes = assign(counts[order])
+    code_of_distinct = np.empty_like(group_codes)
+    code_of_distinct[order] = group_codes
+    return Grouping(counts[order], group_codes, code_of_distinct[index], without)
+
+
+def _partition(keys: pa.Array, parts: int) -> np.ndarray:
+    """A partition in ``range(parts)`` per key, the same in every process (a polynomial hash of
+    the key's UTF-8 bytes; Python's ``hash`` is salted per process)."""
+    if parts == 1 or not len(keys):
+        return np.zeros(len(keys), np.int64)
+    keys = pc.cast(keys, pa.large_string())
+    offsets = np.frombuffer(keys.buffers()[1], np.int64)[keys.offset:keys.offset + len(keys) + 1]
+    lo = int(offsets[0])
+    data = np.frombuffer(keys.buffers()[2], np.uint8)[lo:int(offsets[-1])].astype(np.uint64)
+    lengths = np.diff(offsets)
+    within = np.arange(len(data), dtype=np.int64) - np.repeat(offsets[:-1] - lo, lengths)
+    powers = np.cumprod(np.full(int(lengths.max()), 0x100000001B3, np.uint64), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        h = np.add.reduceat(data * powers[within], offsets[:-1] - lo)  # keys are never empty
+        h ^= h >> np.uint64(29)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(32)
+    return (h % np.uint64(parts)).astype(np.int64)
+
+
+def _count_range(dataset: Dataset, start: int, stop: int, by: KeySource, fallback: KeySource,
+                 parts: int) -> tuple:
+    """Ray map task: keys of rows ``start:stop`` counted, then split by hash partition.
+    Returns (pid and fallback count, row -> local key index, local keys, then per partition
+    its (keys, counts))."""
+    chunks, without = [], 0
+    for keys, w in _key_batches(dataset, start, stop, by, fallback):
+        chunks.append(keys)
+        without += w
+    distinct, index, counts = _encode(chunks)
+    part = _partition(distinct, parts)
+    out = [(os.getpid(), without), index, distinct]
+    for j in range(parts):
+        sel = np.flatnonzero(part == j)
+        out.append((distinct.take(pa.array(sel)), counts[sel]))
+    return tuple(out)
+
+
+def _merge_counts(*pieces: tuple[pa.Array, np.ndarray]) -> tuple[pa.Array, np.ndarray]:
+    """Ray reduce task: one partition's (key, count) pieces from every range, summed per key."""
+    keys = pa.chunked_array([k for k, _ in pieces], pa.string())
+    counts = np.concatenate([c for _, c in pieces])
+    if not len(counts):
+        return pa.array([], pa.string()), counts
+    encoded = keys.dictionary_encode()
+    distinct = encoded.chunks[0].dictionary
+    index = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in encoded.chunks])
+    return distinct, np.bincount(index, weights=counts, minlength=len(distinct)).astype(np.int64)
+
+
+def _label_range(index: np.ndarray, local_keys: pa.Array, sorted_keys: pa.Array, group_codes: np.ndarray) -> np.ndarray:
+    """Ray task: the split code of each row of one range, from the assignment of all groups."""
+    where = pc.index_in(local_keys, value_set=sorted_keys).to_numpy(zero_copy_only=False).astype(np.int64)
+    return group_codes[where][index]
+
+
+def _ray_split(dataset: Dataset, by: KeySource, fallback: KeySource, assign: Assign) -> Grouping:
+    """The grouping as a groupby on the key, in Ray tasks: map tasks over row ranges open the
+    dataset themselves (a memory-mapped ``Dataset`` pickles as its file paths), count their
+    keys and hash-partition them; one reduce task per partition sums the counts. The driver
+    holds only the distinct keys and their sizes (Arrow and numpy) to run the assignment;
+    label tasks then turn each range's rows into split codes, one byte per row."""
+    import ray
+    from ray.exceptions import RayTaskError
+
+    n = len(dataset)
+    cpus = max(int(ray.cluster_resources().get("CPU", 1)), 1)
+    tasks = max(1, min(4 * cpus, -(-n // RAY_ROWS_PER_TASK)))
+    bounds = np.linspace(0, n, tasks + 1).astype(np.int64).tolist()
+    data = ray.put(dataset)
+    count = ray.remote(_count_range).options(num_returns=3 + tasks)
+    merge, label = ray.remote(_merge_counts), ray.remote(_label_range)
+    try:
+        maps = [count.remote(data, a, b, by, fallback, tasks) for a, b in zip(bounds, bounds[1:])]
+        merged = ray.get([merge.remote(*[m[3 + j] for m in maps]) for j in range(tasks)])
+        meta = ray.get([m[0] for m in maps])
+        keys = pa.concat_arrays([k for k, _ in merged])
+        counts = np.concatenate([c for _, c in merged])
+        del merged
+        order = _sort_order(keys)
+        sorted_keys, sizes = keys.take(pa.array(order)), counts[order]
+        del keys, counts, order
+        group_codes = assign(sizes)
+        keys_ref, codes_ref = ray.put(sorted_keys), ray.put(group_codes)
+        del sorted_keys
+        row_codes = np.concatenate(ray.get([label.remote(m[1], m[2], keys_ref, codes_ref) for m in maps]))
+    except RayTaskError as err:
+        if isinstance(err.cause, ValueError):  # our one-line message, without Ray's traceback
+            raise ValueError(str(err.cause)) from None
+        raise
+    driver = os.getpid()
+    return Grouping(sizes, group_codes, row_codes.astype(group_codes.dtype, copy=False),
+                    sum(w for _, w in meta), remote_tasks=sum(pid != driver for pid, _ in meta))
+
+
+# -- the step --------------------------------------------------------------------------------
 @register
 class Split(GlobalStep):
     name = "split"
@@ -91,47 +339,49 @@ class Split(GlobalStep):
     def apply(self, dataset: Dataset, ctx: StepContext) -> GlobalResult:
         p: SplitParams = self.params
         columns = list(dataset.column_names)
-        key_cols, key_of = _getter(p.by, columns)
-        fb_cols, fallback_of = _getter(p.fallback, columns)
-        keys: list[str] = []
-        without = 0
-        for batch in dataset.select_columns(sorted({*key_cols, *fb_cols})).iter(batch_size=2000):
-            names = list(batch)
-            for values in zip(*batch.values()):
-                row = dict(zip(names, values))
-                value = key_of(row)
-                if value is None or str(value).strip() == "":
-                    without += 1
-                    value = fallback_of(row)
-                    if value is None or str(value).strip() == "":
-                        raise ValueError(f"split: a row has neither {p.by!r} nor {p.fallback!r}")
-                    keys.append(f"{p.fallback}\x1f{value}")
-                else:
-                    keys.append(f"{p.by}\x1f{value}")
-        sizes = Counter(keys)
+        by, fallback = _key_source(p.by, columns), _key_source(p.fallback, columns)
         seed = ctx.seed if p.seed is None else p.seed
-        groups = assign_groups(sizes, p.ratios, seed)
-        labels = [groups[k] for k in keys]
-        self.stat_update("split.groups", len(sizes))
-        self.stat_update("split.rows_without_key", without)
-        return GlobalResult(source=dataset, new_columns={SPLIT_COLUMN: labels},
-                            report=self._report(keys, groups, without, seed))
+        names: list[str] = []
 
-    def _report(self, keys: list[str], groups: Mapping[str, str], without: int, seed: int) -> dict[str, Any]:
+        def assign(sizes: np.ndarray) -> np.ndarray:
+            found, codes = assign_codes(sizes, p.ratios, seed)
+            names.extend(found)
+            return codes
+
+        if ctx.executor == "ray" and len(dataset):
+            import ray
+
+            if not ray.is_initialized():
+                raise RuntimeError("split: the ray executor needs a Ray cluster joined first (ray.init)")
+            grouping = _ray_split(dataset, by, fallback, assign)
+            self.stat_update("split.ray_tasks", grouping.remote_tasks)
+        else:
+            grouping = _local_split(dataset, by, fallback, assign)
+        self.stat_update("split.groups", len(grouping.sizes))
+        self.stat_update("split.rows_without_key", grouping.without)
+        # One reference per row to one of a few shared name strings (8 bytes a row, no new objects).
+        labels = np.array(names, dtype=object)[grouping.row_codes] if names else np.empty(0, object)
+        return GlobalResult(source=dataset, new_columns={SPLIT_COLUMN: labels},
+                            report=self._report(grouping, names, seed))
+
+    def _report(self, grouping: Grouping, names: list[str], seed: int) -> dict[str, Any]:
         """Counts only: group keys may be patient identifiers and never leave the step."""
         p: SplitParams = self.params
-        rows = Counter(groups[k] for k in keys)
-        n_groups = Counter(groups.values())
-        total = len(keys) or 1
-        names = sorted(p.ratios, key=lambda s: (SPLIT_NAMES_ORDER.index(s) if s in SPLIT_NAMES_ORDER else 9, s))
+        k = len(names)
+        rows = np.bincount(grouping.group_codes, weights=grouping.sizes, minlength=k) if k else []
+        groups = np.bincount(grouping.group_codes, minlength=k) if k else []
+        rows_of = {name: int(rows[i]) for i, name in enumerate(names)}
+        groups_of = {name: int(groups[i]) for i, name in enumerate(names)}
+        total = int(grouping.sizes.sum()) or 1
+        order = sorted(p.ratios, key=lambda s: (SPLIT_NAMES_ORDER.index(s) if s in SPLIT_NAMES_ORDER else 9, s))
         return {
             "by": p.by,
             "seed": seed,
-            "groups": len(groups),
-            "rows_without_key": without,
+            "groups": len(grouping.sizes),
+            "rows_without_key": grouping.without,
             "splits": {
-                name: {"rows": rows.get(name, 0), "groups": n_groups.get(name, 0),
-                       "share": round(rows.get(name, 0) / total, 4), "target": p.ratios[name]}
-                for name in names
+                name: {"rows": rows_of.get(name, 0), "groups": groups_of.get(name, 0),
+                       "share": round(rows_of.get(name, 0) / total, 4), "target": p.ratios[name]}
+                for name in order
             },
         }
