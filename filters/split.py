@@ -319,8 +319,8 @@ def _ray_split(dataset: Dataset, by: KeySource, fallback: KeySource, assign: Ass
         del sorted_keys
         row_codes = np.concatenate(ray.get([label.remote(m[1], m[2], keys_ref, codes_ref) for m in maps]))
     except RayTaskError as err:
-        if isinstance(err.cause, ValueError):  # our one-line message, without Ray's traceback
-            raise ValueError(str(err.cause)) from None
+        if isinstance(err.cause, ValueError) and str(err.cause).startswith("split: "):
+            raise ValueError(str(err.cause)) from None  # our one-line message, without Ray's traceback
         raise
     driver = os.getpid()
     return Grouping(sizes, group_codes, row_codes.astype(group_codes.dtype, copy=False),

@@ -9,8 +9,14 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import pickle
 import random
+import signal
+import socket
+import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from datasets import Dataset, Features, Value
+from datasets import Dataset, Features, Value, load_from_disk
 from meddata.filters.split import Split, assign_groups
 from testutil import DATA, read_jsonl
 
@@ -306,3 +312,121 @@ def test_labels_are_shared_strings_not_one_object_per_row(tmp_path):
     result, _ = new_apply(ds, tmp_path)
     labels = result.new_columns[SPLIT_COLUMN]
     assert len(labels) == 5000 and len({id(v) for v in labels}) == 3
+
+
+# -- Ray: the groupby as tasks on a real two-node cluster ---------------------------------------
+#: This test cluster is ours alone: no token shared through ~/.ray with other clusters on the machine.
+PRIVATE_CLUSTER = {"RAY_AUTH_MODE": "disabled"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray_start(args: list[str], log: Path) -> subprocess.Popen:
+    ray = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` command, from this interpreter
+    return subprocess.Popen([*ray, "start", "--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1",
+                             "--num-cpus=1", f"--dashboard-agent-listen-port={_free_port()}", *args],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, **PRIVATE_CLUSTER})
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop one node we started: its session's processes only (never ``ray stop``)."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(wait)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """A head and a second node on 127.0.0.1, one CPU each, joined by this process."""
+    ray = pytest.importorskip("ray")
+    tmp = tmp_path_factory.mktemp("ray")
+    saved = {k: os.environ.get(k) for k in PRIVATE_CLUSTER}
+    os.environ.update(PRIVATE_CLUSTER)
+    port = _free_port()
+    nodes = [_ray_start(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={tmp / 'r'}"],
+                        tmp / "head.log")]
+    try:
+        deadline = time.monotonic() + 120
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:  # the head takes a while on a loaded machine
+            assert nodes[0].poll() is None, (tmp / "head.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the Ray head did not start"
+            time.sleep(0.5)
+        nodes.append(_ray_start([f"--address=127.0.0.1:{port}"], tmp / "worker.log"))
+        ray.init(address=f"127.0.0.1:{port}", include_dashboard=False, log_to_driver=True,
+                 configure_logging=False, _node_ip_address="127.0.0.1")
+        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
+            assert nodes[1].poll() is None, (tmp / "worker.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the second Ray node did not join"
+            time.sleep(0.5)
+        yield ray
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        for proc in reversed(nodes):
+            _stop(proc)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def on_disk(tmp_path_factory) -> Dataset:
+    """60k rows, memory-mapped from Arrow files as the runner's checkpoints are: Synthea patients
+    repeated (with every fifth id left empty) plus rows that are their own group."""
+    base = synthea_rows()
+    rows = []
+    for i in range(60_000):
+        r = base[i % len(base)]
+        rows.append({"id": f"{r['id']}:{i}", "patient_id": "" if i % 5 == 0 else f"{r['patient_id']}-{i % 3}"})
+    path = tmp_path_factory.mktemp("split-input") / "ds"
+    canonical(rows).save_to_disk(str(path))
+    return load_from_disk(str(path))
+
+
+def test_the_dataset_travels_to_tasks_as_file_paths(on_disk):
+    assert on_disk.cache_files and len(pickle.dumps(on_disk)) < 10_000
+
+
+def test_ray_groupby_gives_the_local_labels(ray_cluster, on_disk, tmp_path):
+    ratios = {"train": 0.7, "validation": 0.2, "test": 0.1}
+    local, local_stats = new_apply(on_disk, tmp_path, seed=5, ratios=ratios)
+    remote, remote_stats = new_apply(on_disk, tmp_path, executor="ray", seed=5, ratios=ratios)
+    assert remote_stats["split.ray_tasks"] == 3  # ran as Ray tasks in worker processes (60k rows / 25k per task)
+    assert list(remote.new_columns[SPLIT_COLUMN]) == list(local.new_columns[SPLIT_COLUMN])
+    assert remote.report == local.report
+    assert {k: v for k, v in remote_stats.items() if k != "split.ray_tasks"} == local_stats
+    labels, report = old_apply(on_disk, ratios=ratios, seed=5)
+    assert list(remote.new_columns[SPLIT_COLUMN]) == labels and remote.report == report
+
+
+def test_ray_groupby_from_inside_a_ray_task(ray_cluster, on_disk, tmp_path):
+    """The caller may itself be a Ray task (the engine's driver on a cluster): nested tasks."""
+    step = Split({"ratios": {"train": 0.5, "test": 0.5}})
+    ctx = StepContext(step_dir=tmp_path, seed=2, executor="ray")
+
+    def run_in_a_task(dataset: Dataset, ctx: StepContext):  # a local function: Ray ships it by value
+        return step.apply(dataset, ctx)
+
+    nested = ray_cluster.get(ray_cluster.remote(run_in_a_task).remote(on_disk, ctx))
+    labels, report = old_apply(on_disk, ratios={"train": 0.5, "test": 0.5}, seed=2)
+    assert list(nested.new_columns[SPLIT_COLUMN]) == labels and nested.report == report
+
+
+def test_ray_error_is_the_one_line_message(ray_cluster, tmp_path):
+    ds = Dataset.from_dict({"id": [f"r{i}" for i in range(30_000)] + [" "], "ward": ["W-1"] * 30_000 + [""]})
+    with pytest.raises(ValueError) as err:
+        new_apply(ds, tmp_path, executor="ray", by="ward")
+    assert str(err.value) == "split: a row has neither 'ward' nor 'id'"
