@@ -21,7 +21,7 @@ import os
 import random
 import sys
 from array import array
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,28 +136,109 @@ def key_column(table: pa.Table, by: KeySource, fallback: KeySource) -> tuple[pa.
     return pc.if_else(use_fallback, fb_keys, by_keys), without
 
 
-def _key_batches(dataset: Dataset, start: int, stop: int, by: KeySource,
-                 fallback: KeySource) -> Iterator[tuple[pa.Array, int]]:
-    """Keys of rows ``start:stop``, one Arrow batch at a time."""
-    view = dataset.select_columns(sorted({by.column, fallback.column})).with_format("arrow")
-    for off in range(start, stop, KEY_BATCH):
-        yield key_column(view[off:min(off + KEY_BATCH, stop)], by, fallback)
+def _rows(dataset: Dataset, start: int, stop: int, by: KeySource, fallback: KeySource) -> pa.Table:
+    """The key columns of rows ``start:stop``: a zero-copy slice of the memory-mapped table
+    (a copy of just these columns where the dataset is a selection of rows)."""
+    return dataset.select_columns(sorted({by.column, fallback.column})).with_format("arrow")[start:stop]
 
 
-def _encode(chunks: list[pa.Array]) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-    """(distinct keys, row -> index into them, rows per distinct key)."""
-    if not chunks or not sum(len(c) for c in chunks):
-        return pa.array([], pa.string()), np.empty(0, np.int32), np.empty(0, np.int64)
-    encoded = pa.chunked_array(chunks, pa.string()).dictionary_encode()  # one dictionary for all chunks
-    distinct = encoded.chunks[0].dictionary
-    index = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in encoded.chunks])
-    return distinct, index, np.bincount(index, minlength=len(distinct)).astype(np.int64)
+def _group(chunks: list[pa.Array], with_keys: bool = False) -> tuple[pa.Array | None, np.ndarray, np.ndarray]:
+    """Group equal keys by sorting them (no hash table of every distinct key: a third less
+    memory at a million distinct keys). Returns the distinct keys in ascending order (when
+    ``with_keys``), the rank of each row's key among them (int32) and the rows per key.
+
+    Arrow compares strings byte by byte, and UTF-8 byte order is code point order, which is
+    Python's ``sorted`` order for str: ranks follow the order the assignment expects."""
+    keys = pa.chunked_array(chunks, pa.string())
+    n = len(keys)
+    if not n:
+        return (pa.array([], pa.string()) if with_keys else None), np.empty(0, np.int32), np.empty(0, np.int64)
+    order = pc.sort_indices(keys).to_numpy(zero_copy_only=False)
+    ordered = keys.take(order).combine_chunks()
+    del keys
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = ~pc.equal(ordered.slice(1), ordered.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    distinct = ordered.filter(pa.array(starts)) if with_keys else None
+    del ordered
+    rank = np.empty(n, dtype=np.int32)
+    rank[order] = np.cumsum(starts, dtype=np.int32) - 1
+    first = np.flatnonzero(starts)
+    return distinct, rank, np.diff(first, append=n).astype(np.int64)
 
 
 def _sort_order(keys: pa.Array) -> np.ndarray:
-    """Positions of ``keys`` in ascending order. Arrow compares strings byte by byte, and UTF-8
-    byte order is code point order, which is Python's ``sorted`` order for str."""
+    """Positions of ``keys`` in ascending (byte = code point) order."""
     return pc.array_sort_indices(keys).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _texts(table: pa.Table, source: KeySource) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """The key's value of every row as text (string columns as they are: no copy of a
+    memory-mapped column) and a mask of rows where it is missing (null, empty or whitespace)."""
+    texts, blanks = [], []
+    for chunk in table.column(source.column).chunks:
+        values = pc.struct_field(chunk, source.meta_field) if source.meta_field is not None else chunk
+        text = _as_text(values)
+        texts.append(text)
+        blanks.append(pc.fill_null(pc.match_substring_regex(text, _blank_pattern()), True)
+                      .to_numpy(zero_copy_only=False))
+    return pa.chunked_array(texts, pa.string()), (np.concatenate(blanks) if blanks else np.empty(0, bool))
+
+
+def _runs(text: pa.ChunkedArray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of the rows selected by ``rows``, ordered by their text, and True where a
+    new value starts. Neighbours are compared a slice at a time, so no sorted copy of the
+    column is ever whole in memory."""
+    order = pc.sort_indices(text).to_numpy(zero_copy_only=False)
+    order = order[rows[order]]
+    starts = np.ones(len(order), dtype=bool)
+    for a in range(0, len(order) - 1, KEY_BATCH):
+        values = text.take(order[a:a + KEY_BATCH + 1]).combine_chunks()
+        same = pc.equal(values.slice(1), values.slice(0, len(values) - 1))
+        starts[a + 1:a + len(values)] = ~same.to_numpy(zero_copy_only=False)
+    return order, starts
+
+
+def group_rows(table: pa.Table, by: KeySource, fallback: KeySource,
+               with_keys: bool = False) -> tuple[pa.Array | None, np.ndarray, np.ndarray, int]:
+    """Group the rows of ``table`` by their key: (the distinct keys in ascending order when
+    ``with_keys``, the rank of each row's key among them as int32, rows per key, rows that used
+    the fallback).
+
+    A key is ``"<name>\x1f<value>"``. Keys of the same source sort as their values do, and
+    keys of two sources never interleave (their prefixes differ before either ends), so each
+    source is sorted on its own column: for string columns the memory-mapped values
+    themselves, never a copy of every key. Only names that contain ``\x1f`` (where prefixes
+    could run into values) take the general path that writes every key out."""
+    if "\x1f" in by.name or "\x1f" in fallback.name:
+        chunks, without = [], 0
+        for off in range(0, table.num_rows, KEY_BATCH):
+            keys, w = key_column(table.slice(off, KEY_BATCH), by, fallback)
+            chunks.append(keys)
+            without += w
+        distinct, rank, sizes = _group(chunks, with_keys)
+        return distinct, rank, sizes, without
+    by_text, missing = _texts(table, by)
+    without = int(missing.sum())
+    parts = [(by, by_text, ~missing)]
+    if without:
+        fb_text, fb_missing = _texts(table, fallback)
+        if (missing & fb_missing).any():
+            raise ValueError(f"split: a row has neither {by.name!r} nor {fallback.name!r}")
+        parts.append((fallback, fb_text, missing))
+        parts.sort(key=lambda part: f"{part[0].name}\x1f")
+    rank = np.empty(table.num_rows, dtype=np.int32)
+    sizes, keys, offset = [], [], 0
+    for source, text, rows in parts:
+        order, starts = _runs(text, rows)
+        rank[order] = np.cumsum(starts, dtype=np.int32) + (offset - 1)
+        first = np.flatnonzero(starts)
+        sizes.append(np.diff(first, append=len(order)).astype(np.int64))
+        if with_keys:
+            values = text.take(order[first]).combine_chunks()
+            keys.append(pc.binary_join_element_wise(pa.scalar(f"{source.name}\x1f"), values, ""))
+        offset += len(first)
+    distinct = (pa.concat_arrays(keys) if keys else pa.array([], pa.string())) if with_keys else None
+    return distinct, rank, np.concatenate(sizes), without
 
 
 # -- assignment ------------------------------------------------------------------------------
@@ -175,14 +256,17 @@ def assign_codes(sizes: np.ndarray, ratios: Mapping[str, float], seed: int) -> t
     targets = [ratios[name] * total for name in names]
     # The seeded shuffle of the sorted keys: Random.shuffle's swaps depend only on the length,
     # so shuffling positions 0..n-1 (8 bytes each, not a list of Python objects) gives the same order.
-    positions = array("q", range(n))
+    positions = array("i", range(n))  # C int: 4 bytes
     random.Random(seed).shuffle(positions)
-    shuffled = np.frombuffer(positions, dtype=np.int64) if n else np.empty(0, np.int64)
-    order = shuffled[np.argsort(-sizes[shuffled], kind="stable")]  # stable: equal sizes keep the seeded order
+    shuffled = np.frombuffer(positions, dtype=np.intc) if n else np.empty(0, np.intc)
+    by_size = sizes[shuffled]
+    np.negative(by_size, out=by_size)
+    order = shuffled[np.argsort(by_size, kind="stable")]  # stable: equal sizes keep the seeded order
+    del by_size, positions, shuffled
     chosen = array("B" if len(names) < 256 else "I")
     assigned = [0] * len(names)
     rest = range(1, len(names))
-    for size in sizes[order].tolist():
+    for size in memoryview(sizes[order]):  # Python ints one at a time, no list of them
         best, best_deficit, best_target = 0, targets[0] - assigned[0], targets[0]
         for s in rest:  # max over (deficit, target); the first split wins a tie
             deficit = targets[s] - assigned[s]
@@ -219,17 +303,9 @@ Assign = Callable[[np.ndarray], np.ndarray]
 
 
 def _local_split(dataset: Dataset, by: KeySource, fallback: KeySource, assign: Assign) -> Grouping:
-    chunks, without = [], 0
-    for keys, w in _key_batches(dataset, 0, len(dataset), by, fallback):
-        chunks.append(keys)
-        without += w
-    distinct, index, counts = _encode(chunks)
-    del chunks
-    order = _sort_order(distinct)
-    group_codes = assign(counts[order])
-    code_of_distinct = np.empty_like(group_codes)
-    code_of_distinct[order] = group_codes
-    return Grouping(counts[order], group_codes, code_of_distinct[index], without)
+    _, rank, sizes, without = group_rows(_rows(dataset, 0, len(dataset), by, fallback), by, fallback)
+    group_codes = assign(sizes)
+    return Grouping(sizes, group_codes, group_codes[rank], without)
 
 
 def _partition(keys: pa.Array, parts: int) -> np.ndarray:
@@ -257,11 +333,7 @@ def _count_range(dataset: Dataset, start: int, stop: int, by: KeySource, fallbac
     """Ray map task: keys of rows ``start:stop`` counted, then split by hash partition.
     Returns (pid and fallback count, row -> local key index, local keys, then per partition
     its (keys, counts))."""
-    chunks, without = [], 0
-    for keys, w in _key_batches(dataset, start, stop, by, fallback):
-        chunks.append(keys)
-        without += w
-    distinct, index, counts = _encode(chunks)
+    distinct, index, counts, without = group_rows(_rows(dataset, start, stop, by, fallback), by, fallback, True)
     part = _partition(distinct, parts)
     out = [(os.getpid(), without), index, distinct]
     for j in range(parts):
@@ -272,14 +344,9 @@ def _count_range(dataset: Dataset, start: int, stop: int, by: KeySource, fallbac
 
 def _merge_counts(*pieces: tuple[pa.Array, np.ndarray]) -> tuple[pa.Array, np.ndarray]:
     """Ray reduce task: one partition's (key, count) pieces from every range, summed per key."""
-    keys = pa.chunked_array([k for k, _ in pieces], pa.string())
+    distinct, rank, _ = _group([k for k, _ in pieces], with_keys=True)
     counts = np.concatenate([c for _, c in pieces])
-    if not len(counts):
-        return pa.array([], pa.string()), counts
-    encoded = keys.dictionary_encode()
-    distinct = encoded.chunks[0].dictionary
-    index = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in encoded.chunks])
-    return distinct, np.bincount(index, weights=counts, minlength=len(distinct)).astype(np.int64)
+    return distinct, np.bincount(rank, weights=counts, minlength=len(distinct)).astype(np.int64)
 
 
 def _label_range(index: np.ndarray, local_keys: pa.Array, sorted_keys: pa.Array, group_codes: np.ndarray) -> np.ndarray:

@@ -430,3 +430,21 @@ def test_ray_error_is_the_one_line_message(ray_cluster, tmp_path):
     with pytest.raises(ValueError) as err:
         new_apply(ds, tmp_path, executor="ray", by="ward")
     assert str(err.value) == "split: a row has neither 'ward' nor 'id'"
+
+
+def test_names_with_the_separator_merge_keys_as_before(tmp_path):
+    """A column name that contains U+001F can make a key of one source equal a key of the
+    other ("k" + "v\\x1fz" and "k\\x1fv" + "z"): the former code merged such rows into one group."""
+    ds = Dataset.from_dict({"id": [f"r{i}" for i in range(8)],
+                            "k": ["v\x1fz", "", "a", "", "v\x1fz", "b", "", "\u3000"],
+                            "k\x1fv": ["q", "z", "x", "z", "y", "w", "c", "a"]})
+    _, report = assert_same(ds, tmp_path, by="k", fallback="k\x1fv", seed=1)
+    assert report["groups"] == 5
+
+
+def test_more_rows_than_one_comparison_slice_and_a_row_selection(tmp_path):
+    n = 100_000  # both sources hold more rows than one slice of KEY_BATCH neighbours
+    ds = Dataset.from_dict({"id": [f"r{i}" for i in range(n)],
+                            "pid": [f"p{(i * 7919) % 30_000}" if i % 3 else " " for i in range(n)]})
+    assert_same(ds, tmp_path, by="pid", seed=8)
+    assert_same(ds.shuffle(seed=1).select(range(0, n, 2)), tmp_path, by="pid", seed=8)  # an indices mapping
