@@ -176,13 +176,14 @@ def child(impl: str, data: Path) -> None:
     seconds = time.perf_counter() - t0
     sampler.stop.set()
     sampler.join()
+    peak_anon = max(sampler.peak, _anon_mb())  # before the digest below
     values = result.new_columns[SPLIT_COLUMN]
     digest = hashlib.sha256("\n".join(values).encode()).hexdigest()[:16]
     print(json.dumps({"impl": impl, "rows": len(ds), "groups": groups, "step_s": round(seconds, 2),
                       "process_s": round(time.perf_counter() - t_start, 2),
                       "rss_before_mb": round(rss_before / 1024), "peak_rss_mb": round(
                           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "labels_sha": digest,
-                      "anon_before_mb": round(anon_before), "peak_anon_mb": round(max(sampler.peak, _anon_mb()))}))
+                      "anon_before_mb": round(anon_before), "peak_anon_mb": round(peak_anon)}))
 
 
 def run(impl: str, data: Path) -> dict:

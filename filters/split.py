@@ -188,8 +188,14 @@ def _runs(text: pa.ChunkedArray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """The positions of the rows selected by ``rows``, ordered by their text, and True where a
     new value starts. Neighbours are compared a slice at a time, so no sorted copy of the
     column is ever whole in memory."""
-    order = pc.sort_indices(text).to_numpy(zero_copy_only=False)
-    order = order[rows[order]]
+    selected = int(rows.sum())
+    if selected * 4 < len(rows):  # few rows (say, the few with no patient id): sort a copy of just those
+        positions = np.flatnonzero(rows)
+        order = positions[pc.sort_indices(text.take(positions)).to_numpy(zero_copy_only=False)]
+        del positions
+    else:
+        order = pc.sort_indices(text).to_numpy(zero_copy_only=False)
+        order = order[rows[order]]
     starts = np.ones(len(order), dtype=bool)
     for a in range(0, len(order) - 1, KEY_BATCH):
         values = text.take(order[a:a + KEY_BATCH + 1]).combine_chunks()
@@ -237,6 +243,7 @@ def group_rows(table: pa.Table, by: KeySource, fallback: KeySource,
             values = text.take(order[first]).combine_chunks()
             keys.append(pc.binary_join_element_wise(pa.scalar(f"{source.name}\x1f"), values, ""))
         offset += len(first)
+        del order, starts, first  # before the next source's sort
     distinct = (pa.concat_arrays(keys) if keys else pa.array([], pa.string())) if with_keys else None
     return distinct, rank, np.concatenate(sizes), without
 
