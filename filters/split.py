@@ -143,9 +143,10 @@ def _rows(dataset: Dataset, start: int, stop: int, by: KeySource, fallback: KeyS
 
 
 def _group(chunks: list[pa.Array], with_keys: bool = False) -> tuple[pa.Array | None, np.ndarray, np.ndarray]:
-    """Group equal keys by sorting them (no hash table of every distinct key: a third less
-    memory at a million distinct keys). Returns the distinct keys in ascending order (when
-    ``with_keys``), the rank of each row's key among them (int32) and the rows per key.
+    """Group equal keys by sorting them (less memory than a hash table of every distinct key).
+    Returns the distinct keys in ascending order (when ``with_keys``), the rank of each row's
+    key among them (int32) and the rows per key. The general path of :func:`group_rows`, and
+    the reducers' merge on Ray.
 
     Arrow compares strings byte by byte, and UTF-8 byte order is code point order, which is
     Python's ``sorted`` order for str: ranks follow the order the assignment expects."""
@@ -317,22 +318,25 @@ def _local_split(dataset: Dataset, by: KeySource, fallback: KeySource, assign: A
 
 def _partition(keys: pa.Array, parts: int) -> np.ndarray:
     """A partition in ``range(parts)`` per key, the same in every process (a polynomial hash of
-    the key's UTF-8 bytes; Python's ``hash`` is salted per process)."""
-    if parts == 1 or not len(keys):
-        return np.zeros(len(keys), np.int64)
-    keys = pc.cast(keys, pa.large_string())
-    offsets = np.frombuffer(keys.buffers()[1], np.int64)[keys.offset:keys.offset + len(keys) + 1]
-    lo = int(offsets[0])
-    data = np.frombuffer(keys.buffers()[2], np.uint8)[lo:int(offsets[-1])].astype(np.uint64)
-    lengths = np.diff(offsets)
-    within = np.arange(len(data), dtype=np.int64) - np.repeat(offsets[:-1] - lo, lengths)
-    powers = np.cumprod(np.full(int(lengths.max()), 0x100000001B3, np.uint64), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        h = np.add.reduceat(data * powers[within], offsets[:-1] - lo)  # keys are never empty
-        h ^= h >> np.uint64(29)
-        h *= np.uint64(0xBF58476D1CE4E5B9)
-        h ^= h >> np.uint64(32)
-    return (h % np.uint64(parts)).astype(np.int64)
+    the key's UTF-8 bytes, a slice of keys at a time; Python's ``hash`` is salted per process)."""
+    out = np.zeros(len(keys), np.int64)
+    if parts == 1:
+        return out
+    for a in range(0, len(keys), KEY_BATCH):
+        part = pc.cast(keys.slice(a, KEY_BATCH), pa.large_string())
+        offsets = np.frombuffer(part.buffers()[1], np.int64)[part.offset:part.offset + len(part) + 1]
+        lo = int(offsets[0])
+        data = np.frombuffer(part.buffers()[2], np.uint8)[lo:int(offsets[-1])].astype(np.uint64)
+        lengths = np.diff(offsets)
+        within = np.arange(len(data), dtype=np.int64) - np.repeat(offsets[:-1] - lo, lengths)
+        powers = np.cumprod(np.full(int(lengths.max()), 0x100000001B3, np.uint64), dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            h = np.add.reduceat(data * powers[within], offsets[:-1] - lo)  # keys are never empty
+            h ^= h >> np.uint64(29)
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(32)
+        out[a:a + len(part)] = (h % np.uint64(parts)).astype(np.int64)
+    return out
 
 
 def _count_range(dataset: Dataset, start: int, stop: int, by: KeySource, fallback: KeySource,
