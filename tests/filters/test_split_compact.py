@@ -335,7 +335,7 @@ def _ray_start(args: list[str], log: Path) -> subprocess.Popen:
 
 def _stop(proc: subprocess.Popen) -> None:
     """Stop one node we started: its session's processes only (never ``ray stop``)."""
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
         try:
             os.killpg(proc.pid, sig)
             proc.wait(wait)
