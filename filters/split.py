@@ -40,6 +40,8 @@ SPLIT_NAMES_ORDER = ("train", "validation", "test")
 KEY_BATCH = 65_536
 #: On Ray, at least this many rows per counting task (fewer, larger tasks on small inputs).
 RAY_ROWS_PER_TASK = 25_000
+#: At most this many hash partitions (reduce tasks): each map task returns one piece per partition.
+RAY_MAX_PARTITIONS = 16
 
 
 class SplitParams(StepParams):
@@ -379,12 +381,13 @@ def _ray_split(dataset: Dataset, by: KeySource, fallback: KeySource, assign: Ass
     cpus = max(int(ray.cluster_resources().get("CPU", 1)), 1)
     tasks = max(1, min(4 * cpus, -(-n // RAY_ROWS_PER_TASK)))
     bounds = np.linspace(0, n, tasks + 1).astype(np.int64).tolist()
+    parts = min(tasks, RAY_MAX_PARTITIONS)
     data = ray.put(dataset)
-    count = ray.remote(_count_range).options(num_returns=3 + tasks)
+    count = ray.remote(_count_range).options(num_returns=3 + parts)
     merge, label = ray.remote(_merge_counts), ray.remote(_label_range)
     try:
-        maps = [count.remote(data, a, b, by, fallback, tasks) for a, b in zip(bounds, bounds[1:])]
-        merged = ray.get([merge.remote(*[m[3 + j] for m in maps]) for j in range(tasks)])
+        maps = [count.remote(data, a, b, by, fallback, parts) for a, b in zip(bounds, bounds[1:])]
+        merged = ray.get([merge.remote(*[m[3 + j] for m in maps]) for j in range(parts)])
         meta = ray.get([m[0] for m in maps])
         keys = pa.concat_arrays([k for k, _ in merged])
         counts = np.concatenate([c for _, c in merged])
