@@ -8,10 +8,10 @@ even when one patient has a hundred notes and another has four; the seed shuffle
 equal size. The step writes the internal ``__split__`` column, which the output stage turns
 into a DatasetDict.
 
-Memory: the keys live in Arrow arrays (one dictionary of distinct keys plus an int32 index
-per row), sizes and assignments in numpy arrays, and the labels are one small code per row,
+Memory: groups are found by sorting each key source's (memory-mapped) column, never a copy
+of every key; sizes, ranks and assignments are numpy arrays and a label is one byte per row,
 so a million rows that are each their own group cost tens of MB, not Python objects per row.
-On the Ray executor the grouping itself runs as tasks (see :func:`_ray_split`).
+On the Ray executor the grouping runs as tasks (see :func:`_ray_split`).
 """
 
 from __future__ import annotations
@@ -112,30 +112,31 @@ def _as_text(values: pa.Array) -> pa.Array:
     return pa.array([None if v is None else str(v) for v in values.to_pylist()], pa.string())
 
 
-def _values(table: pa.Table, source: KeySource) -> tuple[pa.Array, pa.Array]:
-    """(text of the key's value per row, True where it is missing: null, empty or whitespace)."""
-    col = table.column(source.column).combine_chunks()
-    if source.meta_field is not None:
-        col = pc.struct_field(col, source.meta_field)  # null where the whole meta is null
-    text = _as_text(col)
-    blank = pc.fill_null(pc.match_substring_regex(text, _blank_pattern()), True)
-    return text, blank
+def _texts(table: pa.Table, source: KeySource) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """The key's value of every row as text (string columns as they are: no copy of a
+    memory-mapped column) and a mask of rows where it is missing (null, empty or whitespace)."""
+    texts, blanks = [], []
+    for chunk in table.column(source.column).chunks:
+        values = pc.struct_field(chunk, source.meta_field) if source.meta_field is not None else chunk
+        text = _as_text(values)
+        texts.append(text)
+        blanks.append(pc.fill_null(pc.match_substring_regex(text, _blank_pattern()), True)
+                      .to_numpy(zero_copy_only=False))
+    return pa.chunked_array(texts, pa.string()), (np.concatenate(blanks) if blanks else np.empty(0, bool))
 
 
 def key_column(table: pa.Table, by: KeySource, fallback: KeySource) -> tuple[pa.Array, int]:
-    """The group key of each row (``"<by>\\x1f<value>"``, or ``"<fallback>\\x1f<value>"`` where
+    """The group key of each row (``"<by>\x1f<value>"``, or ``"<fallback>\x1f<value>"`` where
     the ``by`` value is missing) and how many rows used the fallback."""
-    by_text, by_blank = _values(table, by)
-    use_fallback = by_blank
-    without = pc.sum(use_fallback).as_py() or 0
-    by_keys = pc.binary_join_element_wise(pa.scalar(f"{by.name}\x1f"), by_text, "")
-    if not without:
-        return by_keys, 0
-    fb_text, fb_blank = _values(table, fallback)
-    if pc.any(pc.and_(use_fallback, fb_blank)).as_py():
+    by_text, missing = _texts(table, by)
+    keys = pc.binary_join_element_wise(pa.scalar(f"{by.name}\x1f"), by_text, "").combine_chunks()
+    if not missing.any():
+        return keys, 0
+    fb_text, fb_missing = _texts(table, fallback)
+    if (missing & fb_missing).any():
         raise ValueError(f"split: a row has neither {by.name!r} nor {fallback.name!r}")
-    fb_keys = pc.binary_join_element_wise(pa.scalar(f"{fallback.name}\x1f"), fb_text, "")
-    return pc.if_else(use_fallback, fb_keys, by_keys), without
+    fb_keys = pc.binary_join_element_wise(pa.scalar(f"{fallback.name}\x1f"), fb_text, "").combine_chunks()
+    return pc.if_else(pa.array(missing), fb_keys, keys), int(missing.sum())
 
 
 def _rows(dataset: Dataset, start: int, stop: int, by: KeySource, fallback: KeySource) -> pa.Table:
@@ -167,24 +168,6 @@ def _group(chunks: list[pa.Array], with_keys: bool = False) -> tuple[pa.Array | 
     rank[order] = np.cumsum(starts, dtype=np.int32) - 1
     first = np.flatnonzero(starts)
     return distinct, rank, np.diff(first, append=n).astype(np.int64)
-
-
-def _sort_order(keys: pa.Array) -> np.ndarray:
-    """Positions of ``keys`` in ascending (byte = code point) order."""
-    return pc.array_sort_indices(keys).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _texts(table: pa.Table, source: KeySource) -> tuple[pa.ChunkedArray, np.ndarray]:
-    """The key's value of every row as text (string columns as they are: no copy of a
-    memory-mapped column) and a mask of rows where it is missing (null, empty or whitespace)."""
-    texts, blanks = [], []
-    for chunk in table.column(source.column).chunks:
-        values = pc.struct_field(chunk, source.meta_field) if source.meta_field is not None else chunk
-        text = _as_text(values)
-        texts.append(text)
-        blanks.append(pc.fill_null(pc.match_substring_regex(text, _blank_pattern()), True)
-                      .to_numpy(zero_copy_only=False))
-    return pa.chunked_array(texts, pa.string()), (np.concatenate(blanks) if blanks else np.empty(0, bool))
 
 
 def _runs(text: pa.ChunkedArray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -265,8 +248,8 @@ def assign_codes(sizes: np.ndarray, ratios: Mapping[str, float], seed: int) -> t
     total = int(sizes.sum())
     targets = [ratios[name] * total for name in names]
     # The seeded shuffle of the sorted keys: Random.shuffle's swaps depend only on the length,
-    # so shuffling positions 0..n-1 (8 bytes each, not a list of Python objects) gives the same order.
-    positions = array("i", range(n))  # C int: 4 bytes
+    # so shuffling positions 0..n-1 (4-byte C ints, not a list of Python objects) gives the same order.
+    positions = array("i", range(n))
     random.Random(seed).shuffle(positions)
     shuffled = np.frombuffer(positions, dtype=np.intc) if n else np.empty(0, np.intc)
     by_size = sizes[shuffled]
@@ -389,12 +372,10 @@ def _ray_split(dataset: Dataset, by: KeySource, fallback: KeySource, assign: Ass
         maps = [count.remote(data, a, b, by, fallback, parts) for a, b in zip(bounds, bounds[1:])]
         merged = ray.get([merge.remote(*[m[3 + j] for m in maps]) for j in range(parts)])
         meta = ray.get([m[0] for m in maps])
-        keys = pa.concat_arrays([k for k, _ in merged])
-        counts = np.concatenate([c for _, c in merged])
-        del merged
-        order = _sort_order(keys)
-        sorted_keys, sizes = keys.take(pa.array(order)), counts[order]
-        del keys, counts, order
+        sorted_keys, rank, _ = _group([k for k, _ in merged], with_keys=True)  # distinct already
+        sizes = np.empty(len(rank), np.int64)
+        sizes[rank] = np.concatenate([c for _, c in merged])
+        del merged, rank
         group_codes = assign(sizes)
         keys_ref, codes_ref = ray.put(sorted_keys), ray.put(group_codes)
         del sorted_keys
