@@ -126,12 +126,27 @@ def _returns(out: Out, partitions: int) -> tuple:
     return ((out.info, node), out.data, *_partition(out, partitions))
 
 
-def _map_task(fn: Callable[..., Out], source: Any, start: int, stop: int, args: tuple, partitions: int) -> tuple:
-    return _returns(fn(source, start, stop, *args), partitions)
+def _pack(value: Any) -> bytes:
+    """``value`` pickled by the caller and opened by the task itself (:func:`_unpack`), so a
+    failure to open it (a shard this node cannot see) is the task's own, clear error."""
+    return _ray().cloudpickle.dumps(value)
 
 
-def _reduce_task(fn: Callable[..., Out], args: tuple, partitions: int, *parts: Records) -> tuple:
-    return _returns(fn(concat_records(parts), *args), partitions)
+def _unpack(blob: bytes) -> Any:
+    try:
+        return _ray().cloudpickle.loads(blob)
+    except OSError as err:
+        node = _ray().get_runtime_context().get_node_id()
+        raise type(err)(f"{err} (on Ray node {node[:12]}: a step's input must be on a path every node "
+                        "of the cluster sees)") from None
+
+
+def _map_task(fn: Callable[..., Out], source: bytes, start: int, stop: int, args: bytes, partitions: int) -> tuple:
+    return _returns(fn(_unpack(source), start, stop, *_unpack(args)), partitions)
+
+
+def _reduce_task(fn: Callable[..., Out], args: bytes, partitions: int, *parts: Records) -> tuple:
+    return _returns(fn(concat_records(parts), *_unpack(args)), partitions)
 
 
 def _hook_task(edges: np.ndarray, labels: np.ndarray) -> tuple:
@@ -160,7 +175,7 @@ def _remote(fn: Callable, num_returns: int):
 
 def _raise_cause(err: BaseException) -> None:
     """Raise a failed task's own exception (Ray wraps it with the remote traceback)."""
-    cause = getattr(err, "cause", None)
+    cause = getattr(err, "cause", None) or getattr(err, "client_exc", None)
     if isinstance(cause, Exception):
         raise cause from None
     raise err
@@ -182,7 +197,7 @@ def _collect(outs: list[list[Any]], desc: str) -> list[Any]:
             for ref in done:
                 try:
                     info, node = ray.get(ref)
-                except ray.exceptions.RayTaskError as err:
+                except (ray.exceptions.RayTaskError, ray.exceptions.RaySystemError) as err:
                     _raise_cause(err)
                 infos[index[ref]] = info
                 TASK_NODES[node] += 1
@@ -213,9 +228,9 @@ def map_ranges(fn: Callable[..., Out], source: Any, n: int, *, partitions: int =
     spans = plan_spans(n, cluster_cpus(), rows_per_task)
     if not spans:
         return Stage(infos=[], data=[], parts=[[] for _ in range(partitions)], spans=[])
-    src = ray.put(source)
+    src, packed = ray.put(_pack(source)), ray.put(_pack(args))  # once for every task
     task = _remote(_map_task, 2 + partitions)
-    outs = [task.remote(fn, src, a, b, args, partitions) for a, b in spans]
+    outs = [task.remote(fn, src, a, b, packed, partitions) for a, b in spans]
     return _stage(outs, partitions, desc, spans)
 
 
@@ -225,7 +240,8 @@ def reduce_partitions(fn: Callable[..., Out], parts: list[list[Any]], *, partiti
     partition of every task of the previous stage, concatenated (a groupby's reduce side).
     With ``partitions`` > 0 the task's records are partitioned again (the next shuffle)."""
     task = _remote(_reduce_task, 2 + partitions)
-    outs = [task.remote(fn, args, partitions, *refs) for refs in parts if refs]
+    packed = _ray().put(_pack(args))
+    outs = [task.remote(fn, packed, partitions, *refs) for refs in parts if refs]
     return _stage(outs, partitions, desc)
 
 
