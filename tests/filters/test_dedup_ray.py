@@ -215,3 +215,13 @@ def test_components_of_a_single_sorted_chain_in_few_rounds(cluster):
     chain = np.stack((np.arange(n - 1), np.arange(1, n)), axis=1)[::-1].copy()
     found = ray_ops.components(n, [chain[: n // 2], chain[n // 2:]])
     assert found.count == 1 and not found.labels.any() and found.rounds <= 3
+
+
+@pytest.mark.parametrize("step_cls", [ExactDedup, MinHashDedup])
+def test_a_whole_step_run_as_a_ray_task_fans_out_from_there(cluster, qa, tmp_path, step_cls):
+    """The runner may run a global step itself as a Ray task: its tasks are then nested."""
+    params = {"scope": "patient"}
+    local = step_cls(params).apply(qa, StepContext(step_dir=tmp_path / "local", num_proc=2))
+    in_task = ray.remote(lambda step, ds, ctx: step.apply(ds, ctx))  # a lambda travels by value
+    on_ray = ray.get(in_task.remote(step_cls(params), qa, StepContext(step_dir=tmp_path / "ray", executor="ray")))
+    assert_same_decisions(local, on_ray, differ=("verified_pairs",))
