@@ -181,7 +181,7 @@ def _raise_cause(err: BaseException) -> None:
     raise err
 
 
-def _collect(outs: list[list[Any]], desc: str) -> list[Any]:
+def _collect(outs: list[list[Any]], desc: str, progress: bool = True) -> list[Any]:
     """Each task's ``info`` (in task order), with a progress bar; counts where tasks ran."""
     from tqdm.auto import tqdm
 
@@ -190,7 +190,7 @@ def _collect(outs: list[list[Any]], desc: str) -> list[Any]:
     index = {ref: k for k, ref in enumerate(heads)}
     infos: list[Any] = [None] * len(heads)
     pending = list(heads)
-    bar = tqdm(total=len(heads), desc=desc, unit=" tasks", leave=False, disable=len(heads) < 2)
+    bar = tqdm(total=len(heads), desc=desc, unit=" tasks", leave=False, disable=not progress or len(heads) < 2)
     try:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
@@ -208,6 +208,7 @@ def _collect(outs: list[list[Any]], desc: str) -> list[Any]:
         raise
     finally:
         bar.close()
+    logger.debug("%s: %d Ray tasks, %d nodes so far", desc, len(heads), len(TASK_NODES))
     return infos
 
 
@@ -281,9 +282,8 @@ def components(n: int, edges: Sequence[Any], *, max_rounds: int = 200, desc: str
         rounds += 1
         current = ray.put(labels)
         outs = [task.remote(e, current) for e in pending]
-        infos = _collect(outs, f"{desc} round {rounds}")
+        infos = _collect(outs, f"{desc} round {rounds}", progress=False)  # rounds are short: no bar each
         del current
-        labels = labels.copy()  # the caller's array may be the read-only one it put
         hooked = False
         for targets, values in infos:
             if len(targets):
