@@ -19,6 +19,8 @@ probability at the threshold reaches ``min_recall`` (datasketch's false-positive
 the cost). Clusters are the connected components of *all* accepted pairs, so the result does
 not depend on row order. :func:`near_duplicates` keeps only one 64-bit key per band and text
 (written band-major to disk by the workers), so its memory does not grow with signatures.
+:func:`near_duplicates_ray` computes the same clusters with Ray tasks: band keys grouped by a
+shuffle, candidates verified where they are grouped, components by min-label propagation.
 """
 
 from __future__ import annotations
@@ -764,7 +766,7 @@ def _band_records_task(texts: Sequence[str], start: int, stop: int, scope: Seque
 
 
 def _band_groups_task(records: dict[str, np.ndarray], n: int, verify: bool):
-    """One partition of band keys (every band of a key is in one partition).
+    """One partition of band records (all records of one ``(band, key)`` are in one partition).
 
     Band 0 (the whole signature): identical signatures, joined by chain edges (left in the
     object store). Other bands: the texts sharing a band key, one per identical signature
