@@ -854,7 +854,8 @@ def near_duplicates_ray(
         with open(sketch_path, "wb") as fh:
             fh.truncate(n * num_perm)
         mapped = ray_ops.map_ranges(_band_records_task, texts, n, partitions=partitions, desc="minhash signatures",
-                                    args=(scope, shingler, num_perm, seed, bands, rows, sketch_path))
+                                    args=(scope, shingler, num_perm, seed, bands, rows, sketch_path),
+                                    record_bytes=26 * (bands + 1))  # band, key, key0, row per band
         for (a, b), (h, ln, bl) in zip(mapped.spans, mapped.infos):
             has[a:b], lengths[a:b], blank[a:b] = h, ln, bl
         grouped = ray_ops.reduce_partitions(_band_groups_task, mapped.parts, partitions=partitions if verify else 0,

@@ -50,6 +50,11 @@ TASK_NODES: Counter[str] = Counter()
 #: spread (several per CPU), but never so few that per-task overhead dominates.
 MIN_TASK_ROWS = 2_000
 MAX_TASK_ROWS = 50_000
+#: Ray keeps a task's return values under ~100 KB in the memory of the process that submitted
+#: the task (the caller) instead of the object store. Given the records' size per row,
+#: :func:`map_ranges` makes each task's partitions at least this big, so a shuffle of bulky
+#: records (MinHash band keys) stays out of the caller even with hundreds of partitions.
+MIN_PARTITION_BYTES = 128 * 1024
 
 
 @dataclass
@@ -93,12 +98,13 @@ def default_partitions() -> int:
     return min(256, max(2, cluster_cpus()))
 
 
-def plan_spans(n: int, workers: int, rows_per_task: int | None = None) -> list[tuple[int, int]]:
+def plan_spans(n: int, workers: int, rows_per_task: int | None = None,
+               min_rows: int = MIN_TASK_ROWS) -> list[tuple[int, int]]:
     """Consecutive ``(start, stop)`` row ranges covering ``0..n``: about four per worker,
-    each between :data:`MIN_TASK_ROWS` and :data:`MAX_TASK_ROWS` rows unless given."""
+    each between ``min_rows`` and :data:`MAX_TASK_ROWS` rows unless given."""
     if n <= 0:
         return []
-    size = rows_per_task or min(MAX_TASK_ROWS, max(MIN_TASK_ROWS, math.ceil(n / (4 * max(1, workers)))))
+    size = rows_per_task or min(MAX_TASK_ROWS, max(min_rows, math.ceil(n / (4 * max(1, workers)))))
     return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
@@ -219,14 +225,18 @@ def _stage(outs: list[list[Any]], partitions: int, desc: str, spans: list[tuple[
 
 
 def map_ranges(fn: Callable[..., Out], source: Any, n: int, *, partitions: int = 0, args: tuple = (),
-               rows_per_task: int | None = None, desc: str = "map") -> Stage:
+               rows_per_task: int | None = None, record_bytes: int = 0, desc: str = "map") -> Stage:
     """``fn(source, start, stop, *args) -> Out`` as one Ray task per row range of ``0..n``.
 
     ``source`` is put in the object store once and every task opens its rows from it; with
     ``partitions`` > 0 each task's records are split into that many partitions by key.
-    ``fn`` must be picklable by reference (a module-level function)."""
+    ``record_bytes``: about how many bytes of records a row makes; tasks then get enough rows
+    for partitions of :data:`MIN_PARTITION_BYTES`. ``fn`` must be picklable by reference (a
+    module-level function)."""
     ray = _ray()
-    spans = plan_spans(n, cluster_cpus(), rows_per_task)
+    min_rows = max(MIN_TASK_ROWS, math.ceil(partitions * MIN_PARTITION_BYTES / record_bytes)) if record_bytes \
+        else MIN_TASK_ROWS
+    spans = plan_spans(n, cluster_cpus(), rows_per_task, min_rows)
     if not spans:
         return Stage(infos=[], data=[], parts=[[] for _ in range(partitions)], spans=[])
     src, packed = ray.put(_pack(source)), ray.put(_pack(args))  # once for every task
