@@ -28,26 +28,28 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 from datasets import Dataset
-from meddata.filters.forked import map_row_ranges
+from meddata.filters.forked import (  # noqa: F401 (row_content, contents: re-exported for other dedup steps)
+    LazyContents,
+    LazyMeta,
+    arrow_columns,
+    contents,
+    map_row_ranges,
+    meta_values,
+    row_content,
+    sub_ranges,
+)
 from pydantic import Field, field_validator, model_validator
 
-from meddata.records import (
-    CONTENT_COLUMNS,
-    MESSAGE_COLUMNS,
-    ROLES,
-    TEXT_FIELDS,
-    column_strings,
-)
+from meddata.records import CONTENT_COLUMNS, MESSAGE_COLUMNS, ROLES
 from meddata.registry import register
 from meddata.steps import GlobalResult, GlobalStep, StepContext, StepParams
 
-DEFAULT_FIELDS = TEXT_FIELDS
 EMPTY = "empty_text"
 #: Clusters listed by id in a step report (all are counted by size).
 CLUSTER_SAMPLE = 100
@@ -70,81 +72,6 @@ def check_fields(fields: list[str] | None) -> list[str] | None:
             raise ValueError(f"field {spec!r}: a role filter needs a message column "
                              f"({', '.join(MESSAGE_COLUMNS)}) and a role ({', '.join(ROLES)})")
     return fields
-
-
-def row_content(row: dict[str, Any], fields: Sequence[str] | None = None) -> str:
-    """The compared content of a row: the chosen fields joined by blank lines."""
-    parts: list[str] = []
-    for spec in fields or DEFAULT_FIELDS:
-        col, _, role = spec.partition(".")
-        parts.extend(column_strings(col, row.get(col), role or None))
-    return "\n\n".join(p for p in parts if p)
-
-
-def arrow_columns(dataset: Dataset, columns: Sequence[str]) -> pa.Table:
-    """The given columns of every row as one Arrow table (a selection view is resolved by a
-    C-level take, never by the Python row loop of ``dataset[i]``)."""
-    present = [c for c in columns if c in dataset.column_names]
-    return dataset.select_columns(present).with_format("arrow")[:] if present and len(dataset) else \
-        pa.table({c: pa.nulls(len(dataset)) for c in present})
-
-
-def contents(dataset: Dataset, fields: Sequence[str] | None) -> list[str]:
-    """The compared content of every row, in row order, as one list (see :class:`LazyContents`)."""
-    return list(LazyContents(dataset, fields))
-
-
-class LazyContents(Sequence[str]):
-    """The compared content of every row, built from the memory-mapped table a slice at a time:
-    global steps walk a million rows without holding a million strings."""
-
-    BATCH = 10_000
-
-    def __init__(self, dataset: Dataset, fields: Sequence[str] | None):
-        columns = sorted({spec.partition(".")[0] for spec in fields or DEFAULT_FIELDS})
-        self.table = arrow_columns(dataset, columns)
-        self.fields = fields
-        self.n = len(dataset)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def _rows(self, start: int, stop: int) -> list[str]:
-        if self.table.num_columns == 0:
-            return [""] * (stop - start)
-        return [row_content(r, self.fields) for r in self.table.slice(start, stop - start).to_pylist()]
-
-    def take(self, indices: Sequence[int]) -> list[str]:
-        """The contents of the rows ``indices`` (one Arrow take, not one slice per row)."""
-        if self.table.num_columns == 0:
-            return [""] * len(indices)
-        return [row_content(r, self.fields) for r in self.table.take(pa.array(indices, pa.int64())).to_pylist()]
-
-    def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, slice):
-            start, stop, step = i.indices(self.n)
-            rows = self._rows(start, stop) if stop > start else []
-            return rows if step == 1 else rows[::step]
-        if i < 0:
-            i += self.n
-        if not 0 <= i < self.n:
-            raise IndexError(i)
-        return self._rows(i, i + 1)[0]
-
-    def __iter__(self) -> Iterator[str]:
-        for start in range(0, self.n, self.BATCH):
-            yield from self._rows(start, min(start + self.BATCH, self.n))
-
-
-def meta_values(dataset: Dataset, key: str) -> list[Any]:
-    """``meta[key]`` of every row, read column-wise."""
-    table = arrow_columns(dataset, ["meta"])
-    if table.num_columns == 0 or len(dataset) == 0:
-        return [None] * len(dataset)
-    meta = table.column("meta").combine_chunks()
-    if meta.type.get_field_index(key) < 0:
-        return [None] * len(dataset)
-    return meta.flatten()[meta.type.get_field_index(key)].to_pylist()
 
 
 # -- which row survives ----------------------------------------------------------------------
@@ -171,21 +98,23 @@ class DedupParams(StepParams):
         return self
 
 
-def quality_scores(dataset: Dataset, key: str) -> tuple[list[float], int]:
+def quality_scores(dataset: Dataset, key: str) -> tuple[np.ndarray, int]:
     """``meta.annotations[key]`` per row as a float; -inf (and counted) when missing or not numeric.
-    A dotted key reaches into nested annotations: ``judge.overall``."""
-    scores, missing = [], 0
+    A dotted key reaches into nested annotations: ``judge.overall``. Read a slice at a time
+    into one float array (never a Python object per row)."""
+    annotations = LazyMeta(dataset, "annotations")
+    scores = np.full(len(dataset), -math.inf)
+    found = 0
     path = key.split(".")
-    for raw in meta_values(dataset, "annotations"):
-        value = json.loads(raw) if raw else None
-        for part in path:
-            value = value.get(part) if isinstance(value, dict) else None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            scores.append(-math.inf)
-            missing += 1
-        else:
-            scores.append(float(value))
-    return scores, missing
+    for start, stop in sub_ranges(0, len(dataset), LazyContents.BATCH):
+        for i, raw in enumerate(annotations[start:stop], start):
+            value = json.loads(raw) if raw else None
+            for part in path:
+                value = value.get(part) if isinstance(value, dict) else None
+            if not (isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)):
+                scores[i] = float(value)
+                found += 1
+    return scores, len(dataset) - found
 
 
 def pick_kept(members: Sequence[int], keep: str, lengths: Sequence[int], scores: Sequence[float] | None) -> int:
@@ -316,6 +245,43 @@ def exact_digests(texts: Sequence[str], ignore: tuple[str, ...],
     return digests, lengths, blank
 
 
+def digest_groups(digests: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Groups of two or more equal digests: (members, group by group, each group ascending;
+    the cuts between groups; the number of distinct digests)."""
+    uniq, inverse, counts = np.unique(digests, return_inverse=True, return_counts=True)
+    dup = counts[inverse] > 1
+    members, group = rows[dup], inverse[dup]
+    order = np.lexsort((members, group))
+    members, group = members[order], group[order]
+    return members, np.flatnonzero(np.diff(group)) + 1, len(uniq)
+
+
+def _digest_task(texts: Sequence[str], start: int, stop: int, ignore: tuple[str, ...], scoped: bool):
+    """A Ray task's rows: lengths and blankness for the caller; (digest, row) of every
+    non-blank row, partitioned by digest (the groupby's map side)."""
+    from meddata.engine.ray_ops import Out
+
+    parts = [exact_digests(texts[a:b], ignore, scoped) for a, b in sub_ranges(start, stop)]
+    digests, lengths, blank = (np.concatenate([p[k] for p in parts]) for k in range(3))
+    rows = np.flatnonzero(~blank)
+    digests = digests[rows]
+    return Out(info=(lengths, blank), keys=digests.view(np.uint64)[0::2],
+               records={"digest": digests, "row": rows + start})
+
+
+def _digest_group_task(records: dict[str, np.ndarray]):
+    """One partition of digests: its groups (the groupby's reduce side)."""
+    from meddata.engine.ray_ops import Out
+
+    if not len(records["row"]):
+        return Out(info=(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 0))
+    return Out(info=digest_groups(records["digest"], records["row"]))
+
+
+def _split_groups(members: np.ndarray, cuts: np.ndarray) -> list[list[int]]:
+    return [c.tolist() for c in np.split(members, cuts)] if len(members) else []
+
+
 @register
 class ExactDedup(GlobalStep):
     name = "exact_dedup"
@@ -325,30 +291,36 @@ class ExactDedup(GlobalStep):
 
     def apply(self, dataset: Dataset, ctx: StepContext) -> GlobalResult:
         p: ExactDedupParams = self.params
-        scope = scope_values(dataset, p.scope)
         n = len(dataset)
+        texts = LazyContents(dataset, p.fields)
+        if p.scope == "patient":
+            texts = ScopedContents(texts, LazyMeta(dataset, "patient_id"))
+        ignore, scoped = tuple(p.normalize), p.scope == "patient"
         # compact columns, not texts: a 16-byte digest and a length per row, computed by
         # workers that read their own rows (the driver never holds the texts)
-        digests = np.zeros(n, dtype="V16")
         lengths = np.zeros(n, dtype=np.int64)
         blank = np.zeros(n, dtype=bool)
-        digest = functools.partial(exact_digests, ignore=tuple(p.normalize), scoped=scope is not None)
-        texts = LazyContents(dataset, p.fields)
-        if scope is not None:
-            texts = ScopedContents(texts, scope)
-        for a, b, (d, ln, bl) in map_row_ranges(texts, digest, ctx.num_proc):
-            digests[a:b], lengths[a:b], blank[a:b] = d, ln, bl
-        empty = np.flatnonzero(blank).tolist()
-        rows = np.flatnonzero(~blank)
-        uniq, inverse, counts = np.unique(digests[rows], return_inverse=True, return_counts=True)
-        dup = counts[inverse] > 1
-        members, group = rows[dup], inverse[dup]
-        order = np.lexsort((members, group))
-        members, group = members[order], group[order]
-        cuts = np.flatnonzero(np.diff(group)) + 1
-        clusters = [c.tolist() for c in np.split(members, cuts)] if len(members) else []
+        if ctx.executor == "ray":  # a groupby on the digest: map tasks partition, reduce tasks group
+            from meddata.engine import ray_ops
+
+            mapped = ray_ops.map_ranges(_digest_task, texts, n, partitions=ray_ops.default_partitions(),
+                                        args=(ignore, scoped), desc=f"{self.name} digests")
+            for (a, b), (ln, bl) in zip(mapped.spans, mapped.infos):
+                lengths[a:b], blank[a:b] = ln, bl
+            grouped = ray_ops.reduce_partitions(_digest_group_task, mapped.parts, desc=f"{self.name} groups")
+            clusters = [c for members, cuts, _ in grouped.infos for c in _split_groups(members, cuts)]
+            unique = sum(info[2] for info in grouped.infos)
+        else:
+            digests = np.zeros(n, dtype="V16")
+            digest = functools.partial(exact_digests, ignore=ignore, scoped=scoped)
+            for a, b, (d, ln, bl) in map_row_ranges(texts, digest, ctx.num_proc):
+                digests[a:b], lengths[a:b], blank[a:b] = d, ln, bl
+            rows = np.flatnonzero(~blank)
+            members, cuts, unique = digest_groups(digests[rows], rows)
+            clusters = _split_groups(members, cuts)
         clusters.sort(key=lambda g: g[0])
-        return resolve(self, dataset, clusters, empty, "exact_duplicate", lengths, {"unique": len(uniq)})
+        empty = np.flatnonzero(blank).tolist()
+        return resolve(self, dataset, clusters, empty, "exact_duplicate", lengths, {"unique": unique})
 
 
 # -- near duplicates -------------------------------------------------------------------------
@@ -377,17 +349,19 @@ class MinHashDedup(GlobalStep):
     Params = MinHashDedupParams
 
     def apply(self, dataset: Dataset, ctx: StepContext) -> GlobalResult:
-        from meddata.filters.minhash import Shingler, near_duplicates
+        from meddata.filters.minhash import Shingler, near_duplicates, near_duplicates_ray
 
         p: MinHashDedupParams = self.params
         texts = LazyContents(dataset, p.fields)
-        scope = scope_values(dataset, p.scope)
         ctx.step_dir.mkdir(parents=True, exist_ok=True)
-        found = near_duplicates(
-            texts, threshold=p.threshold, shingler=Shingler(p.ngram, p.unit, p.normalize),
-            num_perm=p.num_perm, seed=p.seed, verify=p.verify, min_recall=p.min_recall, scope=scope,
-            num_proc=p.num_proc or ctx.num_proc, workdir=ctx.step_dir,
-        )
+        options = dict(threshold=p.threshold, shingler=Shingler(p.ngram, p.unit, p.normalize), num_perm=p.num_perm,
+                       seed=p.seed, verify=p.verify, min_recall=p.min_recall, workdir=ctx.step_dir)
+        if ctx.executor == "ray":  # band-key groupby, verification and components as Ray tasks
+            scope = LazyMeta(dataset, "patient_id") if p.scope == "patient" else None
+            found = near_duplicates_ray(texts, scope=scope, **options)
+        else:
+            found = near_duplicates(texts, scope=scope_values(dataset, p.scope),
+                                    num_proc=p.num_proc or ctx.num_proc, **options)
         lengths, empty = found.lengths, np.flatnonzero(found.blank).tolist()  # measured by the workers
         clusters = [c.tolist() for c in found.clusters()]  # empty texts have no shingles: never in one
         report = {"bands": found.bands, "rows": found.rows, "candidate_pairs": found.candidate_pairs,

@@ -19,6 +19,8 @@ probability at the threshold reaches ``min_recall`` (datasketch's false-positive
 the cost). Clusters are the connected components of *all* accepted pairs, so the result does
 not depend on row order. :func:`near_duplicates` keeps only one 64-bit key per band and text
 (written band-major to disk by the workers), so its memory does not grow with signatures.
+:func:`near_duplicates_ray` computes the same clusters with Ray tasks: band keys grouped by a
+shuffle, candidates verified where they are grouped, components by min-label propagation.
 """
 
 from __future__ import annotations
@@ -528,7 +530,12 @@ class NearDupResult:
     rows: int
     candidate_pairs: int  # band hits: a pair found by several bands counts once per band
     identical_pairs: int  # rows joined because their signatures are equal
-    verified_pairs: int  # candidates close enough to the threshold to compute exact Jaccard
+    #: Candidate pairs sent to verification (screen, then exact Jaccard). Locally bands run one
+    #: after another and a band's pairs already connected by earlier bands are skipped (a
+    #: rejected pair found again by a later band is checked again); on Ray
+    #: (:func:`near_duplicates_ray`) all bands are grouped at once and every distinct candidate
+    #: pair is checked once. Same clusters either way; only this count differs.
+    verified_pairs: int
     accepted_pairs: int  # edges that joined two clusters (the rest were already connected)
     no_shingles: int  # texts with no token at all: never clustered
     lengths: np.ndarray | None = None  # characters per text
@@ -714,3 +721,158 @@ def _scope_keys(scope: Sequence[str | None] | None, n: int) -> np.ndarray | None
     codes: dict[str | None, int] = {}
     ids = np.fromiter((codes.setdefault(s, len(codes)) for s in scope), dtype=np.int64, count=n)
     return fmix64(ids.astype(U64) + U64(0x632BE59BD9B4E019))
+
+
+# -- on a Ray cluster ------------------------------------------------------------------------
+
+def scope_hashes(values: Sequence[str | None]) -> np.ndarray:
+    """A 64-bit key per scope value, computed from the value alone (each Ray task hashes its
+    own rows' values; :func:`_scope_keys` numbers values in order of appearance instead,
+    which needs them all in one place). Equal values get equal keys; ``None`` is a value."""
+    import hashlib
+
+    raw = np.fromiter((int.from_bytes(hashlib.blake2b(b"\x00" if v is None else b"\x01" + str(v).encode(),
+                                                      digest_size=8).digest(), "little") for v in values),
+                      dtype=U64, count=len(values))
+    return fmix64(raw + U64(0x632BE59BD9B4E019))
+
+
+def _band_records_task(texts: Sequence[str], start: int, stop: int, scope: Sequence[str | None] | None,
+                       shingler: Shingler, num_perm: int, seed: int, bands: int, rows: int, sketch_path: str):
+    """A Ray task's rows: (has shingles, length, blank) for the caller, the similarity sketch
+    written to its rows' place in ``sketch_path``, and per text with shingles one record per
+    band (band 0: the whole signature) ``(band, key, key0, row)``, partitioned by key."""
+    from meddata.filters.forked import sub_ranges
+
+    from meddata.engine.ray_ops import Out
+
+    info, records = [], []
+    with open(sketch_path, "r+b") as sketch_file:
+        for a, b in sub_ranges(start, stop, CHUNK_ROWS):
+            keys, counts, lengths, blank, sketch = _band_keys_chunk(texts[a:b], shingler, num_perm, seed, bands, rows)
+            sketch_file.seek(a * num_perm)
+            sketch_file.write(np.ascontiguousarray(sketch).tobytes())
+            if scope is not None:
+                keys = fmix64(keys ^ scope_hashes(scope[a:b])[None, :])
+            has = np.flatnonzero(counts > 0)
+            info.append((counts > 0, lengths, blank))
+            records.append((keys[:, has], has + a))
+    keys = np.concatenate([k for k, _ in records], axis=1)
+    row = np.concatenate([r for _, r in records])
+    band = np.repeat(np.arange(bands + 1, dtype=np.uint16), len(row))
+    return Out(info=tuple(np.concatenate([part[k] for part in info]) for k in range(3)), keys=keys.ravel(),
+               records={"band": band, "key": keys.ravel(), "key0": np.tile(keys[0], bands + 1),
+                        "row": np.tile(row, bands + 1)})
+
+
+def _band_groups_task(records: dict[str, np.ndarray], n: int, verify: bool):
+    """One partition of band records (all records of one ``(band, key)`` are in one partition).
+
+    Band 0 (the whole signature): identical signatures, joined by chain edges (left in the
+    object store). Other bands: the texts sharing a band key, one per identical signature
+    (its first row, as :func:`near_duplicates` does with ``reps``); with ``verify`` every pair
+    of them, partitioned by pair for verification, otherwise chain edges. Info: (candidate
+    pairs, identical pairs) counted as :func:`near_duplicates` counts them."""
+    from meddata.engine.ray_ops import Out
+
+    order = np.lexsort((records["row"], records["key0"], records["key"], records["band"]))
+    band, key, key0, row = (records[c][order] for c in ("band", "key", "key0", "row"))
+    zero = band == 0
+    k, r = key[zero], row[zero]
+    same = np.flatnonzero(k[1:] == k[:-1])
+    identical = np.stack((r[same], r[same + 1]), axis=1)
+    band, key, key0, row = band[~zero], key[~zero], key0[~zero], row[~zero]
+    first = np.ones(len(row), dtype=bool)
+    first[1:] = (band[1:] != band[:-1]) | (key[1:] != key[:-1]) | (key0[1:] != key0[:-1])
+    band, key, row = band[first], key[first], row[first]  # one text per identical signature
+    order = np.lexsort((row, key, band))
+    band, key, row = band[order], key[order], row[order]
+    if not verify:
+        same = np.flatnonzero((band[1:] == band[:-1]) & (key[1:] == key[:-1]))
+        chain = np.stack((row[same], row[same + 1]), axis=1)
+        return Out(info=(len(chain), len(identical)), data=np.concatenate((identical, chain)))
+    bounds = np.flatnonzero(np.concatenate(([True], (band[1:] != band[:-1]) | (key[1:] != key[:-1]), [True])))
+    starts, sizes = bounds[:-1], np.diff(bounds)
+    many = sizes >= 2
+    pairs = _all_pairs(row, starts[many], sizes[many])
+    return Out(info=(len(pairs), len(identical)), data=identical,
+               keys=fmix64(pairs[:, 0].astype(U64) * U64(n) + pairs[:, 1].astype(U64)),
+               records={"a": pairs[:, 0], "b": pairs[:, 1]})
+
+
+def _verify_task(records: dict[str, np.ndarray], texts: Sequence[str], n: int, shingler: Shingler,
+                 threshold: float, sketch_path: str, num_perm: int):
+    """One partition of candidate pairs: each distinct pair once, screened and checked with
+    exact Jaccard (:func:`_verified`, reading its own texts); the accepted pairs stay in the
+    object store as edges. Info: the pairs checked."""
+    from meddata.engine.ray_ops import Out
+
+    pairs = _unique_pairs(np.stack((records["a"], records["b"]), axis=1), n)
+    ok = [_verified(texts, pairs[j:j + VERIFY_BLOCK], shingler, threshold, sketch_path, num_perm)
+          for j in range(0, len(pairs), VERIFY_BLOCK)]
+    return Out(info=len(pairs), data=pairs[np.concatenate(ok)] if ok else pairs)
+
+
+def near_duplicates_ray(
+    texts: Sequence[str],
+    *,
+    threshold: float = 0.8,
+    shingler: Shingler | None = None,
+    num_perm: int = 128,
+    seed: int = 1,
+    verify: bool = True,
+    min_recall: float = 0.995,
+    scope: Sequence[str | None] | None = None,
+    workdir: str | os.PathLike | None = None,
+) -> NearDupResult:
+    """:func:`near_duplicates` as Ray tasks on the cluster this process is connected to: the
+    same clusters, lengths and counts, except ``verified_pairs`` (see :class:`NearDupResult`).
+
+    ``texts`` (and ``scope``) must pickle small and open their rows where they are unpickled
+    (:class:`meddata.filters.forked.LazyContents` over a memory-mapped dataset does). Steps:
+    signature tasks over row ranges write the one-byte sketch to ``workdir`` (a folder every
+    node sees) and partition ``(band, key)`` records; band-key groupby tasks emit the
+    identical-signature edges and the candidate pairs, partitioned by pair; verification
+    tasks check each distinct pair once; connected components by min-label propagation
+    (:func:`meddata.engine.ray_ops.components`). The caller holds per-row arrays only
+    (lengths, blankness, labels), never texts or signatures."""
+    import tempfile
+
+    from meddata.engine import ray_ops
+
+    shingler = shingler or Shingler()
+    n = len(texts)
+    if scope is not None and len(scope) != n:
+        raise ValueError(f"got {len(scope)} scope values for {n} texts")
+    bands, rows = lsh_params(threshold, num_perm, min_recall if verify else None)
+    partitions = ray_ops.default_partitions()
+    has = np.zeros(n, dtype=bool)
+    lengths = np.zeros(n, dtype=np.int64)
+    blank = np.zeros(n, dtype=bool)
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="minhash-ray-") as folder:
+        sketch_path = os.path.join(folder, SKETCH)
+        with open(sketch_path, "wb") as fh:
+            fh.truncate(n * num_perm)
+        mapped = ray_ops.map_ranges(_band_records_task, texts, n, partitions=partitions, desc="minhash signatures",
+                                    args=(scope, shingler, num_perm, seed, bands, rows, sketch_path),
+                                    record_bytes=26 * (bands + 1))  # band, key, key0, row per band
+        for (a, b), (h, ln, bl) in zip(mapped.spans, mapped.infos):
+            has[a:b], lengths[a:b], blank[a:b] = h, ln, bl
+        grouped = ray_ops.reduce_partitions(_band_groups_task, mapped.parts, partitions=partitions if verify else 0,
+                                            args=(n, verify), desc="minhash band groups")
+        del mapped
+        n_candidates = sum(info[0] for info in grouped.infos)
+        n_identical = sum(info[1] for info in grouped.infos)
+        edges, checked = list(grouped.data), 0
+        if verify:
+            verified = ray_ops.reduce_partitions(_verify_task, grouped.parts, desc="minhash verify",
+                                                 args=(texts, n, shingler, threshold, sketch_path, num_perm))
+            checked = sum(verified.infos)
+            edges += verified.data
+        del grouped
+        found = ray_ops.components(n, edges, desc="minhash components")
+    # identical edges join distinct texts one by one (chains), so they alone leave n - n_identical components
+    return NearDupResult(labels=found.labels, bands=bands, rows=rows, candidate_pairs=n_candidates,
+                         identical_pairs=n_identical, verified_pairs=checked,
+                         accepted_pairs=n - n_identical - found.count, no_shingles=n - int(has.sum()),
+                         lengths=lengths, blank=blank)
