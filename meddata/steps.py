@@ -274,7 +274,8 @@ class GlobalResult:
         self.report: dict[str, Any] = dict(report or {})
         self.source, self.reasons = source, reasons
         self.drop_notes = dict(drop_notes or {})
-        self.new_columns = {k: list(v) for k, v in (new_columns or {}).items()}
+        # a numpy array stays one (a split's labels: one pointer per row to a few shared strings)
+        self.new_columns = {k: v if type(v).__module__ == "numpy" else list(v) for k, v in (new_columns or {}).items()}
 
     @property
     def decided(self) -> bool:

@@ -91,7 +91,8 @@ def write_decisions(result: GlobalResult, sink: StepSink, batches: Iterator[pa.R
         keep = [r is None for r in reasons]
         kept = batch.filter(pa.array(keep)) if not all(keep) else batch
         for name, values in result.new_columns.items():
-            col = pa.array([v for v, k in zip(values[start:stop], keep) if k], sink.schema.field(name).type)
+            col = pa.array(values[start:stop], sink.schema.field(name).type)
+            col = col if all(keep) else col.filter(pa.array(keep))
             at = kept.column_names.index(name) if name in kept.column_names else -1
             kept = kept.set_column(at, name, col) if at >= 0 else kept.append_column(name, col)
         sink.keep_table(complete(kept, sink.schema))

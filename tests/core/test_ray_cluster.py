@@ -5,16 +5,9 @@ every global step."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import datasets
 import pytest
+from ray_cluster import two_node_cluster
 from testutil import EXAMPLES
 
 from meddata import pipeline, recipe
@@ -44,76 +37,10 @@ EVERY_GLOBAL = {
 }
 
 
-#: This test cluster is ours alone: no token shared through ~/.ray with other clusters on the machine.
-PRIVATE_CLUSTER = {"RAY_AUTH_MODE": "disabled"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray_start(args: list[str], log: Path) -> subprocess.Popen:
-    ray = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` command, from this interpreter
-    return subprocess.Popen([*ray, "start", "--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1", *args],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, **PRIVATE_CLUSTER})
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop one node we started: its session's processes only (never ``ray stop``)."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory):
-    import ray
-
-    tmp = tmp_path_factory.mktemp("ray")
-    saved = {k: os.environ.get(k) for k in PRIVATE_CLUSTER}
-    os.environ.update(PRIVATE_CLUSTER)
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    head = _ray_start(["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                       f"--dashboard-agent-listen-port={_free_port()}",
-                       f"--temp-dir={tmp / 'r'}"], tmp / "head.log")
-    nodes = [head]
-    try:
-        deadline = time.monotonic() + 120
-        while True:  # the head takes a while on a loaded machine
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert head.poll() is None, (tmp / "head.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the Ray head did not start"
-            time.sleep(0.5)
-        nodes.append(_ray_start([f"--address={address}", "--num-cpus=1",
-                                 f"--dashboard-agent-listen-port={_free_port()}"], tmp / "worker.log"))
-        ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False,
-                 _node_ip_address="127.0.0.1")
-        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
-            assert nodes[1].poll() is None, (tmp / "worker.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the second Ray node did not join"
-            time.sleep(0.5)
+    with two_node_cluster(tmp_path_factory.mktemp("ray")) as address:
         yield address
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        for proc in reversed(nodes):
-            _stop(proc)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _splits(result) -> dict[str, list[dict]]:

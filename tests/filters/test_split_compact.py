@@ -9,14 +9,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import pickle
 import random
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +21,7 @@ import pyarrow as pa
 import pytest
 from datasets import Dataset, Features, Value, load_from_disk
 from meddata.filters.split import Split, assign_groups
+from ray_cluster import two_node_cluster
 from testutil import DATA, read_jsonl
 
 from meddata.records import META_FEATURES, SPLIT_COLUMN
@@ -315,71 +311,12 @@ def test_labels_are_shared_strings_not_one_object_per_row(tmp_path):
 
 
 # -- Ray: the groupby as tasks on a real two-node cluster ---------------------------------------
-#: This test cluster is ours alone: no token shared through ~/.ray with other clusters on the machine.
-PRIVATE_CLUSTER = {"RAY_AUTH_MODE": "disabled"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray_start(args: list[str], log: Path) -> subprocess.Popen:
-    ray = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` command, from this interpreter
-    return subprocess.Popen([*ray, "start", "--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1",
-                             "--num-cpus=1", f"--dashboard-agent-listen-port={_free_port()}", *args],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, **PRIVATE_CLUSTER})
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop one node we started: its session's processes only (never ``ray stop``)."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
     """A head and a second node on 127.0.0.1, one CPU each, joined by this process."""
     ray = pytest.importorskip("ray")
-    tmp = tmp_path_factory.mktemp("ray")
-    saved = {k: os.environ.get(k) for k in PRIVATE_CLUSTER}
-    os.environ.update(PRIVATE_CLUSTER)
-    port = _free_port()
-    nodes = [_ray_start(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={tmp / 'r'}"],
-                        tmp / "head.log")]
-    try:
-        deadline = time.monotonic() + 120
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:  # the head takes a while on a loaded machine
-            assert nodes[0].poll() is None, (tmp / "head.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the Ray head did not start"
-            time.sleep(0.5)
-        nodes.append(_ray_start([f"--address=127.0.0.1:{port}"], tmp / "worker.log"))
-        ray.init(address=f"127.0.0.1:{port}", include_dashboard=False, log_to_driver=True,
-                 configure_logging=False, _node_ip_address="127.0.0.1")
-        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
-            assert nodes[1].poll() is None, (tmp / "worker.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the second Ray node did not join"
-            time.sleep(0.5)
+    with two_node_cluster(tmp_path_factory.mktemp("ray")):
         yield ray
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        for proc in reversed(nodes):
-            _stop(proc)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
