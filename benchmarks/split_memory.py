@@ -26,13 +26,11 @@ import argparse
 import hashlib
 import json
 import os
-import random
 import resource
 import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,50 +81,13 @@ def make_dataset(n: int, folder: Path) -> Path:
     return path
 
 
-# -- the baseline: the former implementation, verbatim (filters/split.py before the rewrite) ---
-def baseline_split(dataset, by: str = "patient_id", fallback: str = "id", ratios=RATIOS, seed: int = SEED):
-    from meddata.records import META_FEATURES
+# -- the baseline: the former implementation, verbatim, kept in tests/kits/former_split.py ----
+def baseline_split(dataset, ratios=RATIOS, seed: int = SEED):
+    sys.path.insert(0, str(ROOT / "tests" / "kits"))
+    from former_split import old_apply
 
-    def getter(key, columns):
-        field = key.removeprefix("meta.")
-        if key.startswith("meta.") or (key in META_FEATURES and key not in columns):
-            return ["meta"], lambda row: (row.get("meta") or {}).get(field)
-        return [key], lambda row: row.get(key)
-
-    def assign_groups(sizes, ratios, seed):
-        total = sum(sizes.values())
-        targets = {name: r * total for name, r in ratios.items() if r > 0}
-        assigned = dict.fromkeys(targets, 0)
-        order = sorted(sizes)
-        random.Random(seed).shuffle(order)
-        order.sort(key=lambda g: -sizes[g])
-        out = {}
-        for group in order:
-            name = max(targets, key=lambda s: (targets[s] - assigned[s], targets[s]))
-            out[group] = name
-            assigned[name] += sizes[group]
-        return out
-
-    columns = list(dataset.column_names)
-    key_cols, key_of = getter(by, columns)
-    fb_cols, fallback_of = getter(fallback, columns)
-    keys, without = [], 0
-    for batch in dataset.select_columns(sorted({*key_cols, *fb_cols})).iter(batch_size=2000):
-        names = list(batch)
-        for values in zip(*batch.values()):
-            row = dict(zip(names, values))
-            value = key_of(row)
-            if value is None or str(value).strip() == "":
-                without += 1
-                value = fallback_of(row)
-                if value is None or str(value).strip() == "":
-                    raise ValueError(f"split: a row has neither {by!r} nor {fallback!r}")
-                keys.append(f"{fallback}\x1f{value}")
-            else:
-                keys.append(f"{by}\x1f{value}")
-    sizes = Counter(keys)
-    groups = assign_groups(sizes, ratios, seed)
-    return [groups[k] for k in keys], len(sizes)
+    labels, report = old_apply(dataset, ratios=dict(ratios), seed=seed)
+    return labels, report["groups"]
 
 
 # -- one measured process ------------------------------------------------------------------------

@@ -349,7 +349,7 @@ class MinHashDedup(GlobalStep):
     Params = MinHashDedupParams
 
     def apply(self, dataset: Dataset, ctx: StepContext) -> GlobalResult:
-        from meddata.filters.minhash import Shingler, near_duplicates, near_duplicates_ray
+        from meddata.filters.minhash import Shingler, near_duplicates
 
         p: MinHashDedupParams = self.params
         texts = LazyContents(dataset, p.fields)
@@ -358,10 +358,10 @@ class MinHashDedup(GlobalStep):
                        seed=p.seed, verify=p.verify, min_recall=p.min_recall, workdir=ctx.step_dir)
         if ctx.executor == "ray":  # band-key groupby, verification and components as Ray tasks
             scope = LazyMeta(dataset, "patient_id") if p.scope == "patient" else None
-            found = near_duplicates_ray(texts, scope=scope, **options)
         else:
-            found = near_duplicates(texts, scope=scope_values(dataset, p.scope),
-                                    num_proc=p.num_proc or ctx.num_proc, **options)
+            scope = scope_values(dataset, p.scope)
+        found = near_duplicates(texts, scope=scope, num_proc=p.num_proc or ctx.num_proc, executor=ctx.executor,
+                                **options)
         lengths, empty = found.lengths, np.flatnonzero(found.blank).tolist()  # measured by the workers
         clusters = [c.tolist() for c in found.clusters()]  # empty texts have no shingles: never in one
         report = {"bands": found.bands, "rows": found.rows, "candidate_pairs": found.candidate_pairs,

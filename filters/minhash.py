@@ -19,7 +19,7 @@ probability at the threshold reaches ``min_recall`` (datasketch's false-positive
 the cost). Clusters are the connected components of *all* accepted pairs, so the result does
 not depend on row order. :func:`near_duplicates` keeps only one 64-bit key per band and text
 (written band-major to disk by the workers), so its memory does not grow with signatures.
-:func:`near_duplicates_ray` computes the same clusters with Ray tasks: band keys grouped by a
+:func:`near_duplicates` with ``executor="ray"`` computes the same clusters with Ray tasks: band keys grouped by a
 shuffle, candidates verified where they are grouped, components by min-label propagation.
 """
 
@@ -533,7 +533,7 @@ class NearDupResult:
     #: Candidate pairs sent to verification (screen, then exact Jaccard). Locally bands run one
     #: after another and a band's pairs already connected by earlier bands are skipped (a
     #: rejected pair found again by a later band is checked again); on Ray
-    #: (:func:`near_duplicates_ray`) all bands are grouped at once and every distinct candidate
+    #: (``executor="ray"``) all bands are grouped at once and every distinct candidate
     #: pair is checked once. Same clusters either way; only this count differs.
     verified_pairs: int
     accepted_pairs: int  # edges that joined two clusters (the rest were already connected)
@@ -645,6 +645,7 @@ def near_duplicates(
     scope: Sequence[str | None] | None = None,
     num_proc: int = 1,
     workdir: str | os.PathLike | None = None,
+    executor: str = "local",
 ) -> NearDupResult:
     """Cluster texts whose shingle sets have Jaccard similarity >= ``threshold``.
 
@@ -655,6 +656,8 @@ def near_duplicates(
     standard deviations below the threshold (rejected from a one-byte-per-slot sketch). ``verify=False``: every LSH candidate pair
     (bands and rows from datasketch's optimiser) is an edge, as in the plain datasketch recipe.
     ``scope``: texts with different scope values are never compared (e.g. patient ids).
+    ``executor="ray"``: the same clusters as Ray tasks on the cluster this process is connected
+    to (:func:`_near_duplicates_ray`); ``num_proc`` is then the cluster's.
 
     Memory stays flat in the number of texts: workers (``num_proc`` forked processes, reading
     the texts themselves) reduce each signature to one 64-bit key per band at once; the keys
@@ -664,6 +667,8 @@ def near_duplicates(
     import tempfile
 
     shingler = shingler or Shingler()
+    if executor == "ray":
+        return _near_duplicates_ray(texts, threshold, shingler, num_perm, seed, verify, min_recall, scope, workdir)
     n = len(texts)
     scope_keys = _scope_keys(scope, n)
     bands, rows = lsh_params(threshold, num_perm, min_recall if verify else None)
@@ -813,19 +818,10 @@ def _verify_task(records: dict[str, np.ndarray], texts: Sequence[str], n: int, s
     return Out(info=len(pairs), data=pairs[np.concatenate(ok)] if ok else pairs)
 
 
-def near_duplicates_ray(
-    texts: Sequence[str],
-    *,
-    threshold: float = 0.8,
-    shingler: Shingler | None = None,
-    num_perm: int = 128,
-    seed: int = 1,
-    verify: bool = True,
-    min_recall: float = 0.995,
-    scope: Sequence[str | None] | None = None,
-    workdir: str | os.PathLike | None = None,
-) -> NearDupResult:
-    """:func:`near_duplicates` as Ray tasks on the cluster this process is connected to: the
+def _near_duplicates_ray(texts: Sequence[str], threshold: float, shingler: Shingler, num_perm: int, seed: int,
+                         verify: bool, min_recall: float, scope: Sequence[str | None] | None,
+                         workdir: str | os.PathLike | None) -> NearDupResult:
+    """:func:`near_duplicates` (``executor="ray"``) as Ray tasks on the cluster this process is connected to: the
     same clusters, lengths and counts, except ``verified_pairs`` (see :class:`NearDupResult`).
 
     ``texts`` (and ``scope``) must pickle small and open their rows where they are unpickled
@@ -840,7 +836,6 @@ def near_duplicates_ray(
 
     from meddata.engine import ray_ops
 
-    shingler = shingler or Shingler()
     n = len(texts)
     if scope is not None and len(scope) != n:
         raise ValueError(f"got {len(scope)} scope values for {n} texts")

@@ -105,7 +105,16 @@ class RayEngine(LocalEngine):
 
     def run_global(self, step: GlobalStep, source: Checkpoint, ctx: StepContext, features: Features,
                    step_dir: Path) -> GlobalOutcome:
-        return super().run_global(step, source, self._cluster_ctx(ctx), features, step_dir)
+        """One Ray task, which fans the step's work out as Ray tasks when the cluster has more than
+        one node; on one node its forked workers do the same work without the object store's
+        copies (the results are identical either way)."""
+        executor = "ray" if self.nodes() > 1 else "local"
+        return super().run_global(step, source, dataclasses.replace(self._cluster_ctx(ctx), executor=executor),
+                                  features, step_dir)
+
+    def nodes(self) -> int:
+        """Live nodes of the cluster."""
+        return sum(1 for node in self._ray.nodes() if node.get("Alive"))
 
     def map_rows(self, step: Mapper, source: Checkpoint, ctx: StepContext, features: Features,
                  step_dir: Path) -> SinkReport:

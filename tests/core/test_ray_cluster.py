@@ -62,6 +62,9 @@ def test_two_node_cluster_builds_what_the_local_engine_builds(tmp_path, two_node
            [(s.name, s.rows_in, s.rows_out, s.dropped) for s in local.steps]
     assert _splits(on_ray) == _splits(local)
     assert local.totals["out"] > 0
+    on_ray_split, local_split = (next((s for s in run.steps if s.name == "split"), None) for run in (on_ray, local))
+    if on_ray_split is not None:  # two nodes: the global steps fanned out as Ray tasks
+        assert on_ray_split.counters["split.ray_tasks"] > 0 and "split.ray_tasks" not in local_split.counters
 
 
 def test_llm_steps_on_the_cluster_share_one_rate_budget_and_one_cache(tmp_path, two_nodes):
