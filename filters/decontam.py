@@ -278,36 +278,33 @@ class Decontaminate(GlobalStep):
 
     def apply(self, dataset: Dataset, ctx: StepContext) -> GlobalResult:
         p: DecontamParams = self.params
-        index = self._index
-        columns = [c for c in dataset.column_names if c == "id" or c in SEARCHABLE]
+        matcher = RowMatcher(dataset, self._index, p.fields, p.min_coverage)
         hits: dict[int, _Hit] = {}
-        row_hits: list[dict[int, tuple[str, float | None]]] = []
-        for batch in dataset.select_columns(columns).iter(batch_size=1000):
-            names = list(batch)
-            for values in zip(*batch.values()):
-                row = dict(zip(names, values))
-                found = index.match(text_of(row, p.fields), p.min_coverage)
-                row_hits.append(found)
-                for item, (rule, cov) in found.items():
-                    hits.setdefault(item, _Hit()).add(rule, cov, str(row.get("id")), p.report_rows)
-        flagged = sum(1 for f in row_hits if f)
-        self.stat_update("decontam.rows_flagged", flagged)
+        row_hits: dict[int, dict[int, tuple[str, float | None]]] = {}
+        for row, row_id, found in _matches(self, matcher, ctx):  # in row order: the report's examples are the first rows
+            row_hits[row] = found
+            for item, (rule, cov) in found.items():
+                hits.setdefault(item, _Hit()).add(rule, cov, row_id, p.report_rows)
+        self.stat_update("decontam.rows_flagged", len(row_hits))
         self.stat_update("decontam.items_hit", len(hits))
-        report = self._report(hits, flagged, len(dataset))
+        report = self._report(hits, len(row_hits), len(dataset))
         if p.mode == "annotate":
             return GlobalResult(kept=self._annotate(dataset, row_hits, ctx), report=report)
-        result = split_by_reasons(dataset, ["contaminated" if f else None for f in row_hits])
+        reasons = [None] * len(dataset)
+        for row in row_hits:
+            reasons[row] = "contaminated"
+        result = split_by_reasons(dataset, reasons)
         result.report = report
         return result
 
-    def _annotate(self, dataset: Dataset, row_hits: list[dict[int, tuple[str, float | None]]],
+    def _annotate(self, dataset: Dataset, row_hits: dict[int, dict[int, tuple[str, float | None]]],
                   ctx: StepContext) -> Dataset:
         items = self._index.items
 
         def add(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
             metas = []
             for meta, i in zip(batch["meta"], indices):
-                found = row_hits[i]
+                found = row_hits.get(i)
                 if found:
                     rule, coverage = _summary(found)
                     row = {"meta": dict(meta)}
@@ -343,3 +340,63 @@ class Decontaminate(GlobalStep):
             ],
         }
 
+
+# -- matching rows, in parallel -------------------------------------------------------------
+
+class RowMatcher:
+    """The rows of a dataset matched against the evaluation index, a row range at a time.
+
+    Forked workers inherit it (nothing is copied); a Ray task receives it pickled, which sends
+    the dataset as its file paths and the index (the evaluation n-grams) once per task: the
+    reference n-grams are broadcast, the rows are read where the task runs."""
+
+    def __init__(self, dataset: Dataset, index: ContaminationIndex, fields: list[str] | None, min_coverage: float):
+        self.dataset, self.index, self.fields, self.min_coverage = dataset, index, fields, min_coverage
+        self.columns = [c for c in dataset.column_names if c == "id" or c in SEARCHABLE]
+        self._table = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_table"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _table=None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, span: slice) -> list[tuple[int, str, dict[int, tuple[str, float | None]]]]:
+        """``(row, id, hits)`` of the rows in ``span`` that share n-grams with an item."""
+        start, stop, _ = span.indices(len(self))
+        if not self.columns or stop <= start:
+            return []
+        if self._table is None:  # the searchable columns, memory-mapped (a selection is gathered per span)
+            self._table = self.dataset.select_columns(self.columns).with_format("arrow")
+        out = []
+        for offset, row in enumerate(self._table[start:stop].to_pylist()):
+            found = self.index.match(text_of(row, self.fields), self.min_coverage)
+            if found:
+                out.append((start + offset, str(row.get("id")), found))
+        return out
+
+
+def _matches(step: Decontaminate, matcher: RowMatcher, ctx: StepContext) -> Iterator[tuple[int, str, dict]]:
+    """Every flagged row, in row order: forked workers on this machine, Ray tasks on a cluster
+    (counted as ``decontam.ray_tasks``)."""
+    if ctx.executor == "ray":
+        from meddata.engine import ray_ops
+
+        stage = ray_ops.map_ranges(_match_task, matcher, len(matcher), desc="decontaminate")
+        step.stat_update("decontam.ray_tasks", len(stage.infos))
+        for found in stage.infos:
+            yield from found
+        return
+    from meddata.filters.forked import map_row_ranges
+
+    for _, _, found in map_row_ranges(matcher, list, ctx.num_proc):
+        yield from found
+
+
+def _match_task(matcher: RowMatcher, start: int, stop: int):
+    from meddata.engine.ray_ops import Out
+
+    return Out(info=matcher[start:stop])

@@ -213,3 +213,47 @@ def test_short_items_need_the_whole_question():
     assert [(index.items[k].id, rule) for k, (rule, _) in found.items()] == [(short.id, "whole")]
     words = short.question.split()
     assert index.match(" ".join(words[:-2]) + " and more", 0.7) == {}
+
+
+def _many_rows(tmp_path, copies: int = 25):
+    """The acceptance rows, the clean ones repeated under new ids: several row ranges."""
+    verbatim, edited, _ = planted_rows()
+    clean = [{**r, "id": f"{r['id']}-{k}"} for k in range(copies) for r in CLEAN]
+    rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in clean + verbatim + edited]
+    random.Random(2).shuffle(rows)
+    return write_jsonl(tmp_path / "train.jsonl", rows), len(rows)
+
+
+def _outcome(res) -> tuple:
+    step = res.steps[-1]
+    logged = read_jsonl(res.out_dir / "dropped" / "01-decontaminate.jsonl")
+    return step.dropped, step.report, logged, read_jsonl(res.out_dir / "jsonl" / "train.jsonl")
+
+
+def test_row_ranges_in_worker_processes_match_one_process(build, tmp_path):
+    """Rows are matched a range at a time in forked workers (the index is inherited, not
+    copied); the decisions, the drop log and the report (its example rows are the first rows
+    in order) equal the one-process run."""
+    train, n = _many_rows(tmp_path)
+    assert n > 2 * 2000  # more than one row range per worker
+    one = _outcome(build(recipe(train), out=tmp_path / "one", num_proc=1))
+    two = _outcome(build(recipe(train), out=tmp_path / "two", num_proc=2))
+    assert one == two and one[0] == {"contaminated": 40}
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory):
+    pytest.importorskip("ray")
+    from ray_cluster import two_node_cluster
+
+    with two_node_cluster(tmp_path_factory.mktemp("ray")) as address:
+        yield address
+
+
+def test_on_a_ray_cluster_the_index_is_broadcast_and_rows_matched_in_tasks(build, tmp_path, two_nodes):
+    train, _ = _many_rows(tmp_path, copies=4)
+    local = build(recipe(train), out=tmp_path / "local", num_proc=2)
+    on_ray = build(recipe(train), out=tmp_path / "ray", num_proc=2, engine="ray", engine_options={"address": two_nodes})
+    assert _outcome(on_ray) == _outcome(local) and local.steps[-1].dropped == {"contaminated": 40}
+    assert on_ray.steps[-1].counters["decontam.ray_tasks"] > 0  # matched by Ray tasks, not a local fallback
+    assert "decontam.ray_tasks" not in local.steps[-1].counters
