@@ -17,7 +17,7 @@ from badinput import (
 )
 from builder_testkit import build_example, drops_of, one, quarantine_of, rows_of
 from meddata.builders.dialogue import LabelSplitter, SpeakerMap, merge_turns, parse_transcript
-from testutil import DATA
+from testutil import DATA, SHARED
 
 from meddata.records import annotations, validate_row
 
@@ -245,7 +245,7 @@ def test_robustness_bad_inputs_quarantine_and_finish(builder, kind, build, tmp_p
 
 #: The full public MTS-Dialog files; the tests that read them skip where they are absent, and
 #: always run on the bundled sample of the same corpus.
-MTS_SHARED = Path("/work/shared/data/mts-dialog")
+MTS_SHARED = SHARED / "mts-dialog"
 MTS_SAMPLE = "bundled sample"
 
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 import collections
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 from builder_testkit import one, rows_of
-from testutil import DATA, EXAMPLES
+from testutil import DATA, EXAMPLES, SHARED
 
 from meddata.records import new_meta, new_row
 from meddata.steps import StepContext
 
-SHARED_MEDQUAD = Path("/work/shared/data/medquad/medquad.jsonl")
+SHARED_MEDQUAD = SHARED / "medquad" / "medquad.jsonl"
 MEDDIALOG = DATA / "dialogue" / "meddialog_sample.txt"
 
 

@@ -9,7 +9,6 @@ copies (one word in about fifty replaced), stored as a memory-mapped Arrow shard
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from pathlib import Path
@@ -20,7 +19,7 @@ from datasets import Dataset
 from meddata.filters.dedup import ExactDedup, MinHashDedup
 from meddata.filters.forked import LazyContents
 from ray_cluster import two_node_cluster
-from testutil import EXAMPLES, ROOT, read_jsonl
+from testutil import EXAMPLES, SHARED, read_jsonl
 
 from meddata.records import BASE_FEATURES, new_meta, new_row
 from meddata.steps import StepContext
@@ -28,13 +27,10 @@ from meddata.steps import StepContext
 ray = pytest.importorskip("ray")
 from meddata.engine import ray_ops  # noqa: E402 (needs ray)
 
-SHARED = next((p for p in (Path(os.environ.get("MEDDATA_SHARED_DATA", "/nonexistent")), ROOT.parent / "shared" / "data",
-                           ROOT.parent.parent / "shared" / "data") if p.is_dir()), None)
-
 
 def real_answers(limit: int) -> list[str]:
     """Distinct real QA answers: MedQuAD and ChatDoctor (full sets when present)."""
-    if SHARED and (SHARED / "medquad" / "medquad.jsonl").exists():
+    if (SHARED / "medquad" / "medquad.jsonl").exists():
         medquad = read_jsonl(SHARED / "medquad" / "medquad.jsonl")
         chatdoctor = json.loads((SHARED / "chatdoctor-genmedgpt5k" / "chatdoctor5k.json").read_text())
     else:
@@ -118,7 +114,7 @@ def ray_task_nodes() -> set[str]:
     ({"normalize": True}, 250),  # ~300 planted copies (case and spacing changed)
     ({"normalize": True, "scope": "patient", "keep": "longest"}, 100),  # about half under the same patient
     # the corpus's own repeated answers only (MedQuAD repeats some; the bundled samples may not)
-    ({"normalize": ["whitespace"], "fields": ["text"]}, 1 if SHARED else 0),
+    ({"normalize": ["whitespace"], "fields": ["text"]}, 1 if SHARED.is_dir() else 0),
 ], ids=["normalize-all", "patient-scope-longest", "whitespace-only"])
 def test_exact_dedup_on_ray_decides_what_the_local_path_decides(cluster, qa, tmp_path, params, at_least):
     ray_ops.TASK_NODES.clear()

@@ -21,12 +21,11 @@ from datasets import Dataset, Features, Value, load_from_disk
 from former_split import old_apply, old_assign_groups
 from meddata.filters.split import Split, assign_groups
 from ray_cluster import two_node_cluster
-from testutil import DATA, read_jsonl
+from testutil import DATA, SHARED, read_jsonl
 
 from meddata.records import META_FEATURES, SPLIT_COLUMN
 from meddata.steps import StepContext
 
-SHARED = Path("/work/shared/data")
 FEATURES = Features({"id": Value("string"), "source": Value("string"), "meta": META_FEATURES})
 
 

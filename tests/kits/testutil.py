@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent
 DATA = TESTS / "data"
 EXAMPLES = ROOT / "examples"
+#: The full public data sets (../shared/data next to the checkout or its folder, or
+#: $MEDDATA_SHARED_DATA), or a path that does not exist: tests then use the bundled samples.
+SHARED = next((p for p in (Path(os.environ.get("MEDDATA_SHARED_DATA", "/nonexistent")), ROOT.parent / "shared" / "data",
+                           ROOT.parent.parent / "shared" / "data") if p.is_dir()), ROOT.parent / "shared" / "data")
 
 
 def read_jsonl(path: Path) -> list[dict]:
