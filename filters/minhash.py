@@ -513,12 +513,9 @@ class UnionFind:
 
     def labels(self) -> np.ndarray:
         """The root of every element (pointer jumping over the whole parent array at once)."""
-        parent = np.array(self.parent, dtype=np.int64)
-        while True:
-            grand = parent[parent]
-            if np.array_equal(grand, parent):
-                return parent
-            parent = grand
+        from meddata.engine.ray_ops import pointer_jump  # numpy only: Ray is imported when used
+
+        return pointer_jump(np.array(self.parent, dtype=np.int64))
 
 
 @dataclass
