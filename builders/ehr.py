@@ -326,6 +326,16 @@ class NoteFolder(Builder):
     description = "A folder of plain-text notes (one note per .txt file); ids from the file path by regex."
     Params = NoteFolderParams
     output_columns = ("text", "sections")
+    reads_files_independently = True
+    patterns = ("*.txt", "*.txt.gz")
+
+    def independent_file_count(self, ctx: StepContext) -> int:
+        """Every file is one note, its id made from its path under ``path``: no two files share
+        an id, unless ``id_pattern`` takes a ``note_id`` from the path (ids the data may repeat)."""
+        p: NoteFolderParams = self.params
+        if p.id_pattern and "note_id" in re.compile(p.id_pattern).groupindex:
+            return 0
+        return len(source_io.input_files(p, self.patterns))
 
     @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
@@ -333,7 +343,7 @@ class NoteFolder(Builder):
         root = Path(p.path)
         source = source_io.source_name(p)
         pattern = re.compile(p.id_pattern) if p.id_pattern else None
-        for path in source_io.input_files(p, ("*.txt", "*.txt.gz")):
+        for path in source_io.input_files(p, self.patterns, ctx.file_part):
             display = ctx.display_path(path)
             rel = path.name if root.is_file() else path.relative_to(root).as_posix()
             text = source_io.read_document(path, display, p.encoding, p.max_bytes)

@@ -63,10 +63,36 @@ def id_scope(params: SourceParams, path: Path, source: str) -> str:
     return source if Path(params.path).is_file() else f"{source}:{path.name.split('.')[0]}"
 
 
-def input_files(params: SourceParams, default_patterns: tuple[str, ...]) -> list[Path]:
-    """The files to read: ``path`` itself, or the matching files under it (sorted).
+def input_files(params: SourceParams, default_patterns: tuple[str, ...],
+                part: tuple[int, int] | None = None) -> list[Path]:
+    """The files to read: ``path`` itself, or the matching files under it (sorted); with
+    ``part=(k, n)`` (``StepContext.file_part``) only the k-th of n contiguous slices of them.
     Raises FileNotFoundError (a one-line CLI error) when a folder holds none."""
-    return io.files_under(Path(params.path), tuple(params.glob or default_patterns))
+    return file_slice(io.files_under(Path(params.path), tuple(params.glob or default_patterns)), part)
+
+
+def file_slice(files: list[Path], part: tuple[int, int] | None) -> list[Path]:
+    """The k-th of n contiguous, near-equal slices of ``files`` (all of them for None): slices
+    0..n-1 together are ``files`` in order, so their rows in slice order are one read's rows."""
+    if part is None:
+        return files
+    k, n = part
+    if not 0 <= k < n:
+        raise ValueError(f"file_part {part} is not a slice k < n")
+    return files[k * len(files) // n:(k + 1) * len(files) // n]
+
+
+def count_if_names_distinct(files: list[Path]) -> int:
+    """``len(files)`` when no two files share a name stem (the name up to its first dot), else 0.
+
+    File builders make ids from the source, the file's name or stem (:func:`id_scope`) and a
+    locator inside the file, so files with distinct stems never give the same id and no row of
+    one file is renamed because of another's (:mod:`meddata.builders.rows_out`): their read may be
+    split across tasks. Two files with one stem (``a/notes.json``, ``b/notes.json``) may give one
+    id twice, which only a read that saw the first can rename: such a read stays whole.
+    """
+    stems = {path.name.split(".")[0] for path in files}
+    return len(files) if len(stems) == len(files) else 0
 
 
 def empty_file(path: Path, display: str) -> Quarantine | None:

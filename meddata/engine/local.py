@@ -1,6 +1,8 @@
 """The default engine: worker processes on this machine.
 
-Builders stream into one sink. Row-level steps split the input (memory-mapped Arrow) into
+A builder streams into one sink, or, when it :attr:`~meddata.steps.Builder.reads_files_independently`
+and has several input files, each contiguous slice of its sorted file list is read by its own
+worker into shard k, in file order, so the checkpoint is the one a single read writes. Row-level steps split the input (memory-mapped Arrow) into
 contiguous row ranges; each range runs in a worker process (each runs the step's ``setup``
 once) and writes its own shard, drop log and quarantine file, so no row passes through the
 driver and the rows a step keeps are written exactly once. Builders, global steps and the
@@ -10,6 +12,7 @@ runs in this one process (the way to debug a step).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 from collections.abc import Callable
@@ -31,6 +34,8 @@ T = TypeVar("T")
 
 #: Most rows one worker task handles (several tasks per worker keep the progress bar moving).
 SHARD_ROWS = 50_000
+#: Most file slices per worker in a split read: a few per worker even out files of unequal size.
+READ_PARTS_PER_WORKER = 4
 
 
 def plan_shards(n_rows: int, workers: int, min_rows: int) -> list[tuple[int, int]]:
@@ -42,6 +47,19 @@ def plan_shards(n_rows: int, workers: int, min_rows: int) -> list[tuple[int, int
     n = max(1, min(n, n_rows // max(min_rows, 1)))
     size = math.ceil(n_rows / n)
     return [(s, min(s + size, n_rows)) for s in range(0, n_rows, size)]
+
+
+def plan_read_parts(builder: Builder, ctx: StepContext, workers: int, limit: int | None) -> int:
+    """How many tasks read ``builder``'s files: one, unless the builder reads its files
+    independently, has several, several workers are there and no ``limit`` asks for the first
+    rows only (a limit counts rows in file order, which only one read can do)."""
+    if limit is not None or workers <= 1 or not builder.reads_files_independently:
+        return 1
+    try:
+        files = builder.independent_file_count(ctx)
+    except (OSError, ValueError):  # no files, unreadable folder: the read itself says so, in one task
+        return 1
+    return max(1, min(files, workers * READ_PARTS_PER_WORKER))
 
 
 def _map_shard(step: Mapper, ctx: StepContext, source: Checkpoint, features: Features, step_dir: Path,
@@ -62,7 +80,22 @@ class LocalEngine(Engine):
 
     def read(self, builder: Builder, ctx: StepContext, features: Features, step_dir: Path, *,
              limit: int | None) -> SinkReport:
-        return self.run_task(read_into_sink, builder, ctx, features, step_dir, limit)
+        parts = plan_read_parts(builder, ctx, self.num_proc, limit)
+        if parts == 1:
+            return self.run_task(read_into_sink, builder, ctx, features, step_dir, limit)
+        total = SinkReport()
+        with tqdm(total=parts, desc=f"read {builder.name}", unit=" file slices", leave=False) as bar, \
+                ProcessPoolExecutor(min(self.num_proc, parts), mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(read_into_sink, builder, dataclasses.replace(ctx, file_part=(k, parts)), features,
+                                   step_dir, None, k, False) for k in range(parts)]
+            try:
+                for fut in as_completed(futures):
+                    total.merge(fut.result())
+                    bar.update()
+            except BaseException:
+                _stop_now(pool)
+                raise
+        return total
 
     def run_task(self, fn: Callable[..., T], *args: Any) -> T:
         """In a forked child (its memory returns to the system when it ends); with
@@ -96,11 +129,11 @@ class LocalEngine(Engine):
 
 
 def read_into_sink(builder: Builder, ctx: StepContext, features: Features, step_dir: Path,
-                   limit: int | None) -> SinkReport:
-    """Stream a builder's rows into ``step_dir``'s sink (one shard)."""
-    sink = StepSink(step_dir, 0, builder.name, features.arrow_schema, ctx.llm_configs)
+                   limit: int | None, shard: int = 0, progress: bool = True) -> SinkReport:
+    """Stream a builder's rows (of the files ``ctx.file_part`` names) into ``step_dir``'s shard ``shard``."""
+    sink = StepSink(step_dir, shard, builder.name, features.arrow_schema, ctx.llm_configs)
     try:
-        run_builder(builder, ctx, sink, limit=limit)
+        run_builder(builder, ctx, sink, limit=limit, progress=progress)
     finally:
         report = sink.close()
         if builder.is_worker_copy:  # this task's own copy of the builder: release it
