@@ -172,7 +172,7 @@ def test_files_that_may_share_ids_are_read_in_one_task(tmp_path, monkeypatch):
     _same(one, two)
 
 
-def test_the_ray_engine_reads_the_same_slices(tmp_path, monkeypatch):
+def test_the_ray_engine_reads_the_same_slices(tmp_path, tmp_path_factory, monkeypatch):
     """On the two-node test cluster the file slices run as Ray tasks: the same checkpoint."""
     pytest.importorskip("ray")
     from ray_cluster import two_node_cluster
@@ -180,7 +180,7 @@ def test_the_ray_engine_reads_the_same_slices(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = _fhir(tmp_path)
     local = _build(tmp_path, spec, "local", num_proc=2)
-    with two_node_cluster(tmp_path / "ray") as address:
+    with two_node_cluster(tmp_path_factory.mktemp("ray")) as address:
         on_ray = _build(tmp_path, spec, "ray", num_proc=2, engine="ray", engine_options={"address": address})
     assert on_ray["shards"] == local["shards"] > 1
     _same(local, on_ray)
