@@ -140,6 +140,11 @@ class _NoteTableBuilder(Builder):
 
     output_columns = ("text", "sections")
     default_patterns: tuple[str, ...] = ("*.csv", "*.csv.gz", "*.jsonl", "*.jsonl.gz", "*.json")
+    #: Each table picks its layout from its own header, with ids scoped by the file's name.
+    reads_files_independently = True
+
+    def independent_file_count(self, ctx: StepContext) -> int:
+        return source_io.count_if_names_distinct(source_io.input_files(self.params, self.default_patterns))
 
     def layouts(self) -> tuple[Layout, ...]:
         raise NotImplementedError
@@ -148,7 +153,7 @@ class _NoteTableBuilder(Builder):
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: NoteTableParams = self.params
         source = source_io.source_name(p, self.default_source())
-        for path in source_io.input_files(p, self.default_patterns):
+        for path in source_io.input_files(p, self.default_patterns, ctx.file_part):
             display = ctx.display_path(path)
             scope = source_io.id_scope(p, path, source)
             for item in source_io.iter_with_layout(path, display, p.format, p.encoding, self._pick_layout):

@@ -35,6 +35,17 @@ def _note_folder(root: Path) -> dict:
             "id_pattern": r"(?P<patient_id>p\d+)/"}
 
 
+def _mtsamples(root: Path) -> dict:
+    """The MTSamples sample table in parts of 8 notes, plus a part with another table's header."""
+    lines = (DATA / "ehr" / "mtsamples_sample.jsonl").read_text().splitlines()
+    folder = root / "tables"
+    folder.mkdir()
+    for k in range(0, len(lines), 8):
+        (folder / f"notes_{k:03d}.jsonl").write_text("\n".join(lines[k:k + 8]) + "\n")
+    (folder / "notes_001x.jsonl").write_text('{"note": "no transcription column"}\n')
+    return {"builder": "mtsamples", "path": "tables", "phi_status": "deidentified"}
+
+
 def _fhir(root: Path) -> dict:
     """The sample bundle split into bundles of two notes each (every part keeps the patient's
     record), plus a truncated bundle."""
@@ -105,7 +116,7 @@ def _sharegpt(root: Path) -> dict:
     return {"builder": "sharegpt", "path": "sharegpt", "phi_status": "deidentified"}
 
 
-INPUTS = {"note_folder": _note_folder, "fhir_bundles": _fhir, "textbook_jsonl": _textbook_jsonl,
+INPUTS = {"note_folder": _note_folder, "mtsamples": _mtsamples, "fhir_bundles": _fhir, "textbook_jsonl": _textbook_jsonl,
           "textbook": _textbook, "dialogue_transcripts": _transcripts, "meddialog": _meddialog,
           "sharegpt": _sharegpt}
 
