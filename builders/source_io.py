@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -64,26 +64,17 @@ def id_scope(params: SourceParams, path: Path, source: str) -> str:
 
 
 def input_files(params: SourceParams, default_patterns: tuple[str, ...],
-                part: tuple[int, int] | None = None) -> list[Path]:
-    """The files to read: ``path`` itself, or the matching files under it (sorted); with
-    ``part=(k, n)`` (``StepContext.file_part``) only the k-th of n contiguous slices of them.
-    Raises FileNotFoundError (a one-line CLI error) when a folder holds none."""
-    return file_slice(io.files_under(Path(params.path), tuple(params.glob or default_patterns)), part)
+                only: Sequence[str] | None = None) -> list[Path]:
+    """The files to read: ``path`` itself, or the matching files under it (sorted). ``only``
+    (``StepContext.files``: this task's slice of that list, listed once by the engine) replaces
+    the listing. Raises FileNotFoundError (a one-line CLI error) when a folder holds none."""
+    if only is not None:
+        return [Path(f) for f in only]
+    return io.files_under(Path(params.path), tuple(params.glob or default_patterns))
 
 
-def file_slice(files: list[Path], part: tuple[int, int] | None) -> list[Path]:
-    """The k-th of n contiguous, near-equal slices of ``files`` (all of them for None): slices
-    0..n-1 together are ``files`` in order, so their rows in slice order are one read's rows."""
-    if part is None:
-        return files
-    k, n = part
-    if not 0 <= k < n:
-        raise ValueError(f"file_part {part} is not a slice k < n")
-    return files[k * len(files) // n:(k + 1) * len(files) // n]
-
-
-def count_if_names_distinct(files: list[Path]) -> int:
-    """``len(files)`` when no two files share a name stem (the name up to its first dot), else 0.
+def if_names_distinct(files: list[Path]) -> list[Path]:
+    """``files`` when no two share a name stem (the name up to its first dot), else none.
 
     File builders make ids from the source, the file's name or stem (:func:`id_scope`) and a
     locator inside the file, so files with distinct stems never give the same id and no row of
@@ -92,7 +83,7 @@ def count_if_names_distinct(files: list[Path]) -> int:
     id twice, which only a read that saw the first can rename: such a read stays whole.
     """
     stems = {path.name.split(".")[0] for path in files}
-    return len(files) if len(stems) == len(files) else 0
+    return files if len(stems) == len(files) else []
 
 
 def empty_file(path: Path, display: str) -> Quarantine | None:

@@ -49,17 +49,19 @@ def plan_shards(n_rows: int, workers: int, min_rows: int) -> list[tuple[int, int
     return [(s, min(s + size, n_rows)) for s in range(0, n_rows, size)]
 
 
-def plan_read_parts(builder: Builder, ctx: StepContext, workers: int, limit: int | None) -> int:
-    """How many tasks read ``builder``'s files: one, unless the builder reads its files
-    independently, has several, several workers are there and no ``limit`` asks for the first
-    rows only (a limit counts rows in file order, which only one read can do)."""
+def plan_read_parts(builder: Builder, ctx: StepContext, workers: int, limit: int | None) -> list[tuple[str, ...]]:
+    """The file slices separate tasks read (``StepContext.files``), contiguous and in order, so
+    their shards in order hold one read's rows; none (one task reads everything) unless the
+    builder reads its files independently, has several, several workers are there and no
+    ``limit`` asks for the first rows only (they are counted in file order, by one read)."""
     if limit is not None or workers <= 1 or not builder.reads_files_independently:
-        return 1
+        return []
     try:
-        files = builder.independent_file_count(ctx)
+        files = [str(f) for f in builder.independent_files(ctx)]
     except (OSError, ValueError):  # no files, unreadable folder: the read itself says so, in one task
-        return 1
-    return max(1, min(files, workers * READ_PARTS_PER_WORKER))
+        return []
+    n = min(len(files), workers * READ_PARTS_PER_WORKER)
+    return [tuple(files[k * len(files) // n:(k + 1) * len(files) // n]) for k in range(n)] if n > 1 else []
 
 
 def _map_shard(step: Mapper, ctx: StepContext, source: Checkpoint, features: Features, step_dir: Path,
@@ -81,17 +83,17 @@ class LocalEngine(Engine):
     def read(self, builder: Builder, ctx: StepContext, features: Features, step_dir: Path, *,
              limit: int | None) -> SinkReport:
         parts = plan_read_parts(builder, ctx, self.num_proc, limit)
-        if parts == 1:
+        if not parts:
             return self.run_task(read_into_sink, builder, ctx, features, step_dir, limit)
         total = SinkReport()
-        with tqdm(total=parts, desc=f"read {builder.name}", unit=" file slices", leave=False) as bar, \
-                ProcessPoolExecutor(min(self.num_proc, parts), mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(read_into_sink, builder, dataclasses.replace(ctx, file_part=(k, parts)), features,
-                                   step_dir, None, k, False) for k in range(parts)]
+        with tqdm(total=sum(map(len, parts)), desc=f"read {builder.name}", unit=" files", leave=False) as bar, \
+                ProcessPoolExecutor(min(self.num_proc, len(parts)), mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {pool.submit(read_into_sink, builder, dataclasses.replace(ctx, files=files), features,
+                                   step_dir, None, k, False): len(files) for k, files in enumerate(parts)}
             try:
                 for fut in as_completed(futures):
                     total.merge(fut.result())
-                    bar.update()
+                    bar.update(futures[fut])
             except BaseException:
                 _stop_now(pool)
                 raise
@@ -130,7 +132,7 @@ class LocalEngine(Engine):
 
 def read_into_sink(builder: Builder, ctx: StepContext, features: Features, step_dir: Path,
                    limit: int | None, shard: int = 0, progress: bool = True) -> SinkReport:
-    """Stream a builder's rows (of the files ``ctx.file_part`` names) into ``step_dir``'s shard ``shard``."""
+    """Stream a builder's rows (of the files ``ctx.files`` names, else all) into ``step_dir``'s shard ``shard``."""
     sink = StepSink(step_dir, shard, builder.name, features.arrow_schema, ctx.llm_configs)
     try:
         run_builder(builder, ctx, sink, limit=limit, progress=progress)

@@ -109,12 +109,12 @@ class RayEngine(LocalEngine):
              limit: int | None) -> SinkReport:
         ctx = self._cluster_ctx(ctx)
         parts = plan_read_parts(builder, ctx, self._workers(), limit)
-        if parts == 1:
+        if not parts:
             return self.run_task(read_into_sink, builder, ctx, features, step_dir, limit)
         remote = self._ray.remote(read_into_sink).options(max_retries=0)
-        refs = [remote.remote(builder, dataclasses.replace(ctx, file_part=(k, parts)), features, step_dir, None, k, False)
-                for k in range(parts)]
-        return self._gather({ref: 1 for ref in refs}, total=parts, desc=f"read {builder.name}", unit=" file slices")
+        pending = {remote.remote(builder, dataclasses.replace(ctx, files=files), features, step_dir, None, k, False):
+                   len(files) for k, files in enumerate(parts)}
+        return self._gather(pending, total=sum(map(len, parts)), desc=f"read {builder.name}", unit=" files")
 
     def run_global(self, step: GlobalStep, source: Checkpoint, ctx: StepContext, features: Features,
                    step_dir: Path) -> GlobalOutcome:
