@@ -1,13 +1,14 @@
 """The default engine: worker processes on this machine.
 
-A builder streams into one sink, or, when it :attr:`~meddata.steps.Builder.reads_files_independently`
-and has several input files, each contiguous slice of its sorted file list is read by its own
-worker into shard k, in file order, so the checkpoint is the one a single read writes. Row-level steps split the input (memory-mapped Arrow) into
-contiguous row ranges; each range runs in a worker process (each runs the step's ``setup``
-once) and writes its own shard, drop log and quarantine file, so no row passes through the
-driver and the rows a step keeps are written exactly once. Builders, global steps and the
-outputs run in a forked child (:meth:`LocalEngine.run_task`). With ``num_proc=1`` everything
-runs in this one process (the way to debug a step).
+A builder streams into one sink; one that
+:attr:`~meddata.steps.Builder.reads_files_independently` and has several input files has each
+contiguous slice k of its sorted file list read by a worker into shard k, so the shards in
+order are the checkpoint a single read writes. Row-level steps split the input (memory-mapped
+Arrow) into contiguous row ranges; each range runs in a worker process (each runs the step's
+``setup`` once) and writes its own shard, drop log and quarantine file, so no row passes
+through the driver and the rows a step keeps are written exactly once. Builders, global steps
+and the outputs run in a forked child (:meth:`LocalEngine.run_task`). With ``num_proc=1``
+everything runs in this one process (the way to debug a step).
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """Ray engine: row-level steps run as Ray tasks over a cluster, one task per row range.
 
-Each task opens the step's input (memory-mapped Arrow shards on a path the cluster shares:
-one machine's folder, or a shared mount) and writes its own shard, drop log and quarantine
-file through the same :class:`~meddata.engine.sink.StepSink` as the local engine, so rows
-never pass through the driver. A builder whose files are read independently reads contiguous
-slices of its file list as Ray tasks, one shard each (as on the local engine). Builders, global steps and the outputs run as Ray tasks too
-(:meth:`RayEngine.run_task`); a global step fans its own work out over the cluster
-(``StepContext.executor == "ray"``). Starts a local cluster unless ``address`` is given
-(``--address auto`` or ``engine: {name: ray, options: {address: auto}}``).
+Each task opens the step's input (memory-mapped Arrow shards on a path the cluster shares: one
+machine's folder, or a shared mount) and writes its own shard, drop log and quarantine file
+through the same :class:`~meddata.engine.sink.StepSink` as the local engine, so rows never pass
+through the driver. A builder whose files are read independently reads contiguous slices of its
+file list as Ray tasks, one shard each (as on the local engine). Other builders, global steps
+and the outputs run as one Ray task each (:meth:`RayEngine.run_task`); a global step fans its
+own work out over the cluster (``StepContext.executor == "ray"``). Starts a local cluster
+unless ``address`` is given (``--address auto`` or
+``engine: {name: ray, options: {address: auto}}``).
 
 LLM steps: every LLM with an ``rpm``/``tpm`` limit gets one token bucket for the whole
 cluster (a named Ray actor, :class:`meddata.llm.ratelimit.TokenBucket`) instead of one per
