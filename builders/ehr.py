@@ -140,6 +140,11 @@ class _NoteTableBuilder(Builder):
 
     output_columns = ("text", "sections")
     default_patterns: tuple[str, ...] = ("*.csv", "*.csv.gz", "*.jsonl", "*.jsonl.gz", "*.json")
+    #: Each table picks its layout from its own header, with ids scoped by the file's name.
+    reads_files_independently = True
+
+    def independent_files(self, ctx: StepContext) -> list[Path]:
+        return source_io.if_names_distinct(source_io.input_files(self.params, self.default_patterns))
 
     def layouts(self) -> tuple[Layout, ...]:
         raise NotImplementedError
@@ -148,7 +153,7 @@ class _NoteTableBuilder(Builder):
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: NoteTableParams = self.params
         source = source_io.source_name(p, self.default_source())
-        for path in source_io.input_files(p, self.default_patterns):
+        for path in source_io.input_files(p, self.default_patterns, ctx.files):
             display = ctx.display_path(path)
             scope = source_io.id_scope(p, path, source)
             for item in source_io.iter_with_layout(path, display, p.format, p.encoding, self._pick_layout):
@@ -326,6 +331,16 @@ class NoteFolder(Builder):
     description = "A folder of plain-text notes (one note per .txt file); ids from the file path by regex."
     Params = NoteFolderParams
     output_columns = ("text", "sections")
+    reads_files_independently = True
+    patterns = ("*.txt", "*.txt.gz")
+
+    def independent_files(self, ctx: StepContext) -> list[Path]:
+        """Every file is one note, its id made from its path under ``path``: no two files share
+        an id, unless ``id_pattern`` takes a ``note_id`` from the path (ids the data may repeat)."""
+        p: NoteFolderParams = self.params
+        if p.id_pattern and "note_id" in re.compile(p.id_pattern).groupindex:
+            return []
+        return source_io.input_files(p, self.patterns)
 
     @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
@@ -333,7 +348,7 @@ class NoteFolder(Builder):
         root = Path(p.path)
         source = source_io.source_name(p)
         pattern = re.compile(p.id_pattern) if p.id_pattern else None
-        for path in source_io.input_files(p, ("*.txt", "*.txt.gz")):
+        for path in source_io.input_files(p, self.patterns, ctx.files):
             display = ctx.display_path(path)
             rel = path.name if root.is_file() else path.relative_to(root).as_posix()
             text = source_io.read_document(path, display, p.encoding, p.max_bytes)

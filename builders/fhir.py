@@ -34,6 +34,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from datetime import date
+from pathlib import Path
 from typing import Any, Literal
 
 from datasets import Value
@@ -235,12 +236,19 @@ class FhirBundles(Builder):
     Params = FhirParams
     output_columns = ("text", "sections", "facts")
     extra_features = FACTS_FEATURES
+    default_source = "fhir"
+    patterns = ("*.json", "*.json.gz")
+    #: One bundle per file, and ids made from the bundle file's name.
+    reads_files_independently = True
+
+    def independent_files(self, ctx: StepContext) -> list[Path]:
+        return source_io.if_names_distinct(source_io.input_files(self.params, self.patterns))
 
     @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: FhirParams = self.params
-        source = source_io.source_name(p, "fhir")
-        for path in source_io.input_files(p, ("*.json", "*.json.gz")):
+        source = source_io.source_name(p, self.default_source)
+        for path in source_io.input_files(p, self.patterns, ctx.files):
             display = ctx.display_path(path)
             bundle = source_io.load_json_document(path, display, p.encoding, p.max_bytes)
             if isinstance(bundle, Quarantine):

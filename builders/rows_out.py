@@ -97,7 +97,8 @@ def fallback_source(builder: Builder) -> str:
     """The source name of a builder whose every record was quarantined (none named one)."""
     params = builder.params
     if getattr(params, "path", None):  # the name every file builder gives its rows (source_io)
-        return source_io.source_name(params)
+        default = getattr(builder, "default_source", None)  # a builder's own default ("fhir", "mimic")
+        return source_io.source_name(params, default() if callable(default) else default)
     return str(getattr(params, "source", None) or builder.name)
 
 

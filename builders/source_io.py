@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -63,10 +63,27 @@ def id_scope(params: SourceParams, path: Path, source: str) -> str:
     return source if Path(params.path).is_file() else f"{source}:{path.name.split('.')[0]}"
 
 
-def input_files(params: SourceParams, default_patterns: tuple[str, ...]) -> list[Path]:
-    """The files to read: ``path`` itself, or the matching files under it (sorted).
-    Raises FileNotFoundError (a one-line CLI error) when a folder holds none."""
+def input_files(params: SourceParams, default_patterns: tuple[str, ...],
+                only: Sequence[str] | None = None) -> list[Path]:
+    """The files to read: ``path`` itself, or the matching files under it (sorted). ``only``
+    (``StepContext.files``: this task's slice of that list, listed once by the engine) replaces
+    the listing. Raises FileNotFoundError (a one-line CLI error) when a folder holds none."""
+    if only is not None:
+        return [Path(f) for f in only]
     return io.files_under(Path(params.path), tuple(params.glob or default_patterns))
+
+
+def if_names_distinct(files: list[Path]) -> list[Path]:
+    """``files`` when no two share a name stem (the name up to its first dot), else none.
+
+    File builders make ids from the source, the file's name or stem (:func:`id_scope`) and a
+    locator inside the file, so files with distinct stems never give the same id and no row of
+    one file is renamed because of another's (:mod:`meddata.builders.rows_out`): their read may be
+    split across tasks. Two files with one stem (``a/notes.json``, ``b/notes.json``) may give one
+    id twice, which only a read that saw the first can rename: such a read stays whole.
+    """
+    stems = {path.name.split(".")[0] for path in files}
+    return files if len(stems) == len(files) else []
 
 
 def empty_file(path: Path, display: str) -> Quarantine | None:

@@ -38,13 +38,19 @@ class DialogueBuilder(Builder):
 
     default_patterns: ClassVar[tuple[str, ...]] = ()
     default_source: ClassVar[str | None] = None
+    #: Each file is read on its own (the speaker map only counts fuzzy matches; transcripts learn
+    #: their labels per file), with ids scoped by the file's name.
+    reads_files_independently = True
+
+    def independent_files(self, ctx: StepContext) -> list[Path]:
+        return source_io.if_names_distinct(source_io.input_files(self.params, self.default_patterns))
 
     @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: DialogueParams = self.params
         speakers = p.speaker_map()
         source = source_io.source_name(p, self.default_source)
-        for path in source_io.input_files(p, self.default_patterns):
+        for path in source_io.input_files(p, self.default_patterns, ctx.files):
             scope = source_io.id_scope(p, path, source)
             yield from self.read_file(path, ctx.display_path(path), source, scope, speakers)
         self.stat_update("speaker_fuzzy_matches", speakers.fuzzy_hits)

@@ -75,13 +75,19 @@ class _BookBuilder(Builder):
 
     output_columns = ("text",)
     default_patterns: ClassVar[tuple[str, ...]] = ()
+    #: Each file is chunked on its own (the matter rules only cache verdicts on titles), with
+    #: ids made from the file's name.
+    reads_files_independently = True
+
+    def independent_files(self, ctx: StepContext) -> list[Path]:
+        return source_io.if_names_distinct(source_io.input_files(self.params, self.default_patterns))
 
     @checked_rows
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         p: TextbookParams = self.params
         source = source_io.source_name(p)
         rules = MatterRules(p.drop_headings)
-        for path in source_io.input_files(p, self.default_patterns):
+        for path in source_io.input_files(p, self.default_patterns, ctx.files):
             yield from self.read_file(path, ctx.display_path(path), source, rules)
 
     def read_file(self, path: Path, display: str, source: str,

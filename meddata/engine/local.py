@@ -1,15 +1,19 @@
 """The default engine: worker processes on this machine.
 
-Builders stream into one sink. Row-level steps split the input (memory-mapped Arrow) into
-contiguous row ranges; each range runs in a worker process (each runs the step's ``setup``
-once) and writes its own shard, drop log and quarantine file, so no row passes through the
-driver and the rows a step keeps are written exactly once. Builders, global steps and the
-outputs run in a forked child (:meth:`LocalEngine.run_task`). With ``num_proc=1`` everything
-runs in this one process (the way to debug a step).
+A builder streams into one sink; one that
+:attr:`~meddata.steps.Builder.reads_files_independently` and has several input files has each
+contiguous slice k of its sorted file list read by a worker into shard k, so the shards in
+order are the checkpoint a single read writes. Row-level steps split the input (memory-mapped
+Arrow) into contiguous row ranges; each range runs in a worker process (each runs the step's
+``setup`` once) and writes its own shard, drop log and quarantine file, so no row passes
+through the driver and the rows a step keeps are written exactly once. Builders, global steps
+and the outputs run in a forked child (:meth:`LocalEngine.run_task`). With ``num_proc=1``
+everything runs in this one process (the way to debug a step).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 from collections.abc import Callable
@@ -31,6 +35,8 @@ T = TypeVar("T")
 
 #: Most rows one worker task handles (several tasks per worker keep the progress bar moving).
 SHARD_ROWS = 50_000
+#: Most file slices per worker in a split read: a few per worker even out files of unequal size.
+READ_PARTS_PER_WORKER = 4
 
 
 def plan_shards(n_rows: int, workers: int, min_rows: int) -> list[tuple[int, int]]:
@@ -42,6 +48,21 @@ def plan_shards(n_rows: int, workers: int, min_rows: int) -> list[tuple[int, int
     n = max(1, min(n, n_rows // max(min_rows, 1)))
     size = math.ceil(n_rows / n)
     return [(s, min(s + size, n_rows)) for s in range(0, n_rows, size)]
+
+
+def plan_read_parts(builder: Builder, ctx: StepContext, workers: int, limit: int | None) -> list[tuple[str, ...]]:
+    """The file slices separate tasks read (``StepContext.files``), contiguous and in order, so
+    their shards in order hold one read's rows; none (one task reads everything) unless the
+    builder reads its files independently, has several, several workers are there and no
+    ``limit`` asks for the first rows only (they are counted in file order, by one read)."""
+    if limit is not None or workers <= 1 or not builder.reads_files_independently:
+        return []
+    try:
+        files = [str(f) for f in builder.independent_files(ctx)]
+    except (OSError, ValueError):  # no files, unreadable folder: the read itself says so, in one task
+        return []
+    n = min(len(files), workers * READ_PARTS_PER_WORKER)
+    return [tuple(files[k * len(files) // n:(k + 1) * len(files) // n]) for k in range(n)] if n > 1 else []
 
 
 def _map_shard(step: Mapper, ctx: StepContext, source: Checkpoint, features: Features, step_dir: Path,
@@ -62,7 +83,22 @@ class LocalEngine(Engine):
 
     def read(self, builder: Builder, ctx: StepContext, features: Features, step_dir: Path, *,
              limit: int | None) -> SinkReport:
-        return self.run_task(read_into_sink, builder, ctx, features, step_dir, limit)
+        parts = plan_read_parts(builder, ctx, self.num_proc, limit)
+        if not parts:
+            return self.run_task(read_into_sink, builder, ctx, features, step_dir, limit)
+        total = SinkReport()
+        with tqdm(total=sum(map(len, parts)), desc=f"read {builder.name}", unit=" files", leave=False) as bar, \
+                ProcessPoolExecutor(min(self.num_proc, len(parts)), mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {pool.submit(read_into_sink, builder, dataclasses.replace(ctx, files=files), features,
+                                   step_dir, None, k, False): len(files) for k, files in enumerate(parts)}
+            try:
+                for fut in as_completed(futures):
+                    total.merge(fut.result())
+                    bar.update(futures[fut])
+            except BaseException:
+                _stop_now(pool)
+                raise
+        return total
 
     def run_task(self, fn: Callable[..., T], *args: Any) -> T:
         """In a forked child (its memory returns to the system when it ends); with
@@ -96,11 +132,11 @@ class LocalEngine(Engine):
 
 
 def read_into_sink(builder: Builder, ctx: StepContext, features: Features, step_dir: Path,
-                   limit: int | None) -> SinkReport:
-    """Stream a builder's rows into ``step_dir``'s sink (one shard)."""
-    sink = StepSink(step_dir, 0, builder.name, features.arrow_schema, ctx.llm_configs)
+                   limit: int | None, shard: int = 0, progress: bool = True) -> SinkReport:
+    """Stream a builder's rows (of the files ``ctx.files`` names, else all) into ``step_dir``'s shard ``shard``."""
+    sink = StepSink(step_dir, shard, builder.name, features.arrow_schema, ctx.llm_configs)
     try:
-        run_builder(builder, ctx, sink, limit=limit)
+        run_builder(builder, ctx, sink, limit=limit, progress=progress)
     finally:
         report = sink.close()
         if builder.is_worker_copy:  # this task's own copy of the builder: release it

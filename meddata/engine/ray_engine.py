@@ -1,12 +1,14 @@
 """Ray engine: row-level steps run as Ray tasks over a cluster, one task per row range.
 
-Each task opens the step's input (memory-mapped Arrow shards on a path the cluster shares:
-one machine's folder, or a shared mount) and writes its own shard, drop log and quarantine
-file through the same :class:`~meddata.engine.sink.StepSink` as the local engine, so rows
-never pass through the driver. Builders, global steps and the outputs run as Ray tasks too
-(:meth:`RayEngine.run_task`); a global step fans its own work out over the cluster
-(``StepContext.executor == "ray"``). Starts a local cluster unless ``address`` is given
-(``--address auto`` or ``engine: {name: ray, options: {address: auto}}``).
+Each task opens the step's input (memory-mapped Arrow shards on a path the cluster shares: one
+machine's folder, or a shared mount) and writes its own shard, drop log and quarantine file
+through the same :class:`~meddata.engine.sink.StepSink` as the local engine, so rows never pass
+through the driver. A builder whose files are read independently reads contiguous slices of its
+file list as Ray tasks, one shard each (as on the local engine). Other builders, global steps
+and the outputs run as one Ray task each (:meth:`RayEngine.run_task`); a global step fans its
+own work out over the cluster (``StepContext.executor == "ray"``). Starts a local cluster
+unless ``address`` is given (``--address auto`` or
+``engine: {name: ray, options: {address: auto}}``).
 
 LLM steps: every LLM with an ``rpm``/``tpm`` limit gets one token bucket for the whole
 cluster (a named Ray actor, :class:`meddata.llm.ratelimit.TokenBucket`) instead of one per
@@ -30,7 +32,7 @@ from tqdm.auto import tqdm
 from meddata.engine.base import register_engine
 from meddata.engine.checkpoint import Checkpoint
 from meddata.engine.globalstep import GlobalOutcome
-from meddata.engine.local import LocalEngine, _map_shard, plan_shards
+from meddata.engine.local import LocalEngine, _map_shard, plan_read_parts, plan_shards, read_into_sink
 from meddata.engine.sink import SinkReport
 from meddata.steps import Builder, GlobalStep, Mapper, StepContext
 
@@ -89,19 +91,31 @@ class RayEngine(LocalEngine):
         """One Ray task; its exception (a meddata error keeps its type) is raised here."""
         ref = self._ray.remote(fn).options(max_retries=0).remote(*args)
         try:
+            return self._get(ref)
+        except BaseException:
+            self._ray.cancel(ref, force=True)
+            raise
+
+    def _get(self, ref: Any) -> Any:
+        """A task's result; its exception (a meddata error keeps its type) is raised here."""
+        try:
             return self._ray.get(ref)
         except self._ray.exceptions.RayTaskError as err:
             cause = getattr(err, "cause", None)
             if isinstance(cause, Exception):
                 raise cause from None
             raise
-        except BaseException:
-            self._ray.cancel(ref, force=True)
-            raise
 
     def read(self, builder: Builder, ctx: StepContext, features: Features, step_dir: Path, *,
              limit: int | None) -> SinkReport:
-        return super().read(builder, self._cluster_ctx(ctx), features, step_dir, limit=limit)
+        ctx = self._cluster_ctx(ctx)
+        parts = plan_read_parts(builder, ctx, self._workers(), limit)
+        if not parts:
+            return self.run_task(read_into_sink, builder, ctx, features, step_dir, limit)
+        remote = self._ray.remote(read_into_sink).options(max_retries=0)
+        pending = {remote.remote(builder, dataclasses.replace(ctx, files=files), features, step_dir, None, k, False):
+                   len(files) for k, files in enumerate(parts)}
+        return self._gather(pending, total=sum(map(len, parts)), desc=f"read {builder.name}", unit=" files")
 
     def run_global(self, step: GlobalStep, source: Checkpoint, ctx: StepContext, features: Features,
                    step_dir: Path) -> GlobalOutcome:
@@ -120,15 +134,20 @@ class RayEngine(LocalEngine):
                  step_dir: Path) -> SinkReport:
         shards = plan_shards(len(source), self._workers(), step.batch_size)
         ctx = self._cluster_ctx(ctx)
-        total = SinkReport()
         pending = {self._remote.remote(step, ctx, source, features, step_dir, k, start, stop): stop - start
                    for k, (start, stop) in enumerate(shards)}
-        bar = tqdm(total=len(source), desc=step.name, unit=" rows", leave=False)
+        return self._gather(pending, total=len(source), desc=step.name, unit=" rows")
+
+    def _gather(self, pending: dict[Any, int], *, total: int, desc: str, unit: str) -> SinkReport:
+        """The merged reports of shard tasks (task -> its weight on the progress bar); on an
+        error or Ctrl-C the tasks still running are cancelled."""
+        merged = SinkReport()
+        bar = tqdm(total=total, desc=desc, unit=unit, leave=False)
         try:
             while pending:
                 done, _ = self._ray.wait(list(pending), num_returns=1)
                 for ref in done:
-                    total.merge(self._ray.get(ref))
+                    merged.merge(self._get(ref))
                     bar.update(pending.pop(ref))
         except BaseException:
             for ref in pending:
@@ -136,7 +155,7 @@ class RayEngine(LocalEngine):
             raise
         finally:
             bar.close()
-        return total
+        return merged
 
     def close(self) -> None:
         for handle in self._buckets.values():
