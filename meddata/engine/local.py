@@ -1,7 +1,7 @@
 """The default engine: worker processes on this machine.
 
-A builder streams into one sink; one that
-:attr:`~meddata.steps.Builder.reads_files_independently` and has several input files has each
+A builder streams into one sink; one whose
+:meth:`~meddata.steps.Builder.independent_files` lists several input files has each
 contiguous slice k of its sorted file list read by a worker into shard k, so the shards in
 order are the checkpoint a single read writes. Row-level steps split the input (memory-mapped
 Arrow) into contiguous row ranges; each range runs in a worker process (each runs the step's
@@ -55,7 +55,7 @@ def plan_read_parts(builder: Builder, ctx: StepContext, workers: int, limit: int
     their shards in order hold one read's rows; none (one task reads everything) unless the
     builder reads its files independently, has several, several workers are there and no
     ``limit`` asks for the first rows only (they are counted in file order, by one read)."""
-    if limit is not None or workers <= 1 or not builder.reads_files_independently:
+    if limit is not None or workers <= 1:
         return []
     try:
         files = [str(f) for f in builder.independent_files(ctx)]
@@ -86,19 +86,9 @@ class LocalEngine(Engine):
         parts = plan_read_parts(builder, ctx, self.num_proc, limit)
         if not parts:
             return self.run_task(read_into_sink, builder, ctx, features, step_dir, limit)
-        total = SinkReport()
-        with tqdm(total=sum(map(len, parts)), desc=f"read {builder.name}", unit=" files", leave=False) as bar, \
-                ProcessPoolExecutor(min(self.num_proc, len(parts)), mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = {pool.submit(read_into_sink, builder, dataclasses.replace(ctx, files=files), features,
-                                   step_dir, None, k, False): len(files) for k, files in enumerate(parts)}
-            try:
-                for fut in as_completed(futures):
-                    total.merge(fut.result())
-                    bar.update(futures[fut])
-            except BaseException:
-                _stop_now(pool)
-                raise
-        return total
+        calls = [((builder, dataclasses.replace(ctx, files=files), features, step_dir, None, k, False), len(files))
+                 for k, files in enumerate(parts)]
+        return _in_pool(read_into_sink, calls, self.num_proc, f"read {builder.name}", " files")
 
     def run_task(self, fn: Callable[..., T], *args: Any) -> T:
         """In a forked child (its memory returns to the system when it ends); with
@@ -116,19 +106,9 @@ class LocalEngine(Engine):
         if len(shards) == 1:  # too few rows to share out: one child, which nothing has to be pickled for
             (start, stop), = shards
             return in_child(_map_shard, step, ctx, source, features, step_dir, 0, start, stop, True)
-        workers = min(self.num_proc, len(shards))
-        with tqdm(total=len(source), desc=step.name, unit=" rows", leave=False) as bar, \
-                ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = {pool.submit(_map_shard, step, ctx, source, features, step_dir, k, start, stop): stop - start
-                       for k, (start, stop) in enumerate(shards)}
-            try:
-                for fut in as_completed(futures):
-                    total.merge(fut.result())
-                    bar.update(futures[fut])
-            except BaseException:
-                _stop_now(pool)
-                raise
-        return total
+        calls = [((step, ctx, source, features, step_dir, k, start, stop), stop - start)
+                 for k, (start, stop) in enumerate(shards)]
+        return _in_pool(_map_shard, calls, self.num_proc, step.name, " rows")
 
 
 def read_into_sink(builder: Builder, ctx: StepContext, features: Features, step_dir: Path,
@@ -142,6 +122,24 @@ def read_into_sink(builder: Builder, ctx: StepContext, features: Features, step_
         if builder.is_worker_copy:  # this task's own copy of the builder: release it
             builder.teardown()
     return report
+
+
+def _in_pool(fn: Callable[..., SinkReport], calls: list[tuple[tuple, int]], num_proc: int, desc: str,
+             unit: str) -> SinkReport:
+    """``fn(*args)`` for every ``(args, size)`` in forked worker processes, one shard each; their
+    reports merged, a bar advanced by ``size`` per finished call. A failure stops the rest now."""
+    total = SinkReport()
+    with tqdm(total=sum(size for _, size in calls), desc=desc, unit=unit, leave=False) as bar, \
+            ProcessPoolExecutor(min(num_proc, len(calls)), mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = {pool.submit(fn, *args): size for args, size in calls}
+        try:
+            for fut in as_completed(futures):
+                total.merge(fut.result())
+                bar.update(futures[fut])
+        except BaseException:
+            _stop_now(pool)
+            raise
+    return total
 
 
 def _stop_now(pool: ProcessPoolExecutor) -> None:
