@@ -140,10 +140,8 @@ class _NoteTableBuilder(Builder):
 
     output_columns = ("text", "sections")
     default_patterns: tuple[str, ...] = ("*.csv", "*.csv.gz", "*.jsonl", "*.jsonl.gz", "*.json")
-    #: Each table picks its layout from its own header, with ids scoped by the file's name.
-    reads_files_independently = True
-
     def independent_files(self, ctx: StepContext) -> list[Path]:
+        """Each table picks its layout from its own header, with ids scoped by the file's name."""
         return source_io.if_names_distinct(source_io.input_files(self.params, self.default_patterns))
 
     def layouts(self) -> tuple[Layout, ...]:
@@ -331,7 +329,6 @@ class NoteFolder(Builder):
     description = "A folder of plain-text notes (one note per .txt file); ids from the file path by regex."
     Params = NoteFolderParams
     output_columns = ("text", "sections")
-    reads_files_independently = True
     patterns = ("*.txt", "*.txt.gz")
 
     def independent_files(self, ctx: StepContext) -> list[Path]:

@@ -238,10 +238,8 @@ class FhirBundles(Builder):
     extra_features = FACTS_FEATURES
     default_source = "fhir"
     patterns = ("*.json", "*.json.gz")
-    #: One bundle per file, and ids made from the bundle file's name.
-    reads_files_independently = True
-
     def independent_files(self, ctx: StepContext) -> list[Path]:
+        """One bundle per file, and ids made from the bundle file's name."""
         return source_io.if_names_distinct(source_io.input_files(self.params, self.patterns))
 
     @checked_rows

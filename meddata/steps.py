@@ -73,8 +73,8 @@ class StepContext:
     #: "ray" (tasks on the Ray cluster the engine joined; inputs on a path the cluster shares).
     executor: str = "local"
     #: The input files this task's builder reads: a contiguous slice of its sorted file list, set
-    #: by an engine that splits the read across tasks (builders that
-    #: :attr:`~Builder.reads_files_independently`), listed once in the driver; None: every file.
+    #: by an engine that splits the read across tasks (builders whose
+    #: :meth:`~Builder.independent_files` lists them), listed once in the driver; None: every file.
     files: tuple[str, ...] | None = None
 
     def resolve(self, path: str | Path) -> Path:
@@ -194,19 +194,17 @@ class Builder(Step):
     """Source -> rows. Streams its input; yields rows, :class:`Drop` or :class:`Quarantine`."""
 
     kind: ClassVar[str] = "builder"
-    #: True when each input file's rows, ids, drops, quarantines and counters depend on that file
-    #: alone: reading contiguous slices of the sorted file list in separate tasks and putting
-    #: their shards in file order then gives exactly the rows of one read. A builder that says so
-    #: honours ``ctx.files`` and implements :meth:`independent_files`.
-    reads_files_independently: ClassVar[bool] = False
 
     def read(self, ctx: StepContext) -> Iterator[dict | Drop | Quarantine]:
         raise NotImplementedError
 
     def independent_files(self, ctx: StepContext) -> list[Path]:
         """The input files a read visits, in reading order, when this read may be split across
-        them (these parameters and files keep every file's rows independent of the others);
-        empty when it may not. Engines ask before a read: it lists files, never opens them."""
+        them; empty (the default) when it may not. A builder returns them only when each file's
+        rows, ids, drops, quarantines and counters depend on that file alone: reading contiguous
+        slices of the list in separate tasks and putting their shards in file order then gives
+        exactly the rows of one read. Such a builder reads only ``ctx.files`` when it is set.
+        Engines ask before a read: it lists files, never opens them."""
         return []
 
     def input_paths(self, ctx: StepContext) -> list[Path]:

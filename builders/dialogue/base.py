@@ -38,11 +38,9 @@ class DialogueBuilder(Builder):
 
     default_patterns: ClassVar[tuple[str, ...]] = ()
     default_source: ClassVar[str | None] = None
-    #: Each file is read on its own (the speaker map only counts fuzzy matches; transcripts learn
-    #: their labels per file), with ids scoped by the file's name.
-    reads_files_independently = True
-
     def independent_files(self, ctx: StepContext) -> list[Path]:
+        """Each file is read on its own (the speaker map only counts fuzzy matches; transcripts
+        learn their labels per file), with ids scoped by the file's name."""
         return source_io.if_names_distinct(source_io.input_files(self.params, self.default_patterns))
 
     @checked_rows

@@ -75,11 +75,9 @@ class _BookBuilder(Builder):
 
     output_columns = ("text",)
     default_patterns: ClassVar[tuple[str, ...]] = ()
-    #: Each file is chunked on its own (the matter rules only cache verdicts on titles), with
-    #: ids made from the file's name.
-    reads_files_independently = True
-
     def independent_files(self, ctx: StepContext) -> list[Path]:
+        """Each file is chunked on its own (the matter rules only cache verdicts on titles), with
+        ids made from the file's name."""
         return source_io.if_names_distinct(source_io.input_files(self.params, self.default_patterns))
 
     @checked_rows
