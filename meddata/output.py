@@ -98,8 +98,10 @@ def iter_rows(ds: Dataset) -> Iterator[dict]:
         yield from batch.to_pylist()
 
 
-def write_outputs(ds: Dataset, output: OutputConfig, out_dir: Path, batches: Iterable[pa.RecordBatch] | None = None) -> Path:
-    """Write every requested format; return the ``load_from_disk`` folder. ``batches``: see
+def write_outputs(ds: Dataset, output: OutputConfig, out_dir: Path,
+                  batches: Iterable[pa.RecordBatch] | None = None) -> tuple[Path, int]:
+    """Write every requested format; return the ``load_from_disk`` folder and how many rows it
+    holds (counted from the written files, for the conservation check). ``batches``: see
     :func:`write_dataset_dict`."""
     dataset_dir = out_dir / "dataset"
     tmp = out_dir / "dataset.tmp"
@@ -130,13 +132,10 @@ def write_outputs(ds: Dataset, output: OutputConfig, out_dir: Path, batches: Ite
         exports.mkdir(exist_ok=True)
         for split, part in splits.items():
             EXPORTERS[name](part, exports / f"{name}-{split}.jsonl")
-    return dataset_dir
+    return dataset_dir, sum(len(part) for part in splits.values())
 
 
 def write_outputs_from(source: Checkpoint, output: OutputConfig, out_dir: Path) -> tuple[Path, int]:
     """:func:`write_outputs` for a run's last checkpoint, opened here (a task of the engine, not
-    the driver); returns the ``load_from_disk`` folder and how many rows it holds."""
-    ds = source.open()
-    dataset_dir = write_outputs(ds, output, out_dir, read_shards(list(source.dirs)))
-    names = json.loads((dataset_dir / "dataset_dict.json").read_text())["splits"]
-    return dataset_dir, sum(len(Dataset.from_file(str(dataset_dir / name / DATA_FILE))) for name in names)
+    the driver)."""
+    return write_outputs(source.open(), output, out_dir, read_shards(list(source.dirs)))

@@ -136,7 +136,7 @@ def test_splits_get_eval_entries_and_flags(qa_build, tmp_path, trl_flags):
     rec = recipe.from_dict({"name": "tools-split", "inputs": [MEDQUAD],
                             "output": {"formats": ["arrow", "parquet"], "exports": ["sharegpt"]}})
     out = tmp_path / "split"
-    splits = write_outputs(ds, rec.output, out)
+    splits, _ = write_outputs(ds, rec.output, out)
     write_tool_configs(load_from_disk(str(splits)), rec.name, out, seed=rec.seed)
     info = check_llamafactory(out)
     assert set(info) == {"tools-split", "tools-split_validation"}
