@@ -36,7 +36,10 @@ def build(recipe: Recipe, out_dir: str | Path | None = None, *, strict: bool = T
     from meddata.pipeline import BuildFailed, run
 
     result = run(recipe, out_dir, strict=False, **kwargs)
-    in_child(publish, result, recipe)  # the card reads every row: not in the driver, whose memory stays flat
+    if (kwargs.get("num_proc") or recipe.engine.num_proc) > 1:  # as the runner decides (one process: here)
+        in_child(publish, result, recipe)  # the card reads every row: not in the driver, whose memory stays flat
+    else:
+        publish(result, recipe)
     if strict and result.problems:
         raise BuildFailed(result.problems[0], result)
     return result
