@@ -321,7 +321,7 @@ class Runner:
                 else:
                     self._read_one(engine, index, builder, tag)
                 parts.append(self._checkpoint(index))
-                self._check_ids(engine, index, parts)
+            self._check_ids(engine, parts)
             source = Checkpoint(tuple(d for part in parts for d in part.dirs), sum(len(part) for part in parts))
         for index, step, tag in plan[max(resume + 1, n_inputs):]:
             found = self._find(tag)
@@ -338,10 +338,11 @@ class Runner:
         rows = next(s.rows_out for s in self.stats if s.index == index)
         return Checkpoint((self.checkpoints[index],), rows)
 
-    def _check_ids(self, engine: Engine, index: int, parts: list[Checkpoint]) -> None:
+    def _check_ids(self, engine: Engine, inputs: list[Checkpoint]) -> None:
         """Ids must be unique, within an input and across inputs: fail naming the builder."""
-        what = engine.run_task(repeated_ids, parts[-1], parts[:-1])
-        if what is not None:
+        found = engine.run_task(repeated_ids, inputs)
+        if found is not None:
+            index, what = found
             name = self.recipe.inputs[index].name
             raise DuplicateIdError(
                 f"inputs[{index}] {name!r}: {what}; every row needs a unique id (fix the builder's id "

@@ -54,20 +54,22 @@ def id_hashes(ds: Dataset) -> np.ndarray:
     return out
 
 
-def repeated_ids(latest: Checkpoint, earlier: list[Checkpoint]) -> str | None:
-    """What is wrong with the ids of ``latest`` (repeated within it, or already used by an
-    ``earlier`` input), with one example; None when every id is new and unique."""
-    ds = latest.open()
-    mine = id_hashes(ds)
-    before = np.concatenate([id_hashes(c.open()) for c in earlier]) if earlier else np.empty(0, np.uint64)
-    uniq, counts = np.unique(mine, return_counts=True)
-    repeated = uniq[counts > 1]
-    across = np.intersect1d(uniq, before) if len(before) else np.empty(0, np.uint64)
-    if not len(repeated) and not len(across):
-        return None
-    bad = repeated if len(repeated) else across
-    pos = int(np.flatnonzero(np.isin(mine, bad[:1]))[0])
-    example = ds.data.table.column("id")[pos].as_py()
-    if len(repeated):
-        return f"{len(repeated):,} ids occur more than once, e.g. {example!r}"
-    return f"{len(across):,} ids were already produced by an earlier input, e.g. {example!r}"
+def repeated_ids(inputs: list[Checkpoint]) -> tuple[int, str] | None:
+    """The first input whose ids repeat (within it, or an earlier input's) and what is wrong,
+    with one example; None when every id is unique. Each input's ids are hashed once."""
+    seen = np.empty(0, np.uint64)
+    for k, checkpoint in enumerate(inputs):
+        ds = checkpoint.open()
+        mine = id_hashes(ds)
+        uniq, counts = np.unique(mine, return_counts=True)
+        repeated = uniq[counts > 1]
+        across = np.intersect1d(uniq, seen, assume_unique=True)
+        if len(repeated) or len(across):
+            bad = repeated if len(repeated) else across
+            pos = int(np.flatnonzero(np.isin(mine, bad[:1]))[0])
+            example = ds.data.table.column("id")[pos].as_py()
+            if len(repeated):
+                return k, f"{len(repeated):,} ids occur more than once, e.g. {example!r}"
+            return k, f"{len(across):,} ids were already produced by an earlier input, e.g. {example!r}"
+        seen = np.union1d(seen, uniq)
+    return None
