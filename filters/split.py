@@ -358,7 +358,8 @@ def _ray_split(dataset: Dataset, by: KeySource, fallback: KeySource, assign: Ass
     holds only the distinct keys and their sizes (Arrow and numpy) to run the assignment;
     label tasks then turn each range's rows into split codes, one byte per row."""
     import ray
-    from ray.exceptions import RayTaskError
+
+    from meddata.engine.ray_ops import get
 
     n = len(dataset)
     cpus = max(int(ray.cluster_resources().get("CPU", 1)), 1)
@@ -368,22 +369,18 @@ def _ray_split(dataset: Dataset, by: KeySource, fallback: KeySource, assign: Ass
     data = ray.put(dataset)
     count = ray.remote(_count_range).options(num_returns=3 + parts)
     merge, label = ray.remote(_merge_counts), ray.remote(_label_range)
-    try:
-        maps = [count.remote(data, a, b, by, fallback, parts) for a, b in zip(bounds, bounds[1:])]
-        merged = ray.get([merge.remote(*[m[3 + j] for m in maps]) for j in range(parts)])
-        meta = ray.get([m[0] for m in maps])
-        sorted_keys, rank, _ = _group([k for k, _ in merged], with_keys=True)  # distinct already
-        sizes = np.empty(len(rank), np.int64)
-        sizes[rank] = np.concatenate([c for _, c in merged])
-        del merged, rank
-        group_codes = assign(sizes)
-        keys_ref, codes_ref = ray.put(sorted_keys), ray.put(group_codes)
-        del sorted_keys
-        row_codes = np.concatenate(ray.get([label.remote(m[1], m[2], keys_ref, codes_ref) for m in maps]))
-    except RayTaskError as err:
-        if isinstance(err.cause, ValueError) and str(err.cause).startswith("split: "):
-            raise ValueError(str(err.cause)) from None  # our one-line message, without Ray's traceback
-        raise
+    # ray_ops.get raises a task's own error: "split: a row has neither ..." stays one line
+    maps = [count.remote(data, a, b, by, fallback, parts) for a, b in zip(bounds, bounds[1:])]
+    merged = get([merge.remote(*[m[3 + j] for m in maps]) for j in range(parts)])
+    meta = get([m[0] for m in maps])
+    sorted_keys, rank, _ = _group([k for k, _ in merged], with_keys=True)  # distinct already
+    sizes = np.empty(len(rank), np.int64)
+    sizes[rank] = np.concatenate([c for _, c in merged])
+    del merged, rank
+    group_codes = assign(sizes)
+    keys_ref, codes_ref = ray.put(sorted_keys), ray.put(group_codes)
+    del sorted_keys
+    row_codes = np.concatenate(get([label.remote(m[1], m[2], keys_ref, codes_ref) for m in maps]))
     driver = os.getpid()
     return Grouping(sizes, group_codes, row_codes.astype(group_codes.dtype, copy=False),
                     sum(w for _, w in meta), remote_tasks=sum(pid != driver for pid, _ in meta))

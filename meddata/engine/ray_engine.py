@@ -96,15 +96,12 @@ class RayEngine(LocalEngine):
             self._ray.cancel(ref, force=True)
             raise
 
-    def _get(self, ref: Any) -> Any:
+    @staticmethod
+    def _get(ref: Any) -> Any:
         """A task's result; its exception (a meddata error keeps its type) is raised here."""
-        try:
-            return self._ray.get(ref)
-        except self._ray.exceptions.RayTaskError as err:
-            cause = getattr(err, "cause", None)
-            if isinstance(cause, Exception):
-                raise cause from None
-            raise
+        from meddata.engine.ray_ops import get
+
+        return get(ref)
 
     def read(self, builder: Builder, ctx: StepContext, features: Features, step_dir: Path, *,
              limit: int | None) -> SinkReport:

@@ -179,12 +179,17 @@ def _remote(fn: Callable, num_returns: int):
     return _ray().remote(fn).options(num_returns=num_returns, scheduling_strategy="SPREAD")
 
 
-def _raise_cause(err: BaseException) -> None:
-    """Raise a failed task's own exception (Ray wraps it with the remote traceback)."""
-    cause = getattr(err, "cause", None) or getattr(err, "client_exc", None)
-    if isinstance(cause, Exception):
-        raise cause from None
-    raise err
+def get(refs: Any) -> Any:
+    """``ray.get(refs)``, raising a failed task's own exception (a meddata error keeps its type
+    and one-line message) instead of Ray's wrapper with the remote traceback."""
+    ray = _ray()
+    try:
+        return ray.get(refs)
+    except (ray.exceptions.RayTaskError, ray.exceptions.RaySystemError) as err:
+        cause = getattr(err, "cause", None) or getattr(err, "client_exc", None)
+        if isinstance(cause, Exception):
+            raise cause from None
+        raise
 
 
 def _collect(outs: list[list[Any]], desc: str, progress: bool = True) -> list[Any]:
@@ -201,10 +206,7 @@ def _collect(outs: list[list[Any]], desc: str, progress: bool = True) -> list[An
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
-                try:
-                    info, node = ray.get(ref)
-                except (ray.exceptions.RayTaskError, ray.exceptions.RaySystemError) as err:
-                    _raise_cause(err)
+                info, node = get(ref)
                 infos[index[ref]] = info
                 TASK_NODES[node] += 1
                 bar.update(1)
