@@ -7,16 +7,8 @@ not copied from the notes the rules were found on.
 from __future__ import annotations
 
 import pytest
+from deid_rules import flagged
 from meddata.filters.deid.detector import Detector, config_for
-
-
-@pytest.fixture(scope="module")
-def rules() -> Detector:
-    return Detector(config_for("safe_harbor", model="off", learned="off"))
-
-
-def flagged(det: Detector, text: str) -> dict[str, str]:
-    return {text[s.start:s.end]: s.type for s in det.detect(text)}
 
 
 @pytest.mark.parametrize("text, value", [

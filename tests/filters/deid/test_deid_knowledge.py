@@ -7,19 +7,11 @@ Each case is a rule a clinician would state, checked on sentences written for th
 from __future__ import annotations
 
 import pytest
+from deid_rules import flagged
 from meddata.filters.deid.detector import Detector, config_for
 from meddata.filters.deid.dictionaries import lexicon
 from meddata.filters.deid.spans import Span
 from meddata.filters.deid.tokens import tokenize
-
-
-@pytest.fixture(scope="module")
-def rules() -> Detector:
-    return Detector(config_for("safe_harbor", model="off", learned="off"))
-
-
-def flagged(det: Detector, text: str) -> dict[str, str]:
-    return {text[s.start:s.end]: s.type for s in det.detect(text)}
 
 
 @pytest.mark.parametrize("text", [
