@@ -355,11 +355,8 @@ class RowMatcher:
         self.columns = [c for c in dataset.column_names if c == "id" or c in SEARCHABLE]
         self._table = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_table"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _table=None)
+    def __reduce__(self):  # the dataset as its file paths and the index; the table is reopened there
+        return RowMatcher, (self.dataset, self.index, self.fields, self.min_coverage)
 
     def __len__(self) -> int:
         return len(self.dataset)

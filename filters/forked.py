@@ -71,11 +71,8 @@ class LazyContents(Sequence[str]):
         self.fields = fields
         self.n = len(dataset)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "fields": self.fields}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["dataset"], state["fields"])
+    def __reduce__(self):  # rebuilt from the dataset (its file paths) where it is unpickled
+        return LazyContents, (self.dataset, self.fields)
 
     def __len__(self) -> int:
         return self.n
@@ -129,11 +126,8 @@ class LazyMeta(Sequence[Any]):
         self.dataset, self.key, self.n = dataset, key, len(dataset)
         self._table: pa.Table | None = None  # the meta column, memory-mapped (opened on first use)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "key": self.key}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["dataset"], state["key"])
+    def __reduce__(self):  # rebuilt from the dataset (its file paths) where it is unpickled
+        return LazyMeta, (self.dataset, self.key)
 
     def __len__(self) -> int:
         return self.n
